@@ -1,0 +1,102 @@
+"""Input checks shared by every public entry point.
+
+Each check raises TypeError/ValueError naming the argument, what was given and
+what was expected, before any kernel runs.
+"""
+import numbers
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, argument="dtype"):
+    """Return np.float32 or np.float64 as a numpy dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in SUPPORTED_DTYPES:
+        raise TypeError(f"{argument}={dtype!r} is not supported; expected np.float32 "
+                        "or np.float64")
+    return dt
+
+
+def check_positive_int(value, argument, allow_none=False):
+    """Validate an integer >= 1 (or None when allowed) and return it as int."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be a positive integer"
+                        f"{' or None' if allow_none else ''}, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{argument} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_nonnegative_float(value, argument):
+    """Validate a finite real >= 0 and return it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a real number >= 0, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{argument} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_positive_float(value, argument):
+    """Validate a finite real > 0 and return it as float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a real number > 0, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{argument} must be a finite number > 0, got {value}")
+    return value
+
+
+def all_finite(a):
+    """True when every entry of a float array is finite (cheap path first)."""
+    # the sum is finite whenever all entries are, unless finite values overflow
+    # it; only then pay for the elementwise test
+    if np.isfinite(a.sum()):
+        return True
+    return bool(np.isfinite(a).all())
+
+
+def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n_features)"):
+    """Validate a 2-D feature array for a model taking ``n_features`` inputs.
+
+    Returns X itself when it is already a C-contiguous array of ``dtype``
+    (no copy), otherwise a C-contiguous copy for non-array input and
+    non-contiguous arrays. Arrays of another dtype are rejected, never cast.
+    """
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
+                            f"got {type(X).__name__} ({exc})") from None
+    if X.ndim != 2:
+        hint = ""
+        if X.ndim == 1:
+            hint = (f"; for one sample use {argument}.reshape(1, -1), for one feature "
+                    f"{argument}.reshape(-1, 1)")
+        raise ValueError(f"{argument} must be 2-D of shape {shape_hint} with "
+                         f"n_features={n_features}, got {X.ndim}-D shape {X.shape}{hint}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{argument} is empty (shape {X.shape}); expected at least one sample")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{argument} has {X.shape[1]} features (shape {X.shape}), but the "
+                         f"model expects {n_features}: shape (n_samples, {n_features})")
+    if X.dtype != dtype:
+        raise TypeError(f"{argument} has dtype {X.dtype}, but the model is "
+                        f"{np.dtype(dtype).name}; convert it with "
+                        f"{argument}.astype(np.{np.dtype(dtype).name}) "
+                        "(fastbp never casts silently)")
+    if not all_finite(X):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{argument} contains NaN or inf (first at index {tuple(bad)}: "
+                         f"{X[tuple(bad)]}); expected finite values")
+    if not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X)
+    return X

@@ -1,0 +1,400 @@
+"""Trainers: strategies that turn data into parameter updates of a model.
+
+:class:`Trainer` holds what every trainer shares (validation, the ``fit``
+loop, ``evaluate``, divergence handling); :class:`BackpropTrainer` computes
+exact gradients by backpropagation. Trainers in ``alternatives/`` subclass
+:class:`Trainer` and are registered in :data:`TRAINERS` by name.
+"""
+import time
+import warnings
+
+import numpy as np
+
+from ._validation import (check_features, check_nonnegative_float, check_positive_float,
+                          check_positive_int)
+from .errors import DivergenceError
+from .history import History
+from .kernels import codes
+from .kernels import mlp as mlp_kernels
+from .kernels.optim import CLIP, DECAY, LOSS, add_weight_decay
+from .losses import LOSSES, check_loss, is_classification, prepare_targets
+from .models import MLP
+from .optim import get_optimizer
+from .progress import progress_bar
+
+#: rows per kernel call in ``evaluate``
+EVAL_CHUNK = 1024
+#: fit runs several epochs per kernel call until a call takes about this long
+_SECONDS_PER_CALL = 0.05
+
+_FAILURES = {codes.NONFINITE_LOSS: "a non-finite loss",
+             codes.NONFINITE_GRADIENT: "a non-finite gradient"}
+
+
+class Trainer:
+    """Base class of every trainer.
+
+    Parameters
+    ----------
+    model : fb.MLP
+    loss : str or None
+        A name in :data:`fastbp.losses.LOSSES`; None picks the natural loss of
+        the model's output (softmax: cross_entropy, sigmoid:
+        binary_cross_entropy, identity: mse).
+    optimizer : fb.SGD, fb.Adam, 'sgd', 'adam' or None (Adam(1e-3))
+        Bound to this trainer: its state is sized for ``model``.
+    weight_decay : float >= 0
+        L2 penalty lambda: the objective is J = loss + lambda/2 * sum_l
+        ||W_l||_F^2 (biases are not decayed).
+    clip_norm : float > 0 or None
+        When set, the gradient is rescaled so that its global L2 norm (over all
+        parameters) is at most ``clip_norm`` before the update.
+    """
+
+    #: registry name (set by subclasses)
+    name = None
+
+    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be an fb.MLP, got {type(model).__name__}")
+        self.model = model
+        self.loss = check_loss(loss, model.output)
+        self.optimizer = get_optimizer(optimizer)
+        self.optimizer.bind(model.n_params, model.dtype)
+        self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
+        self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm, "clip_norm")
+        self._train_hyper = np.array([LOSSES[self.loss], self.weight_decay,
+                                      self.clip_norm or 0.0], dtype=np.float64)
+        self._classifier = is_classification(self.loss)
+        self._grads = np.zeros(model.n_params, dtype=model.dtype)
+        self._ws = np.empty(0, dtype=model.dtype)
+        self._ws_capacity = 0
+
+    # -- preparation -----------------------------------------------------------
+    def _prepare(self, X, y, names=("X", "y")):
+        """Validate (X, y) and return (X, labels, targets) ready for kernels."""
+        m = self.model
+        X = check_features(X, m.n_inputs, m.dtype, names[0])
+        labels, targets = prepare_targets(y, self.loss, X.shape[0], m.n_outputs, m.dtype,
+                                          names[1])
+        return X, labels, targets
+
+    def _workspace(self, rows):
+        """The kernel workspace, grown (never per step) to hold ``rows`` rows."""
+        if rows > self._ws_capacity:
+            self._ws = np.empty(self.model.workspace_size(rows), dtype=self.model.dtype)
+            self._ws_capacity = rows
+        return self._ws
+
+    def _accuracy_denominator(self, n):
+        return n * self.model.n_outputs if self.loss == "binary_cross_entropy" else n
+
+    def _divergence_message(self, status, where):
+        return (f"{_FAILURES[status]} {where}; the parameters were left as they were before "
+                f"that step. Try a smaller learning rate (lr={self.optimizer.lr:g})"
+                f"{'' if self.clip_norm else ' or gradient clipping (clip_norm=1.0)'}.")
+
+    # -- the interface every trainer implements ----------------------------------
+    def _step_prepared(self, X, labels, targets):
+        """One update on validated arrays: returns (objective, n_correct, status)."""
+        raise NotImplementedError
+
+    def update_directions(self, X, y):
+        """The parameter update direction this trainer would apply on (X, y),
+        aligned with ``model.params`` (the model is not changed)."""
+        raise NotImplementedError
+
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
+                    stats):
+        """Run ``n_epochs`` epochs; fill ``stats`` (n_epochs, 3) with the mean
+        objective, number correct and updates per epoch. Returns (status,
+        epochs completed). This generic version loops in Python over
+        :meth:`_step_prepared`; trainers with a fused epoch kernel override it."""
+        n = X.shape[0]
+        rng = np.random.default_rng(seed)
+        use_labels = labels.shape[0] > 0
+        for e in range(n_epochs):
+            if shuffle:
+                rng.shuffle(order)
+            loss_acc = correct = 0.0
+            steps = 0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                xb = X[idx]
+                lb = labels[idx] if use_labels else labels
+                tb = targets if use_labels else targets[idx]
+                obj, c, status = self._step_prepared(xb, lb, tb)
+                if status != codes.OK:
+                    stats[e] = (loss_acc / max(start, 1), correct, steps)
+                    return status, e
+                loss_acc += obj * len(idx)
+                correct += c
+                steps += 1
+            stats[e] = (loss_acc / n, correct, steps)
+        return codes.OK, n_epochs
+
+    # -- public API ----------------------------------------------------------------
+    def step(self, X, y):
+        """One parameter update on one batch.
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs) of the model's dtype
+        y : targets for X (see :func:`fastbp.losses.prepare_targets`)
+
+        Returns
+        -------
+        float
+            The batch objective (mean loss + weight-decay penalty) before the update.
+
+        Raises
+        ------
+        DivergenceError
+            The loss or gradient was not finite; nothing was updated.
+        """
+        X, labels, targets = self._prepare(X, y)
+        obj, _, status = self._step_prepared(X, labels, targets)
+        if status != codes.OK:
+            raise DivergenceError(self._divergence_message(status, "at this step"))
+        return float(obj)
+
+    def evaluate(self, X, y):
+        """Mean data loss (no weight-decay penalty) and, for classification
+        losses, accuracy of the current model on (X, y).
+
+        Parameters
+        ----------
+        X : ndarray (n_samples, n_inputs)
+        y : targets for X
+
+        Returns
+        -------
+        dict
+            {"loss": float} plus "accuracy" for cross_entropy (argmax) and
+            binary_cross_entropy (fraction of outputs on the right side of 0.5).
+        """
+        return self._evaluate_prepared(*self._prepare(X, y))
+
+    def _evaluate_prepared(self, X, labels, targets):
+        n = X.shape[0]
+        chunk = min(n, EVAL_CHUNK)
+        ws = self._workspace(chunk)
+        loss, correct = mlp_kernels.evaluate_chunked(
+            X, labels, targets, self.model.flat_params, ws, self.model._layout,
+            int(self._train_hyper[LOSS]), chunk)
+        out = {"loss": loss / n}
+        if self._classifier:
+            out["accuracy"] = correct / self._accuracy_denominator(n)
+        return out
+
+    def objective(self, X, y):
+        """J = mean loss on (X, y) + lambda/2 * sum ||W_l||_F^2: the function
+        whose gradient :meth:`BackpropTrainer.gradients` returns."""
+        value = self.evaluate(X, y)["loss"]
+        if self.weight_decay:
+            w = self.model.flat_params[:self.model.n_weights].astype(np.float64)
+            value += 0.5 * self.weight_decay * float(w @ w)
+        return value
+
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+            progress=False, seed=None, on_divergence="raise"):
+        """Train for ``epochs`` passes over (X, y).
+
+        Parameters
+        ----------
+        X : ndarray (n_samples, n_inputs) of the model's dtype
+        y : targets for X
+        epochs : int >= 1
+        batch_size : int >= 1 or None
+            Samples per update: 1 updates after every sample, None after the
+            whole set (full batch); larger than n_samples means full batch.
+        shuffle : bool
+            Visit the samples in a new random order every epoch.
+        validation_data : (X_val, y_val) or None
+            Evaluated after every epoch.
+        progress : bool
+            Show a progress bar (tqdm when installed).
+        seed : int or None
+            Seed of the shuffling.
+        on_divergence : {'raise', 'stop'}
+            What to do when a step's loss or gradient is not finite: raise
+            :class:`fastbp.DivergenceError` (carrying ``.history``), or stop
+            with a RuntimeWarning and return the history with
+            ``diverged=True``. Either way the parameters are those from before
+            the failing step.
+
+        Returns
+        -------
+        History
+        """
+        X, labels, targets = self._prepare(X, y)
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+        if on_divergence not in ("raise", "stop"):
+            raise ValueError(f"on_divergence={on_divergence!r}; expected 'raise' or 'stop'")
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val), got "
+                                 f"{type(validation_data).__name__}")
+            val = self._prepare(*validation_data,
+                                names=("validation_data[0]", "validation_data[1]"))
+        n = X.shape[0]
+        bs = n if batch_size is None else min(batch_size, n)
+        rng = np.random.default_rng(seed)
+        order = np.arange(n, dtype=np.int64)
+        stats = np.zeros((epochs, 3), dtype=np.float64)
+        hist = History(accuracy=[] if self._classifier else None,
+                       val_loss=[] if val is not None else None,
+                       val_accuracy=[] if val is not None and self._classifier else None)
+        bar = progress_bar(epochs) if progress else None
+        t0 = time.perf_counter()
+        done, chunk = 0, 1
+        try:
+            while done < epochs:
+                k = 1 if val is not None else min(chunk, epochs - done)
+                t1 = time.perf_counter()
+                status, ran = self._fit_epochs(X, labels, targets, order, k, shuffle,
+                                               int(rng.integers(0, 2**63 - 1)), bs,
+                                               stats[done:done + k])
+                dt = time.perf_counter() - t1
+                for e in range(done, done + ran):
+                    self._record_epoch(hist, stats[e], n, dt / max(ran, 1), val)
+                    hist.wall_time.append(time.perf_counter() - t0)
+                hist.iterations += int(stats[done:done + ran, 2].sum())
+                if status != codes.OK:
+                    hist.iterations += int(stats[done + ran, 2])
+                    epoch = done + ran + 1
+                    hist.diverged = True
+                    hist.message = self._divergence_message(status, f"in epoch {epoch}")
+                    hist.training_time = time.perf_counter() - t0
+                    if on_divergence == "raise":
+                        raise DivergenceError(hist.message, epoch=epoch, history=hist)
+                    warnings.warn(hist.message, RuntimeWarning, stacklevel=2)
+                    return hist
+                done += ran
+                if bar is not None:
+                    bar.update(ran, self._progress_metrics(hist))
+                if dt < _SECONDS_PER_CALL:
+                    chunk = min(8 * k, max(k, int(k * _SECONDS_PER_CALL / max(dt, 1e-7))))
+        finally:
+            if bar is not None:
+                bar.close()
+        hist.training_time = time.perf_counter() - t0
+        return hist
+
+    def _record_epoch(self, hist, row, n, seconds, val):
+        hist.loss.append(float(row[0]))
+        if self._classifier:
+            hist.accuracy.append(float(row[1]) / self._accuracy_denominator(n))
+        hist.epoch_time.append(seconds)
+        if val is not None:
+            metrics = self._evaluate_prepared(*val)
+            hist.val_loss.append(metrics["loss"])
+            if self._classifier:
+                hist.val_accuracy.append(metrics["accuracy"])
+
+    @staticmethod
+    def _progress_metrics(hist):
+        metrics = {"loss": hist.loss[-1]}
+        if hist.accuracy:
+            metrics["acc"] = hist.accuracy[-1]
+        if hist.val_loss:
+            metrics["val_loss"] = hist.val_loss[-1]
+        if hist.val_accuracy:
+            metrics["val_acc"] = hist.val_accuracy[-1]
+        return metrics
+
+    def __repr__(self):
+        extra = ""
+        if self.weight_decay:
+            extra += f", weight_decay={self.weight_decay}"
+        if self.clip_norm:
+            extra += f", clip_norm={self.clip_norm}"
+        return f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, " \
+               f"optimizer={self.optimizer!r}{extra})"
+
+
+class BackpropTrainer(Trainer):
+    """Exact gradients by backpropagation, whole epochs in one compiled kernel.
+
+    Parameters are those of :class:`Trainer`.
+
+    Examples
+    --------
+    >>> model = fb.MLP([64, 128, 10], activation="relu", output="softmax", seed=0)
+    >>> trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.Adam(1e-3))
+    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    """
+
+    name = "backprop"
+
+    def _step_prepared(self, X, labels, targets):
+        m = self.model
+        ws = self._workspace(X.shape[0])
+        return mlp_kernels.train_step(X, labels, targets, m.flat_params, self._grads,
+                                      self.optimizer.state, self.optimizer._hyper,
+                                      self._train_hyper, ws, m._layout)
+
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
+                    stats):
+        m = self.model
+        ws = self._workspace(batch_size)
+        xb = np.empty((batch_size, m.n_inputs), dtype=m.dtype)
+        if labels.shape[0] > 0:
+            lb, tb = np.empty(batch_size, dtype=np.int64), targets
+        else:
+            lb, tb = labels, np.empty((batch_size, m.n_outputs), dtype=m.dtype)
+        status, ran = mlp_kernels.train_epochs(
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), batch_size,
+            m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
+            self._train_hyper, ws, m._layout, xb, lb, tb, stats)
+        return int(status), int(ran)
+
+    def gradients(self, X, y):
+        """Gradient of the objective J (mean loss + weight-decay penalty) on one
+        batch, without updating anything and without clipping.
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs); y : targets for X
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays aligned with ``model.params``: [dJ/dW_1, dJ/db_1, ...].
+        """
+        X, labels, targets = self._prepare(X, y)
+        m = self.model
+        ws = self._workspace(X.shape[0])
+        mlp_kernels.loss_gradients(X, labels, targets, m.flat_params, self._grads, ws,
+                                   m._layout, int(self._train_hyper[LOSS]))
+        if self.weight_decay:
+            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m._views(self._grads)]
+
+    def update_directions(self, X, y):
+        """For backprop the update direction is the gradient: see :meth:`gradients`."""
+        return self.gradients(X, y)
+
+
+#: registry name -> trainer class
+TRAINERS = {"backprop": BackpropTrainer}
+
+
+def register_trainer(name, cls):
+    """Make ``cls`` available under ``name`` (for ``fastbp compare --trainers``)."""
+    if not (isinstance(cls, type) and issubclass(cls, Trainer)):
+        raise TypeError(f"cls must be a Trainer subclass, got {cls!r}")
+    TRAINERS[name] = cls
+    return cls
+
+
+def get_trainer(name):
+    """The trainer class registered under ``name``."""
+    try:
+        return TRAINERS[name]
+    except KeyError:
+        raise ValueError(f"trainer {name!r} is not registered; known: {sorted(TRAINERS)}") from None
+
+
