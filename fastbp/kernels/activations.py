@@ -7,10 +7,10 @@ to keep outputs.
 import numpy as np
 from numba import njit
 
-from .codes import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, TANH
+from .codes import KERNEL, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, TANH
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **KERNEL)
 def sigmoid_scalar(a):
     # split on the sign so exp never overflows
     if a >= 0:
@@ -19,7 +19,7 @@ def sigmoid_scalar(a):
     return e / (1.0 + e)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def softmax_rows(A, H):
     """H[i] = softmax(A[i]) with the row maximum subtracted first. (b, k) arrays."""
     b, k = A.shape
@@ -38,7 +38,7 @@ def softmax_rows(A, H):
             H[i, j] *= inv
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def activate(A, H, code):
     """H = f(A) elementwise (row-wise for softmax); A and H may be the same array.
 
@@ -75,7 +75,7 @@ def activate(A, H, code):
                 H[i, j] = a if a > 0 else LEAKY_SLOPE * a
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def backprop_activation(H, D, code):
     """D *= f'(a), with f'(a) computed from the output H = f(a). (batch, n) arrays.
 

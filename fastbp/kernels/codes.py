@@ -25,3 +25,13 @@ ADAM = 1
 OK = 0
 NONFINITE_LOSS = 1
 NONFINITE_GRADIENT = 2
+
+# -- compilation options shared by every kernel ---------------------------------
+#: error_model="numpy": float division follows IEEE (inf/nan) instead of raising
+#: ZeroDivisionError; the Python model's per-division check stops LLVM from
+#: vectorizing loops such as Adam's update (measured 17 -> 3 us on 15k params).
+KERNEL = {"cache": True, "error_model": "numpy"}
+#: for float64 reductions: reassociation lets LLVM vectorize the sum. nnan and
+#: ninf are deliberately left out, so NaN/inf still propagate and the
+#: finiteness checks that follow keep working.
+REDUCTION = dict(KERNEL, fastmath={"reassoc", "contract", "nsz", "arcp"})

@@ -7,11 +7,13 @@ a 2x2 product.
 import numpy as np
 from numba import njit
 
+from .codes import KERNEL
+
 #: below this many multiply-adds a product runs as a plain loop
 SMALL_GEMM = 4096
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def gemm_nt(A, B, out):
     """out = A @ B.T for A (m, k), B (n, k), out (m, n)."""
     m, k = A.shape
@@ -27,7 +29,7 @@ def gemm_nt(A, B, out):
             out[i, j] = s
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def gemm_tn(A, B, out):
     """out = A.T @ B for A (m, n), B (m, k), out (n, k)."""
     m, n = A.shape
@@ -45,7 +47,7 @@ def gemm_tn(A, B, out):
                 out[i, j] += a * B[r, j]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def gemm_nn(A, B, out):
     """out = A @ B for A (m, k), B (k, n), out (m, n)."""
     m, k = A.shape

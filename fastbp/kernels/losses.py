@@ -16,10 +16,10 @@ import numpy as np
 from numba import njit
 
 from .activations import backprop_activation
-from .codes import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SQUARED_ERROR
+from .codes import KERNEL, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SQUARED_ERROR
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def loss_and_delta(A, H, labels, targets, loss_code, out_code, D):
     """Batch loss and output delta.
 

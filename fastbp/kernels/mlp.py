@@ -21,13 +21,13 @@ import numpy as np
 from numba import njit
 
 from .activations import activate, backprop_activation
-from .codes import OK
+from .codes import KERNEL, OK
 from .linalg import gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
 from .optim import LOSS, finish_step
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def n_weights(layout):
     """Number of weight entries (the flat buffer's prefix before the biases)."""
     L = layout[0]
@@ -37,7 +37,7 @@ def n_weights(layout):
     return n
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _max_width(layout):
     L = layout[0]
     m = 0
@@ -47,7 +47,7 @@ def _max_width(layout):
     return m
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def forward(X, params, layout, ws):
     """Forward pass of a batch X (b, n_0); fills H_1..H_L and A_L in ``ws``."""
     L = layout[0]
@@ -82,7 +82,7 @@ def forward(X, params, layout, ws):
         hoff += b * nout
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def backward(X, params, grads, layout, ws):
     """Backward pass after :func:`forward` and the loss kernel wrote
     d(loss)/dA_L into the first delta buffer; fills ``grads``.
@@ -132,7 +132,7 @@ def backward(X, params, grads, layout, ws):
             cur, other = other, cur
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _output_views(layout, ws, b):
     L = layout[0]
     total_h = 0
@@ -147,7 +147,7 @@ def _output_views(layout, ws, b):
     return A, H, D
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def loss_gradients(X, labels, targets, params, grads, ws, layout, loss_code):
     """Forward, loss and backward for one batch; ``grads`` receives d(mean
     loss)/d(params). Returns (loss summed over the batch, number correct)."""
@@ -160,7 +160,7 @@ def loss_gradients(X, labels, targets, params, grads, ws, layout, loss_code):
     return loss_sum, correct
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def evaluate_batch(X, labels, targets, params, ws, layout, loss_code):
     """Forward and loss only. Returns (loss summed over the batch, correct)."""
     forward(X, params, layout, ws)
@@ -169,7 +169,7 @@ def evaluate_batch(X, labels, targets, params, ws, layout, loss_code):
     return loss_and_delta(A, H, labels, targets, loss_code, layout[2 * L + 1], D)
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def predict_chunked(X, params, ws, layout, capacity, out):
     """out (n, n_L) = outputs for X (n, n_0), ``capacity`` rows at a time."""
     n = X.shape[0]
@@ -184,7 +184,7 @@ def predict_chunked(X, params, ws, layout, capacity, out):
                 out[start + i, j] = H[i, j]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def evaluate_chunked(X, labels, targets, params, ws, layout, loss_code, capacity):
     """Loss summed over all n rows and number correct, ``capacity`` rows at a time."""
     n = X.shape[0]
@@ -204,7 +204,7 @@ def evaluate_chunked(X, labels, targets, params, ws, layout, loss_code, capacity
     return loss, correct
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def train_step(X, labels, targets, params, grads, state, opt_hyper, train_hyper,
                ws, layout):
     """One update on one batch. Returns (objective, number correct, status);
@@ -216,7 +216,7 @@ def train_step(X, labels, targets, params, grads, state, opt_hyper, train_hyper,
     return objective, correct, status
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def _splitmix64(state):
     z = state + np.uint64(0x9E3779B97F4A7C15)
     x = z
@@ -226,7 +226,7 @@ def _splitmix64(state):
     return z, x
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def shuffle_in_place(order, seed):
     """Fisher-Yates shuffle driven by splitmix64 from ``seed``; returns the
     generator state to continue from."""
@@ -240,7 +240,7 @@ def shuffle_in_place(order, seed):
     return s
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
                  params, grads, state, opt_hyper, train_hyper, ws, layout,
                  xb, lb, tb, stats):

@@ -10,14 +10,14 @@ second moments for Adam, nothing for plain SGD.
 import numpy as np
 from numba import njit
 
-from .codes import ADAM, NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from .codes import KERNEL, REDUCTION, ADAM, NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 
 KIND, LR, A, B, EPS, T = 0, 1, 2, 3, 4, 5
 # train_hyper: [loss code, weight decay lambda, clip norm (0 = off)]
 LOSS, DECAY, CLIP = 0, 1, 2
 
 
-@njit(cache=True)
+@njit(**REDUCTION)
 def sum_squares(x):
     """Sum of squares of a 1-D array, accumulated in float64."""
     s = 0.0
@@ -27,7 +27,7 @@ def sum_squares(x):
     return s
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def apply_update(params, grads, state, opt_hyper):
     """params -= update(grads), the rule chosen by opt_hyper[0]; advances t.
 
@@ -39,21 +39,26 @@ def apply_update(params, grads, state, opt_hyper):
     lr = opt_hyper[LR]
     opt_hyper[T] += 1.0
     if opt_hyper[KIND] == ADAM:
-        b1 = opt_hyper[A]
-        b2 = opt_hyper[B]
-        eps = opt_hyper[EPS]
+        # constants in the parameters' dtype: float32 Adam then runs in float32
+        # vector lanes (as torch does), 4x faster than promoting to float64
+        f = params.dtype.type
+        b1 = f(opt_hyper[A])
+        b2 = f(opt_hyper[B])
         t = opt_hyper[T]
-        c1 = 1.0 - b1 ** t
-        c2 = 1.0 - b2 ** t
-        step = lr / c1
-        inv_c2 = 1.0 / c2
+        step = f(lr / (1.0 - opt_hyper[A] ** t))
+        inv_c2 = f(1.0 / (1.0 - opt_hyper[B] ** t))
+        eps = f(opt_hyper[EPS])
+        one_b1 = f(1.0 - opt_hyper[A])
+        one_b2 = f(1.0 - opt_hyper[B])
         m = state[0]
         v = state[1]
         for i in range(n):
             g = grads[i]
-            m[i] = b1 * m[i] + (1.0 - b1) * g
-            v[i] = b2 * v[i] + (1.0 - b2) * g * g
-            params[i] -= step * m[i] / (np.sqrt(v[i] * inv_c2) + eps)
+            mi = b1 * m[i] + one_b1 * g
+            vi = b2 * v[i] + one_b2 * g * g
+            m[i] = mi
+            v[i] = vi
+            params[i] -= step * mi / (np.sqrt(vi * inv_c2) + eps)
     else:
         mu = opt_hyper[A]
         if mu == 0.0:
@@ -71,7 +76,7 @@ def apply_update(params, grads, state, opt_hyper):
                     params[i] -= lr * vel[i]
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def add_weight_decay(params, grads, n_weights, lam):
     """grads[:n_weights] += lam * params[:n_weights] and return the penalty
     lam/2 * sum(params[:n_weights]^2).
@@ -87,7 +92,7 @@ def add_weight_decay(params, grads, n_weights, lam):
     return 0.5 * lam * pen
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def clip_by_global_norm(grads, sq_norm, clip_norm):
     """Scale grads so that their global L2 norm is at most clip_norm."""
     norm = np.sqrt(sq_norm)
@@ -97,7 +102,7 @@ def clip_by_global_norm(grads, sq_norm, clip_norm):
             grads[i] *= scale
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_loss):
     """Shared tail of every training step: decay, finiteness check, clip, update.
 
