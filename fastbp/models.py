@@ -7,6 +7,7 @@ import numpy as np
 from ._validation import check_dtype, check_features
 from .activations import hidden_code, output_code
 from .kernels import mlp as mlp_kernels
+from .kernels.linalg import blas_flag
 
 INITS = ("xavier", "he", "uniform")
 
@@ -116,6 +117,7 @@ class MLP:
         self._layout = np.array([L] + sizes + codes, dtype=np.int64)
         self.n_weights = sum(sizes[l] * sizes[l + 1] for l in range(L))
         self.n_params = self.n_weights + sum(sizes[1:])
+        self._max_layer_size = max(sizes[l] * sizes[l + 1] for l in range(L))
         self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
         self.params = self._views(self.flat_params)
         self._predict_ws = {}
@@ -156,6 +158,10 @@ class MLP:
         """Length of the kernel workspace for batches of up to ``capacity`` rows."""
         return mlp_workspace_size(self.sizes, capacity)
 
+    def _blas(self, rows):
+        """Kernel ``blas`` argument for batches of ``rows`` (see fastbp.kernels.linalg)."""
+        return blas_flag(rows, self._max_layer_size)
+
     # -- use -----------------------------------------------------------------
     def predict(self, X):
         """Network outputs.
@@ -176,7 +182,8 @@ class MLP:
             ws = np.empty(self.workspace_size(capacity), dtype=self.dtype)
             self._predict_ws = {capacity: ws}
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        mlp_kernels.predict_chunked(X, self.flat_params, ws, self._layout, capacity, out)
+        mlp_kernels.predict_chunked(X, self.flat_params, ws, self._layout, capacity, out,
+                                    self._blas(capacity))
         return out
 
     def get_config(self):

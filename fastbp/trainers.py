@@ -181,7 +181,7 @@ class Trainer:
         ws = self._workspace(chunk)
         loss, correct = mlp_kernels.evaluate_chunked(
             X, labels, targets, self.model.flat_params, ws, self.model._layout,
-            int(self._train_hyper[LOSS]), chunk)
+            int(self._train_hyper[LOSS]), chunk, self.model._blas(chunk))
         out = {"loss": loss / n}
         if self._classifier:
             out["accuracy"] = correct / self._accuracy_denominator(n)
@@ -331,16 +331,18 @@ class BackpropTrainer(Trainer):
 
     def _step_prepared(self, X, labels, targets):
         m = self.model
-        ws = self._workspace(X.shape[0])
-        return mlp_kernels.train_step(X, labels, targets, m.flat_params, self._grads,
-                                      self.optimizer.state, self.optimizer._hyper,
-                                      self._train_hyper, ws, m._layout)
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                      self._grads, self.optimizer.state,
+                                      self.optimizer._hyper, self._train_hyper, ws, m._layout,
+                                      m._blas(rows))
 
     def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
                     stats):
         m = self.model
         ws = self._workspace(batch_size)
-        xb = np.empty((batch_size, m.n_inputs), dtype=m.dtype)
+        xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
         if labels.shape[0] > 0:
             lb, tb = np.empty(batch_size, dtype=np.int64), targets
         else:
@@ -348,7 +350,7 @@ class BackpropTrainer(Trainer):
         status, ran = mlp_kernels.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), batch_size,
             m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
-            self._train_hyper, ws, m._layout, xb, lb, tb, stats)
+            self._train_hyper, ws, m._layout, xb, lb, tb, stats, m._blas(batch_size))
         return int(status), int(ran)
 
     def gradients(self, X, y):
@@ -366,9 +368,11 @@ class BackpropTrainer(Trainer):
         """
         X, labels, targets = self._prepare(X, y)
         m = self.model
-        ws = self._workspace(X.shape[0])
-        mlp_kernels.loss_gradients(X, labels, targets, m.flat_params, self._grads, ws,
-                                   m._layout, int(self._train_hyper[LOSS]))
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                   self._grads, ws, m._layout, int(self._train_hyper[LOSS]),
+                                   m._blas(rows))
         if self.weight_decay:
             add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
         return [g.copy() for g in m._views(self._grads)]

@@ -1,13 +1,15 @@
-"""Activation functions and their derivatives, applied in place to a batch.
+"""Activation functions and their derivatives, applied to a (rows, cols) block
+stored row-major in a flat buffer at an offset.
 
-Derivatives are computed from the activation's *output* h = f(a): every
-activation here has f'(a) expressible through h, so the forward pass only has
-to keep outputs.
+Kernels index flat buffers instead of taking 2-D views: a view costs a
+reshape and an atomic reference-count update, which dominates a tiny network's
+step. Derivatives are computed from the activation's *output* h = f(a), so
+the forward pass only keeps outputs.
 """
 import numpy as np
 from numba import njit
 
-from .codes import KERNEL, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, TANH
+from .codes import IDENTITY, KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, TANH
 
 
 @njit(inline="always", **KERNEL)
@@ -19,96 +21,89 @@ def sigmoid_scalar(a):
     return e / (1.0 + e)
 
 
-@njit(**KERNEL)
-def softmax_rows(A, H):
-    """H[i] = softmax(A[i]) with the row maximum subtracted first. (b, k) arrays."""
-    b, k = A.shape
-    for i in range(b):
-        m = A[i, 0]
-        for j in range(1, k):
-            if A[i, j] > m:
-                m = A[i, j]
+@njit(inline="always", **KERNEL)
+def softmax_rows(A, a0, H, h0, rows, cols):
+    """H[h0:] = softmax of each row of A[a0:], the row maximum subtracted first."""
+    for i in range(rows):
+        ai = a0 + i * cols
+        hi = h0 + i * cols
+        m = A[ai]
+        for j in range(1, cols):
+            if A[ai + j] > m:
+                m = A[ai + j]
         s = 0.0
-        for j in range(k):
-            e = np.exp(A[i, j] - m)
-            H[i, j] = e
+        for j in range(cols):
+            e = np.exp(A[ai + j] - m)
+            H[hi + j] = e
             s += e
         inv = 1.0 / s
-        for j in range(k):
-            H[i, j] *= inv
+        for j in range(cols):
+            H[hi + j] *= inv
 
 
-@njit(**KERNEL)
-def activate(A, H, code):
-    """H = f(A) elementwise (row-wise for softmax); A and H may be the same array.
+@njit(inline="always", **KERNEL)
+def activate(A, a0, H, h0, rows, cols, code):
+    """H = f(A) on a (rows, cols) block: elementwise, or row-wise for softmax.
 
     Parameters
     ----------
-    A, H : ndarray of shape (batch, n), float32 or float64
-    code : int, one of the activation codes
+    A, H : 1-D float32/float64 arrays (may be the same array, even with a0 == h0)
+    a0, h0 : int, offsets of the blocks
+    rows, cols : int
+    code : int, an activation code from :mod:`fastbp.kernels.codes`
     """
-    b, n = A.shape
+    n = rows * cols
     if code == SOFTMAX:
-        softmax_rows(A, H)
+        softmax_rows(A, a0, H, h0, rows, cols)
     elif code == IDENTITY:
-        if H is not A:
-            for i in range(b):
-                for j in range(n):
-                    H[i, j] = A[i, j]
+        for i in range(n):
+            H[h0 + i] = A[a0 + i]
     elif code == SIGMOID:
-        for i in range(b):
-            for j in range(n):
-                H[i, j] = sigmoid_scalar(A[i, j])
+        for i in range(n):
+            H[h0 + i] = sigmoid_scalar(A[a0 + i])
     elif code == TANH:
-        for i in range(b):
-            for j in range(n):
-                H[i, j] = np.tanh(A[i, j])
+        for i in range(n):
+            H[h0 + i] = np.tanh(A[a0 + i])
     elif code == RELU:
-        for i in range(b):
-            for j in range(n):
-                a = A[i, j]
-                H[i, j] = a if a > 0 else 0.0
+        for i in range(n):
+            a = A[a0 + i]
+            H[h0 + i] = a if a > 0 else 0.0
     elif code == LEAKY_RELU:
-        for i in range(b):
-            for j in range(n):
-                a = A[i, j]
-                H[i, j] = a if a > 0 else LEAKY_SLOPE * a
+        for i in range(n):
+            a = A[a0 + i]
+            H[h0 + i] = a if a > 0 else LEAKY_SLOPE * a
 
 
-@njit(**KERNEL)
-def backprop_activation(H, D, code):
-    """D *= f'(a), with f'(a) computed from the output H = f(a). (batch, n) arrays.
+@njit(inline="always", **KERNEL)
+def backprop_activation(H, h0, D, d0, rows, cols, code):
+    """D *= f'(a) on a (rows, cols) block, f'(a) computed from the output H = f(a).
 
     For softmax, D is replaced by the Jacobian-vector product
-    J^T D = H * (D - sum(D * H)) row by row.
+    J^T d = h * (d - sum(d * h)) row by row.
     """
-    b, n = H.shape
-    if code == IDENTITY:
-        return
+    n = rows * cols
     if code == SIGMOID:
-        for i in range(b):
-            for j in range(n):
-                h = H[i, j]
-                D[i, j] *= h * (1.0 - h)
+        for i in range(n):
+            h = H[h0 + i]
+            D[d0 + i] *= h * (1.0 - h)
     elif code == TANH:
-        for i in range(b):
-            for j in range(n):
-                h = H[i, j]
-                D[i, j] *= 1.0 - h * h
+        for i in range(n):
+            h = H[h0 + i]
+            D[d0 + i] *= 1.0 - h * h
     elif code == RELU:
-        for i in range(b):
-            for j in range(n):
-                if H[i, j] <= 0:
-                    D[i, j] = 0.0
+        for i in range(n):
+            if H[h0 + i] <= 0:
+                D[d0 + i] = 0.0
     elif code == LEAKY_RELU:
-        for i in range(b):
-            for j in range(n):
-                if H[i, j] <= 0:
-                    D[i, j] *= LEAKY_SLOPE
+        for i in range(n):
+            if H[h0 + i] <= 0:
+                D[d0 + i] *= LEAKY_SLOPE
     elif code == SOFTMAX:
-        for i in range(b):
+        for i in range(rows):
+            hi = h0 + i * cols
+            di = d0 + i * cols
             s = 0.0
-            for j in range(n):
-                s += D[i, j] * H[i, j]
-            for j in range(n):
-                D[i, j] = H[i, j] * (D[i, j] - s)
+            for j in range(cols):
+                s += D[di + j] * H[hi + j]
+            for j in range(cols):
+                D[di + j] = H[hi + j] * (D[di + j] - s)

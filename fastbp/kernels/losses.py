@@ -19,59 +19,59 @@ from .activations import backprop_activation
 from .codes import KERNEL, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SQUARED_ERROR
 
 
-@njit(**KERNEL)
-def loss_and_delta(A, H, labels, targets, loss_code, out_code, D):
-    """Batch loss and output delta.
+@njit(inline="always", **KERNEL)
+def loss_and_delta(ws, a0, h0, d0, rows, k, labels, targets, loss_code, out_code):
+    """Batch loss and output delta; A, H and D are (rows, k) blocks of ``ws``.
 
     Parameters
     ----------
-    A : ndarray (b, k)
-        Output pre-activations (logits).
-    H : ndarray (b, k)
-        Output activations, H = f_out(A).
-    labels : int64 ndarray (b,) or (0,)
+    ws : 1-D float array
+        Holds A (output logits) at ``a0``, H = f_out(A) at ``h0``, and receives
+        D = d(mean loss)/dA at ``d0``.
+    rows, k : int
+        Batch size and number of outputs.
+    labels : int64 array of >= rows entries, or (0,)
         Integer class labels (cross_entropy only); empty when ``targets`` is used.
-    targets : ndarray (b, k) or (0, 0)
+    targets : 2-D array of >= rows rows and k columns, or (0, 0)
         Target rows; empty when ``labels`` is used.
     loss_code, out_code : int
         Loss and output activation codes.
-    D : ndarray (b, k)
-        Receives d(mean loss)/dA.
 
     Returns
     -------
     loss_sum : float
-        Sum over the batch of the per-sample loss (divide by b for the mean).
+        Sum over the batch of the per-sample loss (divide by rows for the mean).
     n_correct : float
         Correct predictions: argmax matches for cross_entropy, elements on the
         right side of 0.5 for binary_cross_entropy, 0 otherwise.
     """
-    b, k = A.shape
-    inv_b = 1.0 / b
+    inv_b = 1.0 / rows
     use_labels = labels.shape[0] > 0
     loss = 0.0
     correct = 0.0
     if loss_code == CROSS_ENTROPY:
-        for i in range(b):
-            m = A[i, 0]
+        for i in range(rows):
+            ai = a0 + i * k
+            di = d0 + i * k
+            m = ws[ai]
             am = 0
             for j in range(1, k):
-                if A[i, j] > m:
-                    m = A[i, j]
+                if ws[ai + j] > m:
+                    m = ws[ai + j]
                     am = j
             s = 0.0
             for j in range(k):
-                e = np.exp(A[i, j] - m)
-                D[i, j] = e
+                e = np.exp(ws[ai + j] - m)
+                ws[di + j] = e
                 s += e
             lse = m + np.log(s)
             inv_s = 1.0 / s
             if use_labels:
                 c = labels[i]
-                loss += lse - A[i, c]
+                loss += lse - ws[ai + c]
                 for j in range(k):
-                    D[i, j] = D[i, j] * inv_s * inv_b
-                D[i, c] -= inv_b
+                    ws[di + j] = ws[di + j] * inv_s * inv_b
+                ws[di + c] -= inv_b
                 if am == c:
                     correct += 1.0
             else:
@@ -85,16 +85,16 @@ def loss_and_delta(A, H, labels, targets, loss_code, out_code, D):
                         tm = t
                         tc = j
                     if t != 0.0:
-                        loss -= t * (A[i, j] - lse)
+                        loss -= t * (ws[ai + j] - lse)
                 # d/da of -sum_j t_j log p_j is p * sum(t) - t
                 for j in range(k):
-                    D[i, j] = (D[i, j] * inv_s * tsum - targets[i, j]) * inv_b
+                    ws[di + j] = (ws[di + j] * inv_s * tsum - targets[i, j]) * inv_b
                 if am == tc:
                     correct += 1.0
     elif loss_code == BINARY_CROSS_ENTROPY:
-        for i in range(b):
+        for i in range(rows):
             for j in range(k):
-                a = A[i, j]
+                a = ws[a0 + i * k + j]
                 t = targets[i, j]
                 # softplus(a) - t*a = max(a, 0) - t*a + log1p(exp(-|a|))
                 loss += max(a, 0.0) - t * a + np.log1p(np.exp(-abs(a)))
@@ -103,16 +103,16 @@ def loss_and_delta(A, H, labels, targets, loss_code, out_code, D):
                 else:
                     e = np.exp(a)
                     p = e / (1.0 + e)
-                D[i, j] = (p - t) * inv_b
+                ws[d0 + i * k + j] = (p - t) * inv_b
                 if (a > 0) == (t > 0.5):
                     correct += 1.0
     else:
         scale = 1.0 if loss_code == SQUARED_ERROR else 2.0 / k
         half = 0.5 if loss_code == SQUARED_ERROR else 1.0 / k
-        for i in range(b):
+        for i in range(rows):
             for j in range(k):
-                r = H[i, j] - targets[i, j]
+                r = ws[h0 + i * k + j] - targets[i, j]
                 loss += half * r * r
-                D[i, j] = scale * r * inv_b
-        backprop_activation(H, D, out_code)
+                ws[d0 + i * k + j] = scale * r * inv_b
+        backprop_activation(ws, h0, ws, d0, rows, k, out_code)
     return loss, correct

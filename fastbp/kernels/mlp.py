@@ -7,15 +7,22 @@ Conventions
 ``[L, n_0, n_1, ..., n_L, act_1, ..., act_L]`` for L layers.
 
 ``params`` is the model's flat buffer: all weight matrices first
-(W_l of shape (n_l, n_{l-1}), C order, l = 1..L), then all biases (b_l, (n_l,)).
-``grads`` has the same layout.
+(W_l of shape (n_l, n_{l-1}), row-major, l = 1..L), then all biases (b_l,
+(n_l,)). ``grads`` has the same layout.
 
-``ws`` is a flat workspace. For a batch of b rows it holds, in order:
+``x`` is a batch of ``rows`` inputs, row-major and flat: x[i * n_0 + j].
+
+``ws`` is a flat workspace. For a batch of ``rows`` = b it holds, in order:
 H_1..H_L (b, n_l) (layer outputs; hidden ones double as pre-activation
 storage during the forward pass), A_L (b, n_L) (output logits), and two delta
-buffers of (b, max n_l) each. Its size for capacity B is
+buffers of (b, max n_l) each. Its length for capacity B is
 ``B * (n_1 + ... + n_L + n_L + 2 * max(n_1..n_L))`` (see
 :func:`fastbp.models.mlp_workspace_size`); any b <= B fits.
+
+Everything indexes flat buffers at offsets; 2-D views are built only for BLAS
+calls on large layers. ``blas`` (None or 1) is passed down to the matrix
+products and selects the specialization without BLAS for tiny networks (see
+:mod:`fastbp.kernels.linalg`).
 """
 import numpy as np
 from numba import njit
@@ -38,6 +45,16 @@ def n_weights(layout):
 
 
 @njit(**KERNEL)
+def _hidden_total(layout):
+    """n_1 + ... + n_L."""
+    L = layout[0]
+    total = 0
+    for l in range(2, L + 2):
+        total += layout[l]
+    return total
+
+
+@njit(**KERNEL)
 def _max_width(layout):
     L = layout[0]
     m = 0
@@ -48,172 +65,157 @@ def _max_width(layout):
 
 
 @njit(**KERNEL)
-def forward(X, params, layout, ws):
-    """Forward pass of a batch X (b, n_0); fills H_1..H_L and A_L in ``ws``."""
+def output_offsets(layout, rows):
+    """Offsets in ``ws`` of the output block H_L, the logits A_L and the output
+    delta, for a batch of ``rows``."""
     L = layout[0]
-    b = X.shape[0]
-    woff = 0
-    boff = n_weights(layout)
-    hoff = 0
-    total_h = 0
-    for l in range(1, L + 1):
-        total_h += layout[l + 1]
-    aoff = b * total_h
-    Hprev = X
-    for l in range(1, L + 1):
-        nin = layout[l]
-        nout = layout[l + 1]
-        code = layout[L + 1 + l]
-        W = params[woff:woff + nout * nin].reshape((nout, nin))
-        bias = params[boff:boff + nout]
-        H = ws[hoff:hoff + b * nout].reshape((b, nout))
-        if l == L:
-            A = ws[aoff:aoff + b * nout].reshape((b, nout))
-        else:
-            A = H
-        gemm_nt(Hprev, W, A)
-        for i in range(b):
-            for j in range(nout):
-                A[i, j] += bias[j]
-        activate(A, H, code)
-        Hprev = H
-        woff += nout * nin
-        boff += nout
-        hoff += b * nout
+    k = layout[L + 1]
+    a_off = rows * _hidden_total(layout)
+    return a_off - rows * k, a_off, a_off + rows * k
 
 
 @njit(**KERNEL)
-def backward(X, params, grads, layout, ws):
-    """Backward pass after :func:`forward` and the loss kernel wrote
-    d(loss)/dA_L into the first delta buffer; fills ``grads``.
+def forward(x, rows, params, layout, ws, blas):
+    """Forward pass of a batch; fills H_1..H_L and A_L in ``ws``.
 
-    delta_l = (W_{l+1}^T delta_{l+1}) * f_l'(a_l);  dW_l = delta_l^T H_{l-1};
-    db_l = sum over the batch of delta_l (rows are samples here, so the
-    products are transposed relative to the column-vector textbook form).
+    a_l = H_{l-1} W_l^T + b_l (rows are samples), H_l = f_l(a_l).
     """
     L = layout[0]
-    b = X.shape[0]
-    nw = n_weights(layout)
-    total_h = 0
+    woff = 0
+    boff = n_weights(layout)
+    hoff = 0
+    a_out = rows * _hidden_total(layout)
+    src_off = 0
     for l in range(1, L + 1):
-        total_h += layout[l + 1]
-    mw = _max_width(layout)
-    d0 = b * (total_h + layout[L + 1])
-    d1 = d0 + b * mw
-    woff = nw
+        nin = layout[l]
+        nout = layout[l + 1]
+        a_off = a_out if l == L else hoff
+        # two call sites instead of one with a reassigned array variable: that
+        # keeps reference counting out of the loop (measurable on tiny nets)
+        if l == 1:
+            gemm_nt(x, 0, params, woff, ws, a_off, rows, nout, nin, blas)
+        else:
+            gemm_nt(ws, src_off, params, woff, ws, a_off, rows, nout, nin, blas)
+        for i in range(rows):
+            r = a_off + i * nout
+            for j in range(nout):
+                ws[r + j] += params[boff + j]
+        activate(ws, a_off, ws, hoff, rows, nout, layout[L + 1 + l])
+        src_off = hoff
+        woff += nout * nin
+        boff += nout
+        hoff += rows * nout
+
+
+@njit(**KERNEL)
+def backward(x, rows, params, grads, layout, ws, blas):
+    """Backward pass after :func:`forward` and the loss kernel wrote
+    d(loss)/dA_L at the output delta offset; fills ``grads``.
+
+    delta_l = (delta_{l+1} W_{l+1}) * f_l'(a_l);  dW_l = delta_l^T H_{l-1};
+    db_l = column sums of delta_l (the row-per-sample form of the textbook
+    delta_l = (W_{l+1}^T delta_{l+1}) * f'(a_l), dW_l = delta_l h_{l-1}^T).
+    """
+    L = layout[0]
+    total_h = _hidden_total(layout)
+    cur = rows * (total_h + layout[L + 1])
+    other = cur + rows * _max_width(layout)
+    woff = n_weights(layout)
     boff = params.shape[0]
-    hoff = b * total_h  # end of H_L
-    cur = d0
-    other = d1
+    hoff = rows * total_h
     for l in range(L, 0, -1):
         nin = layout[l]
         nout = layout[l + 1]
         woff -= nout * nin
         boff -= nout
-        hoff -= b * nout  # start of H_l
-        D = ws[cur:cur + b * nout].reshape((b, nout))
+        hoff -= rows * nout  # start of H_l
+        prev_off = hoff - rows * nin
         if l == 1:
-            Hprev = X
+            gemm_tn(ws, cur, x, 0, grads, woff, rows, nout, nin, blas)
         else:
-            Hprev = ws[hoff - b * nin:hoff].reshape((b, nin))
-        gW = grads[woff:woff + nout * nin].reshape((nout, nin))
-        gemm_tn(D, Hprev, gW)
-        gb = grads[boff:boff + nout]
+            gemm_tn(ws, cur, ws, prev_off, grads, woff, rows, nout, nin, blas)
         for j in range(nout):
-            gb[j] = 0.0
-        for i in range(b):
+            grads[boff + j] = 0.0
+        for i in range(rows):
+            r = cur + i * nout
             for j in range(nout):
-                gb[j] += D[i, j]
+                grads[boff + j] += ws[r + j]
         if l > 1:
-            W = params[woff:woff + nout * nin].reshape((nout, nin))
-            Dprev = ws[other:other + b * nin].reshape((b, nin))
-            gemm_nn(D, W, Dprev)
-            backprop_activation(Hprev, Dprev, layout[L + l])
+            gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
+            backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
             cur, other = other, cur
 
 
 @njit(**KERNEL)
-def _output_views(layout, ws, b):
-    L = layout[0]
-    total_h = 0
-    for l in range(1, L + 1):
-        total_h += layout[l + 1]
-    k = layout[L + 1]
-    h_off = b * (total_h - k)
-    a_off = b * total_h
-    H = ws[h_off:h_off + b * k].reshape((b, k))
-    A = ws[a_off:a_off + b * k].reshape((b, k))
-    D = ws[a_off + b * k:a_off + 2 * b * k].reshape((b, k))
-    return A, H, D
-
-
-@njit(**KERNEL)
-def loss_gradients(X, labels, targets, params, grads, ws, layout, loss_code):
+def loss_gradients(x, labels, targets, rows, params, grads, ws, layout, loss_code, blas):
     """Forward, loss and backward for one batch; ``grads`` receives d(mean
-    loss)/d(params). Returns (loss summed over the batch, number correct)."""
-    forward(X, params, layout, ws)
-    A, H, D = _output_views(layout, ws, X.shape[0])
+    loss)/d(params). Returns (loss summed over the batch, number correct).
+
+    Parameters
+    ----------
+    x : 1-D array, the batch's (rows, n_0) inputs row-major
+    labels : int64 (>= rows,) or (0,);  targets : (>= rows, n_L) or (0, 0)
+    """
+    forward(x, rows, params, layout, ws, blas)
+    h_off, a_off, d_off = output_offsets(layout, rows)
     L = layout[0]
-    loss_sum, correct = loss_and_delta(A, H, labels, targets, loss_code,
-                                       layout[2 * L + 1], D)
-    backward(X, params, grads, layout, ws)
+    loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[L + 1],
+                                       labels, targets, loss_code, layout[2 * L + 1])
+    backward(x, rows, params, grads, layout, ws, blas)
     return loss_sum, correct
 
 
 @njit(**KERNEL)
-def evaluate_batch(X, labels, targets, params, ws, layout, loss_code):
-    """Forward and loss only. Returns (loss summed over the batch, correct)."""
-    forward(X, params, layout, ws)
-    A, H, D = _output_views(layout, ws, X.shape[0])
-    L = layout[0]
-    return loss_and_delta(A, H, labels, targets, loss_code, layout[2 * L + 1], D)
+def train_step(x, labels, targets, rows, params, grads, state, opt_hyper, train_hyper,
+               ws, layout, blas):
+    """One update on one batch. Returns (objective, number correct, status);
+    parameters are unchanged unless status == OK."""
+    loss_sum, correct = loss_gradients(x, labels, targets, rows, params, grads, ws,
+                                       layout, int(train_hyper[LOSS]), blas)
+    objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
+                                    n_weights(layout), loss_sum / rows)
+    return objective, correct, status
 
 
 @njit(**KERNEL)
-def predict_chunked(X, params, ws, layout, capacity, out):
-    """out (n, n_L) = outputs for X (n, n_0), ``capacity`` rows at a time."""
-    n = X.shape[0]
-    k = out.shape[1]
-    for start in range(0, n, capacity):
-        stop = min(start + capacity, n)
-        Xc = X[start:stop]
-        forward(Xc, params, layout, ws)
-        A, H, D = _output_views(layout, ws, stop - start)
-        for i in range(stop - start):
-            for j in range(k):
-                out[start + i, j] = H[i, j]
-
-
-@njit(**KERNEL)
-def evaluate_chunked(X, labels, targets, params, ws, layout, loss_code, capacity):
-    """Loss summed over all n rows and number correct, ``capacity`` rows at a time."""
-    n = X.shape[0]
+def evaluate_chunked(X, labels, targets, params, ws, layout, loss_code, capacity, blas):
+    """Loss summed over all rows of X (n, n_0) and number correct, ``capacity``
+    rows per forward pass."""
+    n, n_in = X.shape
+    x = X.reshape(n * n_in)
     use_labels = labels.shape[0] > 0
+    k = layout[layout[0] + 1]
+    out_code = layout[2 * layout[0] + 1]
     loss = 0.0
     correct = 0.0
     for start in range(0, n, capacity):
-        stop = min(start + capacity, n)
+        rows = min(capacity, n - start)
+        forward(x[start * n_in:], rows, params, layout, ws, blas)
+        h_off, a_off, d_off = output_offsets(layout, rows)
         if use_labels:
-            l, c = evaluate_batch(X[start:stop], labels[start:stop], targets,
-                                  params, ws, layout, loss_code)
+            l, c = loss_and_delta(ws, a_off, h_off, d_off, rows, k, labels[start:],
+                                  targets, loss_code, out_code)
         else:
-            l, c = evaluate_batch(X[start:stop], labels, targets[start:stop],
-                                  params, ws, layout, loss_code)
+            l, c = loss_and_delta(ws, a_off, h_off, d_off, rows, k, labels,
+                                  targets[start:], loss_code, out_code)
         loss += l
         correct += c
     return loss, correct
 
 
 @njit(**KERNEL)
-def train_step(X, labels, targets, params, grads, state, opt_hyper, train_hyper,
-               ws, layout):
-    """One update on one batch. Returns (objective, number correct, status);
-    parameters are unchanged unless status == OK."""
-    loss_sum, correct = loss_gradients(X, labels, targets, params, grads, ws,
-                                       layout, int(train_hyper[LOSS]))
-    objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
-                                    n_weights(layout), loss_sum / X.shape[0])
-    return objective, correct, status
+def predict_chunked(X, params, ws, layout, capacity, out, blas):
+    """out (n, n_L) = network outputs for X (n, n_0), ``capacity`` rows per pass."""
+    n, n_in = X.shape
+    x = X.reshape(n * n_in)
+    k = out.shape[1]
+    for start in range(0, n, capacity):
+        rows = min(capacity, n - start)
+        forward(x[start * n_in:], rows, params, layout, ws, blas)
+        h_off, a_off, d_off = output_offsets(layout, rows)
+        for i in range(rows):
+            for j in range(k):
+                out[start + i, j] = ws[h_off + i * k + j]
 
 
 @njit(**KERNEL)
@@ -228,8 +230,7 @@ def _splitmix64(state):
 
 @njit(**KERNEL)
 def shuffle_in_place(order, seed):
-    """Fisher-Yates shuffle driven by splitmix64 from ``seed``; returns the
-    generator state to continue from."""
+    """Fisher-Yates shuffle of ``order`` driven by splitmix64 from ``seed``."""
     s = np.uint64(seed)
     for i in range(order.shape[0] - 1, 0, -1):
         s, r = _splitmix64(s)
@@ -237,13 +238,12 @@ def shuffle_in_place(order, seed):
         t = order[i]
         order[i] = order[j]
         order[j] = t
-    return s
 
 
 @njit(**KERNEL)
 def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
                  params, grads, state, opt_hyper, train_hyper, ws, layout,
-                 xb, lb, tb, stats):
+                 xb, lb, tb, stats, blas):
     """Train ``n_epochs`` epochs in one call: shuffle, gather batches, forward,
     backward, update.
 
@@ -252,8 +252,9 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
     X : (n, n_0) array; labels : int64 (n,) or (0,); targets : (n, k) or (0, 0)
     order : int64 (n,), sample order, shuffled in place each epoch when shuffle
     seed : uint64 seed of the shuffle stream
-    xb, lb, tb : gather buffers of (batch_size, n_0), (batch_size,) or (0,),
-        (batch_size, k) or (0, 0)
+    xb : 1-D gather buffer of batch_size * n_0 entries
+    lb : int64 (batch_size,) when labels are used, else (0,)
+    tb : (batch_size, k) when targets are used, else (0, 0)
     stats : float64 (n_epochs, 3) receives per epoch the mean objective over
         samples, the number correct, and the number of updates applied
 
@@ -262,10 +263,13 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
     status : int
         OK, or the failure code of the step that stopped training.
     epochs_done : int
-        Epochs completed (the failing one is not counted).
+        Epochs completed (the failing one is not counted; its row of ``stats``
+        holds what it did before failing).
     """
-    n = X.shape[0]
+    n, n_in = X.shape
     use_labels = labels.shape[0] > 0
+    loss_code = int(train_hyper[LOSS])
+    nw = n_weights(layout)
     s = np.uint64(seed)
     for e in range(n_epochs):
         if shuffle:
@@ -275,28 +279,26 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
         correct_acc = 0.0
         steps = 0
         for start in range(0, n, batch_size):
-            b = min(batch_size, n - start)
-            for i in range(b):
+            rows = min(batch_size, n - start)
+            for i in range(rows):
                 src = order[start + i]
-                for j in range(X.shape[1]):
-                    xb[i, j] = X[src, j]
+                for j in range(n_in):
+                    xb[i * n_in + j] = X[src, j]
                 if use_labels:
                     lb[i] = labels[src]
                 else:
                     for j in range(targets.shape[1]):
                         tb[i, j] = targets[src, j]
-            if use_labels:
-                obj, c, status = train_step(xb[:b], lb[:b], tb, params, grads, state,
-                                            opt_hyper, train_hyper, ws, layout)
-            else:
-                obj, c, status = train_step(xb[:b], lb, tb[:b], params, grads, state,
-                                            opt_hyper, train_hyper, ws, layout)
+            loss_sum, c = loss_gradients(xb, lb, tb, rows, params, grads, ws, layout,
+                                         loss_code, blas)
+            obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
+                                      loss_sum / rows)
             if status != OK:
                 stats[e, 0] = loss_acc / max(start, 1)
                 stats[e, 1] = correct_acc
                 stats[e, 2] = steps
                 return status, e
-            loss_acc += obj * b
+            loss_acc += obj * rows
             correct_acc += c
             steps += 1
         stats[e, 0] = loss_acc / n

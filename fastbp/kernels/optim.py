@@ -50,14 +50,12 @@ def apply_update(params, grads, state, opt_hyper):
         eps = f(opt_hyper[EPS])
         one_b1 = f(1.0 - opt_hyper[A])
         one_b2 = f(1.0 - opt_hyper[B])
-        m = state[0]
-        v = state[1]
         for i in range(n):
             g = grads[i]
-            mi = b1 * m[i] + one_b1 * g
-            vi = b2 * v[i] + one_b2 * g * g
-            m[i] = mi
-            v[i] = vi
+            mi = b1 * state[0, i] + one_b1 * g
+            vi = b2 * state[1, i] + one_b2 * g * g
+            state[0, i] = mi
+            state[1, i] = vi
             params[i] -= step * mi / (np.sqrt(vi * inv_c2) + eps)
     else:
         mu = opt_hyper[A]
@@ -65,15 +63,15 @@ def apply_update(params, grads, state, opt_hyper):
             for i in range(n):
                 params[i] -= lr * grads[i]
         else:
-            vel = state[0]
             nesterov = opt_hyper[B] != 0.0
             for i in range(n):
                 g = grads[i]
-                vel[i] = mu * vel[i] + g
+                v = mu * state[0, i] + g
+                state[0, i] = v
                 if nesterov:
-                    params[i] -= lr * (g + mu * vel[i])
+                    params[i] -= lr * (g + mu * v)
                 else:
-                    params[i] -= lr * vel[i]
+                    params[i] -= lr * v
 
 
 @njit(**KERNEL)
