@@ -5,6 +5,12 @@ Kernels index flat buffers instead of taking 2-D views: a view costs a
 reshape and an atomic reference-count update, which dominates a tiny network's
 step. Derivatives are computed from the activation's *output* h = f(a), so
 the forward pass only keeps outputs.
+
+These are ordinary (not inlined) functions. For large layers callers pass
+separate slices rather than one buffer at two offsets: LLVM then vectorizes
+behind a runtime overlap check, and with one array at two offsets it cannot
+(ReLU' on 128 x 256: 19 us -> 3 us). In-place activation has its own
+one-array function for the same reason.
 """
 import numpy as np
 from numba import njit
@@ -21,7 +27,7 @@ def sigmoid_scalar(a):
     return e / (1.0 + e)
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def softmax_rows(A, a0, H, h0, rows, cols):
     """H[h0:] = softmax of each row of A[a0:], the row maximum subtracted first."""
     for i in range(rows):
@@ -41,40 +47,53 @@ def softmax_rows(A, a0, H, h0, rows, cols):
             H[hi + j] *= inv
 
 
-@njit(inline="always", **KERNEL)
-def activate(A, a0, H, h0, rows, cols, code):
-    """H = f(A) on a (rows, cols) block: elementwise, or row-wise for softmax.
+@njit(**KERNEL)
+def activate_inplace(Z, z0, rows, cols, code):
+    """Z = f(Z) on a (rows, cols) block at offset z0: elementwise, or row-wise
+    for softmax.
 
     Parameters
     ----------
-    A, H : 1-D float32/float64 arrays (may be the same array, even with a0 == h0)
-    a0, h0 : int, offsets of the blocks
+    Z : 1-D float32/float64 array
+    z0 : int, offset of the block
     rows, cols : int
     code : int, an activation code from :mod:`fastbp.kernels.codes`
     """
     n = rows * cols
     if code == SOFTMAX:
-        softmax_rows(A, a0, H, h0, rows, cols)
-    elif code == IDENTITY:
-        for i in range(n):
-            H[h0 + i] = A[a0 + i]
+        softmax_rows(Z, z0, Z, z0, rows, cols)
     elif code == SIGMOID:
         for i in range(n):
-            H[h0 + i] = sigmoid_scalar(A[a0 + i])
+            Z[z0 + i] = sigmoid_scalar(Z[z0 + i])
     elif code == TANH:
         for i in range(n):
-            H[h0 + i] = np.tanh(A[a0 + i])
+            Z[z0 + i] = np.tanh(Z[z0 + i])
     elif code == RELU:
         for i in range(n):
-            a = A[a0 + i]
-            H[h0 + i] = a if a > 0 else 0.0
+            a = Z[z0 + i]
+            Z[z0 + i] = a if a > 0 else 0.0
     elif code == LEAKY_RELU:
         for i in range(n):
-            a = A[a0 + i]
-            H[h0 + i] = a if a > 0 else LEAKY_SLOPE * a
+            a = Z[z0 + i]
+            Z[z0 + i] = a if a > 0 else LEAKY_SLOPE * a
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
+def activate(A, a0, H, h0, rows, cols, code):
+    """H = f(A) on (rows, cols) blocks: A copied to H, then activated in place.
+
+    Parameters
+    ----------
+    A, H : 1-D float32/float64 arrays (may be the same array)
+    a0, h0 : int, offsets of the blocks (non-overlapping unless equal)
+    """
+    n = rows * cols
+    for i in range(n):
+        H[h0 + i] = A[a0 + i]
+    activate_inplace(H, h0, rows, cols, code)
+
+
+@njit(**KERNEL)
 def backprop_activation(H, h0, D, d0, rows, cols, code):
     """D *= f'(a) on a (rows, cols) block, f'(a) computed from the output H = f(a).
 
@@ -91,13 +110,16 @@ def backprop_activation(H, h0, D, d0, rows, cols, code):
             h = H[h0 + i]
             D[d0 + i] *= 1.0 - h * h
     elif code == RELU:
+        # an unconditional store of a select, not "if h <= 0: D = 0": the
+        # conditional store mispredicts on real data and does not vectorize
+        # (measured 251 us -> 3 us on a 128 x 256 block)
         for i in range(n):
-            if H[h0 + i] <= 0:
-                D[d0 + i] = 0.0
+            d = D[d0 + i]
+            D[d0 + i] = d if H[h0 + i] > 0 else 0.0
     elif code == LEAKY_RELU:
         for i in range(n):
-            if H[h0 + i] <= 0:
-                D[d0 + i] *= LEAKY_SLOPE
+            d = D[d0 + i]
+            D[d0 + i] = d if H[h0 + i] > 0 else LEAKY_SLOPE * d
     elif code == SOFTMAX:
         for i in range(rows):
             hi = h0 + i * cols

@@ -19,7 +19,7 @@ from .activations import backprop_activation
 from .codes import KERNEL, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SQUARED_ERROR
 
 
-@njit(inline="always", **KERNEL)
+@njit(**KERNEL)
 def loss_and_delta(ws, a0, h0, d0, rows, k, labels, targets, loss_code, out_code):
     """Batch loss and output delta; A, H and D are (rows, k) blocks of ``ws``.
 

@@ -27,7 +27,7 @@ products and selects the specialization without BLAS for tiny networks (see
 import numpy as np
 from numba import njit
 
-from .activations import activate, backprop_activation
+from .activations import activate_inplace, backprop_activation
 from .codes import KERNEL, OK
 from .linalg import gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
@@ -75,6 +75,26 @@ def output_offsets(layout, rows):
 
 
 @njit(**KERNEL)
+def add_bias(Z, z0, params, b0, rows, cols):
+    """Z[i, :] += params[b0:b0 + cols] for each of the block's rows."""
+    for i in range(rows):
+        r = z0 + i * cols
+        for j in range(cols):
+            Z[r + j] += params[b0 + j]
+
+
+@njit(**KERNEL)
+def bias_gradient(D, d0, grads, g0, rows, cols):
+    """grads[g0:g0 + cols] = column sums of the (rows, cols) block of D."""
+    for j in range(cols):
+        grads[g0 + j] = 0.0
+    for i in range(rows):
+        r = d0 + i * cols
+        for j in range(cols):
+            grads[g0 + j] += D[r + j]
+
+
+@njit(**KERNEL)
 def forward(x, rows, params, layout, ws, blas):
     """Forward pass of a batch; fills H_1..H_L and A_L in ``ws``.
 
@@ -96,11 +116,26 @@ def forward(x, rows, params, layout, ws, blas):
             gemm_nt(x, 0, params, woff, ws, a_off, rows, nout, nin, blas)
         else:
             gemm_nt(ws, src_off, params, woff, ws, a_off, rows, nout, nin, blas)
-        for i in range(rows):
-            r = a_off + i * nout
-            for j in range(nout):
-                ws[r + j] += params[boff + j]
-        activate(ws, a_off, ws, hoff, rows, nout, layout[L + 1 + l])
+        n = rows * nout
+        # the output layer keeps its logits apart from its outputs (for the
+        # loss); elementwise work takes separate slices when BLAS is in play
+        # (see fastbp.kernels.activations); tiny networks index the buffer
+        # directly
+        if blas is None:
+            if l == L:
+                add_bias(ws, a_off, params, boff, rows, nout)
+                for i in range(n):
+                    ws[hoff + i] = ws[a_off + i]
+            else:
+                add_bias(ws, hoff, params, boff, rows, nout)
+            activate_inplace(ws, hoff, rows, nout, layout[L + 1 + l])
+        else:
+            if l == L:
+                add_bias(ws[a_off:a_off + n], 0, params[boff:boff + nout], 0, rows, nout)
+                ws[hoff:hoff + n] = ws[a_off:a_off + n]
+            else:
+                add_bias(ws[hoff:hoff + n], 0, params[boff:boff + nout], 0, rows, nout)
+            activate_inplace(ws[hoff:hoff + n], 0, rows, nout, layout[L + 1 + l])
         src_off = hoff
         woff += nout * nin
         boff += nout
@@ -134,15 +169,19 @@ def backward(x, rows, params, grads, layout, ws, blas):
             gemm_tn(ws, cur, x, 0, grads, woff, rows, nout, nin, blas)
         else:
             gemm_tn(ws, cur, ws, prev_off, grads, woff, rows, nout, nin, blas)
-        for j in range(nout):
-            grads[boff + j] = 0.0
-        for i in range(rows):
-            r = cur + i * nout
-            for j in range(nout):
-                grads[boff + j] += ws[r + j]
+        if blas is None:
+            bias_gradient(ws, cur, grads, boff, rows, nout)
+        else:
+            bias_gradient(ws[cur:cur + rows * nout], 0, grads[boff:boff + nout], 0,
+                          rows, nout)
         if l > 1:
             gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
-            backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
+            if blas is None:
+                backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
+            else:
+                n = rows * nin
+                backprop_activation(ws[prev_off:prev_off + n], 0, ws[other:other + n], 0,
+                                    rows, nin, layout[L + l])
             cur, other = other, cur
 
 
