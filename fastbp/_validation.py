@@ -11,15 +11,29 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_dtype(dtype, argument="dtype"):
-    """Return np.float32 or np.float64 as a numpy dtype."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in SUPPORTED_DTYPES:
+    """Return np.float32 or np.float64 as a numpy dtype, or raise TypeError."""
+    dt = None
+    if dtype is not None:  # np.dtype(None) would silently mean float64
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            dt = None
+    if dt is None or not any(dt == s for s in SUPPORTED_DTYPES):
         raise TypeError(f"{argument}={dtype!r} is not supported; expected np.float32 "
                         "or np.float64")
     return dt
+
+
+def check_seed(seed, argument="seed", allow_generator=False):
+    """Validate a seed: None, an int >= 0, or (when allowed) a numpy Generator."""
+    if seed is None or (allow_generator and isinstance(seed, np.random.Generator)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        kinds = "an int >= 0, None" + (" or a numpy Generator" if allow_generator else "")
+        raise TypeError(f"{argument} must be {kinds}, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{argument} must be >= 0, got {seed}")
+    return int(seed)
 
 
 def check_positive_int(value, argument, allow_none=False):
@@ -94,9 +108,9 @@ def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n
                         f"{argument}.astype(np.{np.dtype(dtype).name}) "
                         "(fastbp never casts silently)")
     if not all_finite(X):
-        bad = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"{argument} contains NaN or inf (first at index {tuple(bad)}: "
-                         f"{X[tuple(bad)]}); expected finite values")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise ValueError(f"{argument} contains NaN or inf (first at index {bad}: "
+                         f"{X[bad]}); expected finite values")
     if not X.flags.c_contiguous:
         X = np.ascontiguousarray(X)
     return X

@@ -2,7 +2,6 @@
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -57,16 +56,29 @@ def load(path):
     """
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            fields = {k: data[k] for k in data.files}
+        loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"{path!r} is not a readable fastbp model file: {exc}") from None
+    except Exception as exc:  # numpy/zipfile raise many kinds on a damaged file
+        raise ValueError(f"{path!r} is not a readable fastbp model file: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} holds a single array ({type(loaded).__name__}), not a "
+                         "fastbp model file (.npz written by model.save)")
+    try:
+        with loaded as data:
+            fields = {k: data[k] for k in data.files}
+    except Exception as exc:
+        raise ValueError(f"{path!r} is not a readable fastbp model file: "
+                         f"{type(exc).__name__}: {exc}") from None
     missing = {"format_version", "kind", "config", "flat_params"} - set(fields)
     if missing:
         raise ValueError(f"{path!r} is not a fastbp model file: missing {sorted(missing)}")
-    version = int(fields["format_version"])
+    version = fields["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise ValueError(f"{path!r} has an invalid format_version {version!r}; expected an "
+                         f"integer (this fastbp reads version {FORMAT_VERSION})")
+    version = int(version)
     if version != FORMAT_VERSION:
         raise ValueError(f"{path!r} has format version {version}; this fastbp reads "
                          f"version {FORMAT_VERSION}")

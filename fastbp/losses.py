@@ -81,7 +81,7 @@ def empty_targets(dtype):
     return _EMPTY_TARGETS[np.dtype(dtype)]
 
 
-def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y"):
+def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y", x_argument="X"):
     """Validate targets and split them into the kernels' (labels, targets) pair.
 
     Parameters
@@ -95,6 +95,8 @@ def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y"):
     loss : str
     n_samples, n_outputs : int
     dtype : numpy dtype of the model; target rows are converted to it.
+    argument, x_argument : str
+        Names of y and of its features, for error messages.
 
     Returns
     -------
@@ -107,7 +109,7 @@ def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y"):
         raise TypeError(f"{argument} must be numeric, got dtype {y.dtype}")
     if y.shape[:1] != (n_samples,):
         raise ValueError(f"{argument} has {y.shape[0] if y.ndim else 0} rows (shape {y.shape}) "
-                         f"but X has {n_samples}; expected one target per sample")
+                         f"but {x_argument} has {n_samples}; expected one target per sample")
     if loss == "cross_entropy" and y.ndim == 1:
         if y.dtype.kind not in "iu":
             raise TypeError(f"{argument} for cross_entropy must be integer class labels of "

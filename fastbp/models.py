@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_dtype, check_features
+from ._validation import check_dtype, check_features, check_seed
 from .activations import hidden_code, output_code
 from .kernels import mlp as mlp_kernels
 from .kernels.linalg import blas_flag
@@ -25,11 +25,8 @@ def mlp_workspace_size(sizes, capacity):
 
 
 def _rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int, None or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(seed)
+    seed = check_seed(seed, "seed", allow_generator=True)
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def init_dense(rng, W, b, init):
@@ -90,20 +87,27 @@ class MLP:
     def __init__(self, sizes, activation="relu", output="identity", dtype=np.float32,
                  seed=None, init="xavier"):
         try:
-            sizes = [int(s) for s in sizes]
-        except (TypeError, ValueError):
+            sizes = list(sizes)
+        except TypeError:
             raise TypeError(f"sizes must be a sequence of positive integers, got {sizes!r}") from None
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+                raise TypeError(f"sizes must hold integers, got {s!r} in sizes={sizes}")
+        sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list at least an input and an output width, all >= 1; "
                              f"got {sizes}")
         n_hidden = len(sizes) - 2
         if isinstance(activation, str):
             activations = [activation] * n_hidden
-        else:
+        elif isinstance(activation, (list, tuple)):
             activations = list(activation)
-            if len(activations) != n_hidden:
-                raise ValueError(f"activation lists {len(activations)} names but sizes={sizes} "
-                                 f"has {n_hidden} hidden layers; give one name per hidden layer")
+        else:
+            raise TypeError(f"activation must be a name or a list of names (one per hidden "
+                            f"layer), got {activation!r}")
+        if len(activations) != n_hidden:
+            raise ValueError(f"activation lists {len(activations)} names but sizes={sizes} "
+                             f"has {n_hidden} hidden layers; give one name per hidden layer")
         codes = [hidden_code(a, "activation") for a in activations]
         codes.append(output_code(output))
         if init not in INITS:

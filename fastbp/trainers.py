@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from ._validation import (check_features, check_nonnegative_float, check_positive_float,
-                          check_positive_int)
+                          check_positive_int, check_seed)
 from .errors import DivergenceError
 from .history import History
 from .kernels import codes
@@ -28,7 +28,8 @@ EVAL_CHUNK = 1024
 _SECONDS_PER_CALL = 0.05
 
 _FAILURES = {codes.NONFINITE_LOSS: "a non-finite loss",
-             codes.NONFINITE_GRADIENT: "a non-finite gradient"}
+             codes.NONFINITE_GRADIENT: "a non-finite gradient",
+             codes.NONFINITE_UPDATE: "a parameter update that overflows to inf"}
 
 
 class Trainer:
@@ -60,9 +61,10 @@ class Trainer:
         self.model = model
         self.loss = check_loss(loss, model.output)
         self.optimizer = get_optimizer(optimizer)
-        self.optimizer.bind(model.n_params, model.dtype)
         self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
         self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm, "clip_norm")
+        # bound last: a constructor that fails leaves the optimizer unbound
+        self.optimizer.bind(model.n_params, model.dtype)
         self._train_hyper = np.array([LOSSES[self.loss], self.weight_decay,
                                       self.clip_norm or 0.0], dtype=np.float64)
         self._classifier = is_classification(self.loss)
@@ -76,7 +78,7 @@ class Trainer:
         m = self.model
         X = check_features(X, m.n_inputs, m.dtype, names[0])
         labels, targets = prepare_targets(y, self.loss, X.shape[0], m.n_outputs, m.dtype,
-                                          names[1])
+                                          names[1], names[0])
         return X, labels, targets
 
     def _workspace(self, rows):
@@ -104,18 +106,18 @@ class Trainer:
         aligned with ``model.params`` (the model is not changed)."""
         raise NotImplementedError
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
-                    stats):
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
         """Run ``n_epochs`` epochs; fill ``stats`` (n_epochs, 3) with the mean
         objective, number correct and updates per epoch. Returns (status,
-        epochs completed). This generic version loops in Python over
+        epochs completed). Epoch e of the run (``first_epoch`` + local index) is
+        shuffled from (seed, e) alone. This generic version loops in Python over
         :meth:`_step_prepared`; trainers with a fused epoch kernel override it."""
         n = X.shape[0]
-        rng = np.random.default_rng(seed)
         use_labels = labels.shape[0] > 0
         for e in range(n_epochs):
             if shuffle:
-                rng.shuffle(order)
+                np.random.default_rng([seed, first_epoch + e]).shuffle(order)
             loss_acc = correct = 0.0
             steps = 0
             for start in range(0, n, batch_size):
@@ -229,14 +231,17 @@ class Trainer:
         """
         X, labels, targets = self._prepare(X, y)
         epochs = check_positive_int(epochs, "epochs")
+        seed = check_seed(seed, "seed")
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
         if on_divergence not in ("raise", "stop"):
             raise ValueError(f"on_divergence={on_divergence!r}; expected 'raise' or 'stop'")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val), got "
-                                 f"{type(validation_data).__name__}")
+                what = type(validation_data).__name__
+                if isinstance(validation_data, (tuple, list)):
+                    what += f" of {len(validation_data)} entries"
+                raise ValueError(f"validation_data must be a pair (X_val, y_val), got {what}")
             val = self._prepare(*validation_data,
                                 names=("validation_data[0]", "validation_data[1]"))
         n = X.shape[0]
@@ -249,14 +254,14 @@ class Trainer:
                        val_accuracy=[] if val is not None and self._classifier else None)
         bar = progress_bar(epochs) if progress else None
         t0 = time.perf_counter()
+        shuffle_seed = int(rng.integers(0, 2**63 - 1))
         done, chunk = 0, 1
         try:
             while done < epochs:
                 k = 1 if val is not None else min(chunk, epochs - done)
                 t1 = time.perf_counter()
                 status, ran = self._fit_epochs(X, labels, targets, order, k, shuffle,
-                                               int(rng.integers(0, 2**63 - 1)), bs,
-                                               stats[done:done + k])
+                                               shuffle_seed, done, bs, stats[done:done + k])
                 dt = time.perf_counter() - t1
                 for e in range(done, done + ran):
                     self._record_epoch(hist, stats[e], n, dt / max(ran, 1), val)
@@ -338,8 +343,8 @@ class BackpropTrainer(Trainer):
                                       self.optimizer._hyper, self._train_hyper, ws, m._layout,
                                       m._blas(rows))
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
-                    stats):
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
         m = self.model
         ws = self._workspace(batch_size)
         xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
@@ -348,7 +353,8 @@ class BackpropTrainer(Trainer):
         else:
             lb, tb = labels, np.empty((batch_size, m.n_outputs), dtype=m.dtype)
         status, ran = mlp_kernels.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), batch_size,
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+            batch_size,
             m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
             self._train_hyper, ws, m._layout, xb, lb, tb, stats, m._blas(batch_size))
         return int(status), int(ran)

@@ -258,10 +258,6 @@ def test_divergence_error_survives_pickling():
 
 # -- known gap ----------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: finish_step checks the loss and the gradient but "
-                                        "not the updated parameters: an update that overflows "
-                                        "(float32 lr=1e39 or Adam(1e150)) returns normally and "
-                                        "leaves inf in model.flat_params")
 @pytest.mark.parametrize("optimizer", [lambda: fb.SGD(1e39), lambda: fb.Adam(1e150)],
                          ids=["sgd-1e39", "adam-1e150"])
 def test_update_overflow_never_leaves_non_finite_parameters(optimizer):

@@ -189,9 +189,6 @@ def test_corrupted_parameter_bytes_are_detected(tmp_path):
     assert_load_fails(path)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="BUG: a corrupt zip header (unknown compression method) escapes "
-                          "fb.load as zipfile's NotImplementedError instead of ValueError")
 def test_corrupt_compression_method_field(tmp_path):
     model, _ = trained_model(np.float32)
     path = tmp_path / "m.npz"
@@ -204,9 +201,6 @@ def test_corrupt_compression_method_field(tmp_path):
     assert_load_fails(path)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG: fb.load on a .npy file (np.load returns an ndarray) raises "
-                          "TypeError 'ndarray does not support the context manager protocol'")
 def test_npy_file_is_not_a_model(tmp_path):
     model, _ = trained_model(np.float32)
     path = tmp_path / "params.npy"
@@ -245,9 +239,6 @@ def test_other_format_version(tmp_path, version):
     assert_load_fails(path, "format version", str(version), "1")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-integer format_version escapes as "
-                                        "int()'s ValueError/TypeError without the path or the "
-                                        "field name")
 @pytest.mark.parametrize("version", [np.str_("one"), np.array([1, 1])])
 def test_malformed_format_version(tmp_path, version):
     model, _ = trained_model(np.float32)

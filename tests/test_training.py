@@ -296,10 +296,6 @@ def test_different_seeds_shuffle_differently():
     np.testing.assert_array_equal(c, _fit_params(2, shuffle=False))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fit draws one shuffle seed per kernel call, and "
-                                        "how many epochs share a call depends on wall-clock "
-                                        "time (_SECONDS_PER_CALL) and on validation_data, so "
-                                        "the same seed gives different parameters")
 @pytest.mark.parametrize("variant", ["one_epoch_per_call", "with_validation_data"])
 def test_fit_result_does_not_depend_on_epoch_grouping(monkeypatch, variant):
     _fit_params(0)  # warm up: epochs now take microseconds, so fit groups them

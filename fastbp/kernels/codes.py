@@ -25,6 +25,7 @@ ADAM = 1
 OK = 0
 NONFINITE_LOSS = 1
 NONFINITE_GRADIENT = 2
+NONFINITE_UPDATE = 3
 
 # -- compilation options shared by every kernel ---------------------------------
 #: error_model="numpy": float division follows IEEE (inf/nan) instead of raising

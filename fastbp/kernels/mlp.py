@@ -268,6 +268,14 @@ def _splitmix64(state):
 
 
 @njit(**KERNEL)
+def epoch_seed(seed, epoch):
+    """Seed of epoch ``epoch``'s shuffle: position epoch of seed's splitmix64
+    stream."""
+    _, r = _splitmix64(np.uint64(seed) + np.uint64(epoch) * np.uint64(0x9E3779B97F4A7C15))
+    return r
+
+
+@njit(**KERNEL)
 def shuffle_in_place(order, seed):
     """Fisher-Yates shuffle of ``order`` driven by splitmix64 from ``seed``."""
     s = np.uint64(seed)
@@ -280,7 +288,7 @@ def shuffle_in_place(order, seed):
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
+def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
                  params, grads, state, opt_hyper, train_hyper, ws, layout,
                  xb, lb, tb, stats, blas):
     """Train ``n_epochs`` epochs in one call: shuffle, gather batches, forward,
@@ -291,6 +299,9 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
     X : (n, n_0) array; labels : int64 (n,) or (0,); targets : (n, k) or (0, 0)
     order : int64 (n,), sample order, shuffled in place each epoch when shuffle
     seed : uint64 seed of the shuffle stream
+    first_epoch : int, index of this call's first epoch within the whole run;
+        epoch e is shuffled from (seed, e) alone, so a run's result does not
+        depend on how its epochs are split into calls
     xb : 1-D gather buffer of batch_size * n_0 entries
     lb : int64 (batch_size,) when labels are used, else (0,)
     tb : (batch_size, k) when targets are used, else (0, 0)
@@ -309,11 +320,9 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, batch_size,
     use_labels = labels.shape[0] > 0
     loss_code = int(train_hyper[LOSS])
     nw = n_weights(layout)
-    s = np.uint64(seed)
     for e in range(n_epochs):
         if shuffle:
-            s, r = _splitmix64(s)
-            shuffle_in_place(order, r)
+            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
         loss_acc = 0.0
         correct_acc = 0.0
         steps = 0

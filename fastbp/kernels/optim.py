@@ -10,7 +10,8 @@ second moments for Adam, nothing for plain SGD.
 import numpy as np
 from numba import njit
 
-from .codes import KERNEL, REDUCTION, ADAM, NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from .codes import (ADAM, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OK,
+                    REDUCTION)
 
 KIND, LR, A, B, EPS, T = 0, 1, 2, 3, 4, 5
 # train_hyper: [loss code, weight decay lambda, clip norm (0 = off)]
@@ -27,6 +28,62 @@ def sum_squares(x):
     return s
 
 
+@njit(inline="always", **KERNEL)
+def _adam_constants(params, opt_hyper, t):
+    """Adam's per-step constants for update number t, in the parameters' dtype:
+    float32 Adam then runs in float32 vector lanes (as torch does), 4x faster
+    than promoting to float64."""
+    f = params.dtype.type
+    b1 = opt_hyper[A]
+    b2 = opt_hyper[B]
+    return (f(b1), f(b2), f(1.0 - b1), f(1.0 - b2),
+            f(opt_hyper[LR] / (1.0 - b1 ** t)), f(1.0 / (1.0 - b2 ** t)), f(opt_hyper[EPS]))
+
+
+@njit(inline="always", **KERNEL)
+def _adam_element(p, g, m, v, c):
+    """New (p, m, v) of one entry (Kingma & Ba 2015, Algorithm 1, with the bias
+    corrections folded into the step size c[4] and the factor c[5])."""
+    mi = c[0] * m + c[2] * g
+    vi = c[1] * v + c[3] * g * g
+    return p - c[4] * mi / (np.sqrt(vi * c[5]) + c[6]), mi, vi
+
+
+@njit(inline="always", **KERNEL)
+def _momentum_element(p, g, v, lr, mu, nesterov):
+    """New (p, v) of one entry: v = mu v + g; p - lr v, or p - lr (g + mu v)."""
+    vi = mu * v + g
+    if nesterov:
+        return p - lr * (g + mu * vi), vi
+    return p - lr * vi, vi
+
+
+@njit(**REDUCTION)
+def update_is_finite(params, grads, state, opt_hyper):
+    """True when :func:`apply_update` would leave every parameter and state
+    entry finite. Computes the same values without writing them: a finite
+    gradient can still overflow an update (a huge learning rate, float32)."""
+    f = params.dtype.type
+    n = params.shape[0]
+    lr = opt_hyper[LR]
+    probe = 0.0  # 0 * x is NaN exactly when x is inf or NaN
+    if opt_hyper[KIND] == ADAM:
+        c = _adam_constants(params, opt_hyper, opt_hyper[T] + 1.0)
+        for i in range(n):
+            p, m, v = _adam_element(params[i], grads[i], state[0, i], state[1, i], c)
+            probe += 0.0 * p + 0.0 * m + 0.0 * v
+    elif opt_hyper[A] == 0.0:
+        for i in range(n):
+            probe += 0.0 * f(params[i] - lr * grads[i])
+    else:
+        nesterov = opt_hyper[B] != 0.0
+        for i in range(n):
+            p, v = _momentum_element(params[i], grads[i], state[0, i], lr, opt_hyper[A],
+                                     nesterov)
+            probe += 0.0 * f(p) + 0.0 * f(v)
+    return np.isfinite(probe)
+
+
 @njit(**KERNEL)
 def apply_update(params, grads, state, opt_hyper):
     """params -= update(grads), the rule chosen by opt_hyper[0]; advances t.
@@ -39,39 +96,22 @@ def apply_update(params, grads, state, opt_hyper):
     lr = opt_hyper[LR]
     opt_hyper[T] += 1.0
     if opt_hyper[KIND] == ADAM:
-        # constants in the parameters' dtype: float32 Adam then runs in float32
-        # vector lanes (as torch does), 4x faster than promoting to float64
-        f = params.dtype.type
-        b1 = f(opt_hyper[A])
-        b2 = f(opt_hyper[B])
-        t = opt_hyper[T]
-        step = f(lr / (1.0 - opt_hyper[A] ** t))
-        inv_c2 = f(1.0 / (1.0 - opt_hyper[B] ** t))
-        eps = f(opt_hyper[EPS])
-        one_b1 = f(1.0 - opt_hyper[A])
-        one_b2 = f(1.0 - opt_hyper[B])
+        c = _adam_constants(params, opt_hyper, opt_hyper[T])
         for i in range(n):
-            g = grads[i]
-            mi = b1 * state[0, i] + one_b1 * g
-            vi = b2 * state[1, i] + one_b2 * g * g
-            state[0, i] = mi
-            state[1, i] = vi
-            params[i] -= step * mi / (np.sqrt(vi * inv_c2) + eps)
+            p, m, v = _adam_element(params[i], grads[i], state[0, i], state[1, i], c)
+            params[i] = p
+            state[0, i] = m
+            state[1, i] = v
+    elif opt_hyper[A] == 0.0:
+        for i in range(n):
+            params[i] -= lr * grads[i]
     else:
         mu = opt_hyper[A]
-        if mu == 0.0:
-            for i in range(n):
-                params[i] -= lr * grads[i]
-        else:
-            nesterov = opt_hyper[B] != 0.0
-            for i in range(n):
-                g = grads[i]
-                v = mu * state[0, i] + g
-                state[0, i] = v
-                if nesterov:
-                    params[i] -= lr * (g + mu * v)
-                else:
-                    params[i] -= lr * v
+        nesterov = opt_hyper[B] != 0.0
+        for i in range(n):
+            p, v = _momentum_element(params[i], grads[i], state[0, i], lr, mu, nesterov)
+            params[i] = p
+            state[0, i] = v
 
 
 @njit(**KERNEL)
@@ -104,15 +144,17 @@ def clip_by_global_norm(grads, sq_norm, clip_norm):
 def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_loss):
     """Shared tail of every training step: decay, finiteness check, clip, update.
 
-    The parameters and optimizer state are touched only when the loss and the
-    gradient are finite, so a diverging step leaves the model as it was.
+    The parameters and optimizer state are touched only when the loss, the
+    gradient and the update they would receive are all finite, so a diverging
+    step leaves the model as it was.
 
     Returns
     -------
     objective : float
         data_loss + lambda/2 * sum ||W||_F^2 (the penalty only when lambda > 0).
     status : int
-        OK, NONFINITE_LOSS or NONFINITE_GRADIENT (then nothing was updated).
+        OK, NONFINITE_LOSS, NONFINITE_GRADIENT or NONFINITE_UPDATE (then
+        nothing was updated).
     """
     if not np.isfinite(data_loss):
         return data_loss, NONFINITE_LOSS
@@ -126,5 +168,7 @@ def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_lo
     clip = train_hyper[CLIP]
     if clip > 0.0:
         clip_by_global_norm(grads, sq, clip)
+    if not update_is_finite(params, grads, state, opt_hyper):
+        return objective, NONFINITE_UPDATE
     apply_update(params, grads, state, opt_hyper)
     return objective, OK
