@@ -18,21 +18,19 @@ OUTPUT_ACTIVATIONS = {
 }
 
 
+def _code(registry, kind, name, argument):
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"{argument}={name!r} is not {kind}; expected one of "
+                         f"{sorted(registry)}") from None
+
+
 def hidden_code(name, argument="activation"):
     """Kernel code of a hidden activation, or ValueError naming the choices."""
-    try:
-        return HIDDEN_ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"{argument}={name!r} is not a hidden activation; expected one of "
-            f"{sorted(HIDDEN_ACTIVATIONS)}") from None
+    return _code(HIDDEN_ACTIVATIONS, "a hidden activation", name, argument)
 
 
 def output_code(name, argument="output"):
     """Kernel code of an output activation, or ValueError naming the choices."""
-    try:
-        return OUTPUT_ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"{argument}={name!r} is not an output activation; expected one of "
-            f"{sorted(OUTPUT_ACTIVATIONS)}") from None
+    return _code(OUTPUT_ACTIVATIONS, "an output activation", name, argument)
