@@ -1,0 +1,115 @@
+"""Print a pytest-benchmark JSON file as a markdown table.
+
+    python -m pytest benchmarks --benchmark-only --benchmark-json out.json
+    python benchmarks/bench_to_markdown.py out.json
+
+One row per benchmark: group, name (the implementation), dtype, median time,
+IQR as a percentage of the median (the run's noise), ops/s (pytest-benchmark's
+``ops``, 1/mean), the speed-up against the NumPy row of the same group and
+dtype (NumPy median / this median, or the ratio of us_per_step when both rows
+have one), and the recorded ``extra_info`` (us_per_step, percent of BLAS, GFLOP/s,
+losses).
+"""
+import argparse
+import json
+import sys
+
+#: extra_info keys shown, in this order, with their column labels
+EXTRAS = [("us_per_step", "µs/step"), ("pct_of_blas", "% of BLAS"),
+          ("gflops_per_s", "GFLOP/s"), ("ns_per_param", "ns/param"),
+          ("loss_after_k", "loss@k"), ("loss_last", "loss after"),
+          ("loss_last_epoch", "last epoch loss"), ("loss", "loss")]
+
+
+def fmt_time(seconds):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def fmt_value(key, value):
+    if not isinstance(value, (int, float)):
+        return str(value)
+    if key == "pct_of_blas":
+        return f"{value:.0f}%"
+    if key.startswith("loss"):
+        return f"{value:.5g}"
+    return f"{value:.3g}"
+
+
+def short_name(bench):
+    params = bench.get("params") or {}
+    if "impl" in params:
+        return str(params["impl"])
+    return bench["name"].split("[")[0].removeprefix("test_")
+
+
+def rows_of(data, full_names=False):
+    benches = data["benchmarks"]
+    groups = list(dict.fromkeys(b.get("group") or "" for b in benches))
+    baseline = {}  # (group, dtype) -> the NumPy row
+    for b in benches:
+        if short_name(b) == "numpy":
+            baseline[(b.get("group"), (b.get("params") or {}).get("dtype"))] = b
+    order = {g: i for i, g in enumerate(groups)}
+    benches = sorted(enumerate(benches),
+                     key=lambda ib: (order[ib[1].get("group") or ""],
+                                     str((ib[1].get("params") or {}).get("dtype")), ib[0]))
+    rows = []
+    for _, b in benches:
+        s = b["stats"]
+        dtype = (b.get("params") or {}).get("dtype", "")
+        extra = b.get("extra_info") or {}
+        speedup = ""
+        ref = baseline.get((b.get("group"), dtype))
+        if ref is not None:
+            ref_extra = ref.get("extra_info") or {}
+            if "us_per_step" in extra and "us_per_step" in ref_extra:
+                # rounds of different lengths: compare the time per update
+                speedup = ref_extra["us_per_step"] / extra["us_per_step"]
+            else:
+                speedup = ref["stats"]["median"] / s["median"]
+        shown = [f"{label} {fmt_value(key, extra[key])}" for key, label in EXTRAS
+                 if key in extra]
+        rows.append([b.get("group") or "", b["name"] if full_names else short_name(b),
+                     str(dtype), fmt_time(s["median"]),
+                     f"{100 * s['iqr'] / s['median']:.0f}%", f"{s['ops']:,.0f}",
+                     f"{speedup:.2f}x" if speedup else "",
+                     ", ".join(shown)])
+    return rows
+
+
+def to_markdown(data, full_names=False):
+    head = ["group", "name", "dtype", "median", "IQR/median", "ops/s", "vs numpy", "extra_info"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows_of(data, full_names):
+        lines.append("| " + " | ".join(r) + " |")
+    m = data.get("machine_info") or {}
+    v = m.get("versions") or {}
+    blas = m.get("blas")
+    if isinstance(blas, dict):
+        blas = ", ".join(f"{k}: {val}" for k, val in blas.items())
+    notes = [f"{data.get('datetime', '')}",
+             f"CPU {(m.get('cpu') or {}).get('brand_raw', m.get('processor', '?'))}, "
+             f"{m.get('cores', '?')} cores; load average (1/5/15 min) "
+             f"{m.get('loadavg_start', '?')} at start, {m.get('loadavg_end', '?')} at end",
+             ", ".join(f"{k} {val}" for k, val in v.items()),
+             f"BLAS {blas or '?'}"]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"* {n}" for n in notes if n.strip(", "))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("json", help="file written by pytest --benchmark-json")
+    ap.add_argument("--full-names", action="store_true",
+                    help="show pytest's test names instead of the implementation")
+    args = ap.parse_args(argv)
+    with open(args.json) as f:
+        data = json.load(f)
+    print(to_markdown(data, args.full_names))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
