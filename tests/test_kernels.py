@@ -668,20 +668,13 @@ def test_update_is_finite_sees_adam_state_overflow(dtype):
     assert not kopt.update_is_finite(params, g, state, opt_hyper_of(cfg))
 
 
-SUM_SQUARES_BUG = ("BUG: sum_squares squares float32 entries in float32 (v * v) before "
-                   "accumulating in float64, so a finite float32 gradient entry above "
-                   "~1.8e19 makes the sum inf: finish_step then reports "
-                   "NONFINITE_GRADIENT (DivergenceError 'a non-finite gradient') for a "
-                   "finite gradient, even with clip_norm set; float64 clips and steps")
 
 
-@pytest.mark.xfail(strict=True, reason=SUM_SQUARES_BUG)
 def test_sum_squares_float32_large_entries():
     x = np.array([2e19, 3e19, 1.0], dtype=np.float32)
     assert kopt.sum_squares(x) == pytest.approx(np.sum(x.astype(np.float64) ** 2), rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=SUM_SQUARES_BUG)
 def test_finish_step_clips_a_large_finite_float32_gradient():
     params = np.array([1.0, 2.0], dtype=np.float32)
     grads = np.array([2e19, -1e19], dtype=np.float32)
@@ -694,7 +687,6 @@ def test_finish_step_clips_a_large_finite_float32_gradient():
     assert_close(params, expected, np.float32)
 
 
-@pytest.mark.xfail(strict=True, reason=SUM_SQUARES_BUG)
 def test_public_float32_step_with_large_finite_gradient_is_clipped():
     """The same through the API: y = 1e20 gives a finite loss (1e40, summed in
     float64) and finite float32 gradients (-2e20); with clip_norm the float64
@@ -711,13 +703,8 @@ def test_public_float32_step_with_large_finite_gradient_is_clipped():
     assert_close(model.flat_params, before - 0.1 * g / np.linalg.norm(g), np.float32)
 
 
-FMA_BUG = ("BUG: update_is_finite is compiled with fastmath 'contract' (REDUCTION), so on "
-           "FMA CPUs p - lr*g is fused and computed exactly, while apply_update (no "
-           "fastmath) rounds lr*g to inf first: in float64 the probe says 'finite', the "
-           "update writes -inf, and finish_step returns OK")
 
 
-@pytest.mark.xfail(strict=True, reason=FMA_BUG)
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_update_is_finite_when_only_the_product_overflows(momentum):
     """p = 1.5e308, g = 2, lr = 1.5e308: lr*g overflows although p - lr*g
@@ -731,7 +718,6 @@ def test_update_is_finite_when_only_the_product_overflows(momentum):
     assert not kopt.update_is_finite(p, g, state, opt_hyper_of(cfg))
 
 
-@pytest.mark.xfail(strict=True, reason=FMA_BUG)
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_finish_step_never_writes_a_nonfinite_parameter(momentum):
     p = np.array([1.5e308, 0.5])

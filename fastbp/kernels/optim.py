@@ -20,10 +20,11 @@ LOSS, DECAY, CLIP = 0, 1, 2
 
 @njit(**REDUCTION)
 def sum_squares(x):
-    """Sum of squares of a 1-D array, accumulated in float64."""
+    """Sum of squares of a 1-D array, squared and accumulated in float64 (a
+    float32 entry above ~1.8e19 would overflow if squared in float32)."""
     s = 0.0
     for i in range(x.shape[0]):
-        v = x[i]
+        v = np.float64(x[i])
         s += v * v
     return s
 
@@ -58,30 +59,36 @@ def _momentum_element(p, g, v, lr, mu, nesterov):
     return p - lr * vi, vi
 
 
-@njit(**REDUCTION)
+@njit(**KERNEL)
 def update_is_finite(params, grads, state, opt_hyper):
     """True when :func:`apply_update` would leave every parameter and state
     entry finite. Computes the same values without writing them: a finite
-    gradient can still overflow an update (a huge learning rate, float32)."""
+    gradient can still overflow an update (a huge learning rate, float32).
+
+    Compiled with the same flags as apply_update (no fastmath: a fused
+    multiply-add here would not round where the update does); the count of
+    non-finite values is an integer reduction, which vectorizes without it.
+    """
     f = params.dtype.type
     n = params.shape[0]
     lr = opt_hyper[LR]
-    probe = 0.0  # 0 * x is NaN exactly when x is inf or NaN
+    bad = 0
     if opt_hyper[KIND] == ADAM:
         c = _adam_constants(params, opt_hyper, opt_hyper[T] + 1.0)
         for i in range(n):
             p, m, v = _adam_element(params[i], grads[i], state[0, i], state[1, i], c)
-            probe += 0.0 * p + 0.0 * m + 0.0 * v
+            bad += (0 if np.isfinite(p) else 1) + (0 if np.isfinite(m) else 1) \
+                + (0 if np.isfinite(v) else 1)
     elif opt_hyper[A] == 0.0:
         for i in range(n):
-            probe += 0.0 * f(params[i] - lr * grads[i])
+            bad += 0 if np.isfinite(f(params[i] - lr * grads[i])) else 1
     else:
         nesterov = opt_hyper[B] != 0.0
         for i in range(n):
             p, v = _momentum_element(params[i], grads[i], state[0, i], lr, opt_hyper[A],
                                      nesterov)
-            probe += 0.0 * f(p) + 0.0 * f(v)
-    return np.isfinite(probe)
+            bad += (0 if np.isfinite(f(p)) else 1) + (0 if np.isfinite(f(v)) else 1)
+    return bad == 0
 
 
 @njit(**KERNEL)
