@@ -63,7 +63,8 @@ def _momentum_element(p, g, v, lr, mu, nesterov):
 def update_is_finite(params, grads, state, opt_hyper):
     """True when :func:`apply_update` would leave every parameter and state
     entry finite. Computes the same values without writing them: a finite
-    gradient can still overflow an update (a huge learning rate, float32).
+    gradient can still overflow an update (a huge learning rate, float32),
+    and a NaN or inf gradient always makes a non-finite update.
 
     Compiled with the same flags as apply_update (no fastmath: a fused
     multiply-add here would not round where the update does); the count of
@@ -139,7 +140,8 @@ def add_weight_decay(params, grads, n_weights, lam):
 
 @njit(**KERNEL)
 def clip_by_global_norm(grads, sq_norm, clip_norm):
-    """Scale grads so that their global L2 norm is at most clip_norm."""
+    """Scale grads so that their global L2 norm (sqrt(sq_norm)) is at most
+    clip_norm; no pass over grads when it already is."""
     norm = np.sqrt(sq_norm)
     if norm > clip_norm:
         scale = clip_norm / (norm + 1e-12)
@@ -149,11 +151,14 @@ def clip_by_global_norm(grads, sq_norm, clip_norm):
 
 @njit(**KERNEL)
 def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_loss):
-    """Shared tail of every training step: decay, finiteness check, clip, update.
+    """Shared tail of every training step: decay, clip, finiteness check, update.
 
     The parameters and optimizer state are touched only when the loss, the
     gradient and the update they would receive are all finite, so a diverging
-    step leaves the model as it was.
+    step leaves the model as it was. The update check also catches a NaN or
+    inf gradient, so the gradient norm is computed only for clipping (or to
+    name the cause after a failed check): two passes over the parameters
+    instead of three.
 
     Returns
     -------
@@ -169,13 +174,15 @@ def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_lo
     objective = data_loss
     if lam > 0.0:
         objective += add_weight_decay(params, grads, n_weights, lam)
-    sq = sum_squares(grads)
-    if not np.isfinite(sq):
-        return objective, NONFINITE_GRADIENT
     clip = train_hyper[CLIP]
     if clip > 0.0:
+        sq = sum_squares(grads)
+        if not np.isfinite(sq):
+            return objective, NONFINITE_GRADIENT
         clip_by_global_norm(grads, sq, clip)
     if not update_is_finite(params, grads, state, opt_hyper):
+        if not np.isfinite(sum_squares(grads)):
+            return objective, NONFINITE_GRADIENT
         return objective, NONFINITE_UPDATE
     apply_update(params, grads, state, opt_hyper)
     return objective, OK
