@@ -16,7 +16,7 @@ from .errors import DivergenceError
 from .history import History
 from .kernels import codes
 from .kernels import mlp as mlp_kernels
-from .kernels.optim import CLIP, DECAY, LOSS, add_weight_decay
+from .kernels.optim import LOSS, add_weight_decay
 from .losses import LOSSES, check_loss, is_classification, prepare_targets
 from .models import MLP
 from .optim import get_optimizer

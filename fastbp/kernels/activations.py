@@ -15,7 +15,7 @@ one-array function for the same reason.
 import numpy as np
 from numba import njit
 
-from .codes import IDENTITY, KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, TANH
+from .codes import KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, TANH
 
 
 @njit(inline="always", **KERNEL)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .activations import backprop_activation
-from .codes import KERNEL, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SQUARED_ERROR
+from .codes import KERNEL, BINARY_CROSS_ENTROPY, CROSS_ENTROPY, SQUARED_ERROR
 
 
 @njit(**KERNEL)
