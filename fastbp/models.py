@@ -24,6 +24,23 @@ def mlp_workspace_size(sizes, capacity):
     return capacity * (sum(widths) + widths[-1] + 2 * max(widths))
 
 
+class Workspace:
+    """A model's kernel workspace, grown (never shrunk) to the largest batch
+    seen, so that repeated calls with any batch size allocate nothing."""
+
+    def __init__(self, model):
+        self.model = model
+        self.capacity = 0
+        self.buffer = np.empty(0, dtype=model.dtype)
+
+    def get(self, rows):
+        """The flat workspace, holding batches of at least ``rows`` rows."""
+        if rows > self.capacity:
+            self.buffer = np.empty(self.model.workspace_size(rows), dtype=self.model.dtype)
+            self.capacity = rows
+        return self.buffer
+
+
 def _rng(seed):
     seed = check_seed(seed, "seed", allow_generator=True)
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -124,7 +141,7 @@ class MLP:
         self._max_layer_size = max(sizes[l] * sizes[l + 1] for l in range(L))
         self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
         self.params = self._views(self.flat_params)
-        self._predict_ws = {}
+        self._predict_ws = Workspace(self)
         self.initialize(seed)
 
     # -- storage -------------------------------------------------------------
@@ -182,9 +199,6 @@ class MLP:
         X = check_features(X, self.n_inputs, self.dtype)
         capacity = min(X.shape[0], PREDICT_CHUNK)
         ws = self._predict_ws.get(capacity)
-        if ws is None:
-            ws = np.empty(self.workspace_size(capacity), dtype=self.dtype)
-            self._predict_ws = {capacity: ws}
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         mlp_kernels.predict_chunked(X, self.flat_params, ws, self._layout, capacity, out,
                                     self._blas(capacity))

@@ -18,7 +18,7 @@ from .kernels import codes
 from .kernels import mlp as mlp_kernels
 from .kernels.optim import LOSS, add_weight_decay
 from .losses import LOSSES, check_loss, is_classification, prepare_targets
-from .models import MLP
+from .models import MLP, Workspace
 from .optim import get_optimizer
 from .progress import progress_bar
 
@@ -69,8 +69,7 @@ class Trainer:
                                       self.clip_norm or 0.0], dtype=np.float64)
         self._classifier = is_classification(self.loss)
         self._grads = np.zeros(model.n_params, dtype=model.dtype)
-        self._ws = np.empty(0, dtype=model.dtype)
-        self._ws_capacity = 0
+        self._ws = Workspace(model)
 
     # -- preparation -----------------------------------------------------------
     def _prepare(self, X, y, names=("X", "y")):
@@ -83,10 +82,7 @@ class Trainer:
 
     def _workspace(self, rows):
         """The kernel workspace, grown (never per step) to hold ``rows`` rows."""
-        if rows > self._ws_capacity:
-            self._ws = np.empty(self.model.workspace_size(rows), dtype=self.model.dtype)
-            self._ws_capacity = rows
-        return self._ws
+        return self._ws.get(rows)
 
     def _accuracy_denominator(self, n):
         return n * self.model.n_outputs if self.loss == "binary_cross_entropy" else n
