@@ -288,6 +288,26 @@ def shuffle_in_place(order, seed):
 
 
 @njit(**KERNEL)
+def gather_batch(X, labels, targets, order, start, rows, xb, lb, tb):
+    """Copy samples order[start:start + rows] into the batch buffers.
+
+    X (n, n_0) rows go to the flat ``xb`` (row-major); integer labels to ``lb``
+    when ``labels`` is non-empty, else target rows to ``tb`` (rows, k).
+    """
+    n_in = X.shape[1]
+    use_labels = labels.shape[0] > 0
+    for i in range(rows):
+        src = order[start + i]
+        for j in range(n_in):
+            xb[i * n_in + j] = X[src, j]
+        if use_labels:
+            lb[i] = labels[src]
+        else:
+            for j in range(targets.shape[1]):
+                tb[i, j] = targets[src, j]
+
+
+@njit(**KERNEL)
 def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
                  params, grads, state, opt_hyper, train_hyper, ws, layout,
                  xb, lb, tb, stats, blas):
@@ -316,8 +336,7 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch
         Epochs completed (the failing one is not counted; its row of ``stats``
         holds what it did before failing).
     """
-    n, n_in = X.shape
-    use_labels = labels.shape[0] > 0
+    n = X.shape[0]
     loss_code = int(train_hyper[LOSS])
     nw = n_weights(layout)
     for e in range(n_epochs):
@@ -328,15 +347,7 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch
         steps = 0
         for start in range(0, n, batch_size):
             rows = min(batch_size, n - start)
-            for i in range(rows):
-                src = order[start + i]
-                for j in range(n_in):
-                    xb[i * n_in + j] = X[src, j]
-                if use_labels:
-                    lb[i] = labels[src]
-                else:
-                    for j in range(targets.shape[1]):
-                        tb[i, j] = targets[src, j]
+            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
             loss_sum, c = loss_gradients(xb, lb, tb, rows, params, grads, ws, layout,
                                          loss_code, blas)
             obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
