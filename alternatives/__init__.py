@@ -1,3 +1,15 @@
 """Trainers that are not backpropagation, each a drop-in :class:`fastbp.Trainer`
 for the same fastbp models (target propagation, feedback alignment, synthetic
-gradients ...). This package imports fastbp; fastbp never imports it."""
+gradients ...). This package imports fastbp; fastbp never imports it.
+
+Importing it registers its trainers with :func:`fastbp.register_trainer`:
+``"fa"`` (:class:`FATrainer`) and ``"dfa"`` (:class:`DFATrainer`).
+"""
+import fastbp
+
+from .feedback_alignment import DFATrainer, FATrainer
+
+fastbp.register_trainer("fa", FATrainer)
+fastbp.register_trainer("dfa", DFATrainer)
+
+__all__ = ["FATrainer", "DFATrainer"]

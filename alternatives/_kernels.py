@@ -1,0 +1,178 @@
+"""Numba kernels of the feedback-alignment trainers, built on fastbp's MLP kernels.
+
+Conventions are those of :mod:`fastbp.kernels.mlp` (flat ``params``/``grads``
+buffers, weights first then biases; flat row-major batch ``x``; the workspace
+``ws`` holding H_1..H_L, A_L and two delta buffers; ``blas`` None or 1).
+
+``feedback`` is the trainer's flat buffer of fixed feedback matrices; ``mode``
+selects how it is read:
+
+* ``FA`` (feedback alignment, Lillicrap et al. 2016): laid out exactly like
+  ``params``; the slot of W_l (n_l, n_{l-1}) holds B_l of the same shape, bias
+  slots are unused. The backward pass is fastbp's :func:`backward` with
+  ``feedback`` in place of ``params`` (``backward`` reads ``params`` only to
+  propagate deltas through W_l), so a step costs what a backprop step costs:
+  delta_{l-1} = (delta_l B_l) * f'(a_{l-1}).
+* ``DFA`` (direct feedback alignment, Nokland 2016): B_1..B_{L-1}, B_l of
+  shape (n_L, n_l), row-major and concatenated; e = dL/dA_L (the output delta
+  the loss kernel writes), delta_L = e, delta_l = (e B_l) * f'(a_l) for l < L.
+
+Both then set dW_l = delta_l^T H_{l-1}, db_l = column sums of delta_l (rows are
+samples, so this is the textbook dW_l = delta_l h_{l-1}^T summed over the batch).
+"""
+from numba import njit
+
+from fastbp.kernels.activations import backprop_activation
+from fastbp.kernels.codes import KERNEL, OK
+from fastbp.kernels.linalg import gemm_nn, gemm_tn
+from fastbp.kernels.losses import loss_and_delta
+from fastbp.kernels.mlp import (backward, bias_gradient, epoch_seed, forward, n_weights,
+                                output_offsets, shuffle_in_place)
+from fastbp.kernels.optim import LOSS, finish_step
+
+FA = 0
+DFA = 1
+
+
+@njit(**KERNEL)
+def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
+    """DFA backward pass after :func:`forward` and the loss kernel wrote
+    e = d(loss)/dA_L at the output delta offset; fills ``grads``.
+
+    Parameters
+    ----------
+    x : 1-D array, the batch's (rows, n_0) inputs row-major
+    rows : int
+    feedback : 1-D array of n_L * (n_1 + ... + n_{L-1}) entries, B_1..B_{L-1}
+        with B_l (n_L, n_l) row-major
+    grads : 1-D array laid out like the model's flat parameters
+    layout, ws, blas : as in :mod:`fastbp.kernels.mlp`
+
+    The output delta e stays in the first delta buffer; each hidden layer's
+    delta is built in the second one: delta_l = (e B_l) * f_l'(a_l).
+    """
+    L = layout[0]
+    k = layout[L + 1]
+    h_out, a_out, e_off = output_offsets(layout, rows)
+    width = 0
+    for l in range(2, L + 2):
+        if layout[l] > width:
+            width = layout[l]
+    other = e_off + rows * width
+    woff = n_weights(layout)
+    boff = grads.shape[0]
+    hoff = h_out + rows * k        # end of H_L
+    foff = feedback.shape[0]       # end of B_{L-1}
+    for l in range(L, 0, -1):
+        nin = layout[l]
+        nout = layout[l + 1]
+        woff -= nout * nin
+        boff -= nout
+        hoff -= rows * nout        # start of H_l
+        prev_off = hoff - rows * nin
+        if l == L:
+            d = e_off
+        else:
+            # delta_l (rows, n_l) = e (rows, k) @ B_l (k, n_l), then * f'(a_l)
+            foff -= k * nout
+            d = other
+            gemm_nn(ws, e_off, feedback, foff, ws, other, rows, nout, k, blas)
+            if blas is None:
+                backprop_activation(ws, hoff, ws, other, rows, nout, layout[L + 1 + l])
+            else:
+                n = rows * nout
+                backprop_activation(ws[hoff:hoff + n], 0, ws[other:other + n], 0,
+                                    rows, nout, layout[L + 1 + l])
+        if l == 1:
+            gemm_tn(ws, d, x, 0, grads, woff, rows, nout, nin, blas)
+        else:
+            gemm_tn(ws, d, ws, prev_off, grads, woff, rows, nout, nin, blas)
+        if blas is None:
+            bias_gradient(ws, d, grads, boff, rows, nout)
+        else:
+            bias_gradient(ws[d:d + rows * nout], 0, grads[boff:boff + nout], 0, rows, nout)
+
+
+@njit(**KERNEL)
+def loss_directions(x, labels, targets, rows, params, feedback, grads, ws, layout,
+                    loss_code, mode, blas):
+    """Forward pass, loss and feedback backward pass for one batch; ``grads``
+    receives the update direction of the mean loss (no weight decay).
+    Returns (loss summed over the batch, number correct).
+
+    Parameters
+    ----------
+    x : 1-D array, the batch's (rows, n_0) inputs row-major
+    labels : int64 (>= rows,) or (0,);  targets : (>= rows, n_L) or (0, 0)
+    params, grads : 1-D arrays laid out like the model's flat parameters
+    feedback : 1-D array, laid out as ``mode`` requires (see module docstring)
+    mode : FA or DFA
+    """
+    forward(x, rows, params, layout, ws, blas)
+    h_off, a_off, d_off = output_offsets(layout, rows)
+    L = layout[0]
+    loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[L + 1],
+                                       labels, targets, loss_code, layout[2 * L + 1])
+    if mode == FA:
+        backward(x, rows, feedback, grads, layout, ws, blas)
+    else:
+        dfa_backward(x, rows, feedback, grads, layout, ws, blas)
+    return loss_sum, correct
+
+
+@njit(**KERNEL)
+def train_step(x, labels, targets, rows, params, feedback, grads, state, opt_hyper,
+               train_hyper, ws, layout, mode, blas):
+    """One update on one batch. Returns (objective, number correct, status);
+    parameters are unchanged unless status == OK."""
+    loss_sum, correct = loss_directions(x, labels, targets, rows, params, feedback, grads,
+                                        ws, layout, int(train_hyper[LOSS]), mode, blas)
+    objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
+                                    n_weights(layout), loss_sum / rows)
+    return objective, correct, status
+
+
+@njit(**KERNEL)
+def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
+                 params, feedback, grads, state, opt_hyper, train_hyper, ws, layout,
+                 xb, lb, tb, stats, mode, blas):
+    """``n_epochs`` epochs in one call, as :func:`fastbp.kernels.mlp.train_epochs`
+    (same arguments, same shuffling stream, same ``stats`` and return values)
+    with the feedback pass of ``mode`` in place of backpropagation."""
+    n, n_in = X.shape
+    use_labels = labels.shape[0] > 0
+    loss_code = int(train_hyper[LOSS])
+    nw = n_weights(layout)
+    for e in range(n_epochs):
+        if shuffle:
+            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
+        loss_acc = 0.0
+        correct_acc = 0.0
+        steps = 0
+        for start in range(0, n, batch_size):
+            rows = min(batch_size, n - start)
+            for i in range(rows):
+                src = order[start + i]
+                for j in range(n_in):
+                    xb[i * n_in + j] = X[src, j]
+                if use_labels:
+                    lb[i] = labels[src]
+                else:
+                    for j in range(targets.shape[1]):
+                        tb[i, j] = targets[src, j]
+            loss_sum, c = loss_directions(xb, lb, tb, rows, params, feedback, grads, ws,
+                                          layout, loss_code, mode, blas)
+            obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
+                                      loss_sum / rows)
+            if status != OK:
+                stats[e, 0] = loss_acc / max(start, 1)
+                stats[e, 1] = correct_acc
+                stats[e, 2] = steps
+                return status, e
+            loss_acc += obj * rows
+            correct_acc += c
+            steps += 1
+        stats[e, 0] = loss_acc / n
+        stats[e, 1] = correct_acc
+        stats[e, 2] = steps
+    return OK, n_epochs

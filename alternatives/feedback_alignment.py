@@ -1,0 +1,243 @@
+"""Feedback alignment (Lillicrap et al. 2016) and direct feedback alignment
+(Nokland 2016): backpropagation's forward pass and weight-gradient formula,
+with the error carried backward through fixed random matrices instead of the
+transposed forward weights.
+
+For an MLP h_0 = x, a_l = W_l h_{l-1} + b_l, h_l = f_l(a_l), l = 1..L, and
+e = dL/da_L (the output delta of the loss; softmax + cross-entropy: p - y):
+
+* backprop:  delta_L = e,  delta_l = (W_{l+1}^T delta_{l+1}) * f_l'(a_l)
+* FA:        delta_L = e,  delta_l = (B_{l+1}^T delta_{l+1}) * f_l'(a_l),
+  B_{l+1} fixed, of W_{l+1}'s shape (n_{l+1}, n_l)
+* DFA:       delta_L = e,  delta_l = (B_l^T e) * f_l'(a_l),
+  B_l fixed, of shape (n_L, n_l)
+
+and in every case dW_l = delta_l h_{l-1}^T, db_l = delta_l, averaged over the
+batch (the kernels store samples as rows, so they compute delta_l^T H_{l-1}).
+The direction then goes through the usual weight decay, clipping,
+finiteness check and optimizer update (:func:`fastbp.kernels.optim.finish_step`).
+"""
+import numpy as np
+
+from fastbp._validation import check_positive_float, check_seed
+from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.trainers import Trainer
+
+from . import _kernels
+
+__all__ = ["FATrainer", "DFATrainer"]
+
+
+class _FeedbackTrainer(Trainer):
+    """Shared machinery: the fixed feedback buffer, one fused step kernel, a
+    fused epoch kernel, and :meth:`update_directions`."""
+
+    _mode = None
+
+    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
+                 feedback_seed=None, feedback_scale=1.0):
+        self.feedback_scale = check_positive_float(feedback_scale, "feedback_scale")
+        self.feedback_seed = check_seed(feedback_seed, "feedback_seed")
+        super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
+                         clip_norm=clip_norm)
+        self._feedback = np.zeros(self._feedback_size(), dtype=model.dtype)
+        self.feedback = self._feedback_views(self._feedback)
+        rng = np.random.default_rng(self.feedback_seed)
+        for B in self.feedback:
+            r = self.feedback_scale / np.sqrt(self._fan(B))
+            B[...] = rng.uniform(-r, r, size=B.shape)  # drawn in float64, then cast
+        # epoch-kernel gather buffers, (re)allocated only when the batch size grows
+        self._gather = None
+
+    # -- subclass hooks ---------------------------------------------------------
+    def _feedback_size(self):
+        raise NotImplementedError
+
+    def _feedback_views(self, flat):
+        raise NotImplementedError
+
+    @staticmethod
+    def _fan(B):
+        raise NotImplementedError
+
+    # -- steps ---------------------------------------------------------------------
+    def _step_prepared(self, X, labels, targets):
+        m = self.model
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        return _kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                   self._feedback, self._grads, self.optimizer.state,
+                                   self.optimizer._hyper, self._train_hyper, ws, m._layout,
+                                   self._mode, m._blas(rows))
+
+    def _gather_buffers(self, batch_size, use_labels):
+        m = self.model
+        g = self._gather
+        if g is None or g[0] < batch_size or g[1] != use_labels:
+            xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
+            if use_labels:
+                lb = np.empty(batch_size, dtype=np.int64)
+                tb = np.empty((0, 0), dtype=m.dtype)
+            else:
+                lb = np.empty(0, dtype=np.int64)
+                tb = np.empty((batch_size, m.n_outputs), dtype=m.dtype)
+            g = self._gather = (batch_size, use_labels, xb, lb, tb)
+        return g[2], g[3], g[4]
+
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
+        m = self.model
+        ws = self._workspace(batch_size)
+        use_labels = labels.shape[0] > 0
+        xb, lb, tb = self._gather_buffers(batch_size, use_labels)
+        if use_labels:
+            tb = targets
+        else:
+            lb = labels
+        status, ran = _kernels.train_epochs(
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+            batch_size, m.flat_params, self._feedback, self._grads, self.optimizer.state,
+            self.optimizer._hyper, self._train_hyper, ws, m._layout, xb, lb, tb, stats,
+            self._mode, m._blas(batch_size))
+        return int(status), int(ran)
+
+    def update_directions(self, X, y):
+        """The direction this trainer would hand the optimizer on one batch
+        (before clipping), without updating anything.
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs) of the model's dtype
+        y : targets for X (see :func:`fastbp.losses.prepare_targets`)
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays aligned with ``model.params``: [dW_1, db_1, ..., dW_L,
+            db_L], dW_l of shape (n_l, n_{l-1}), db_l of shape (n_l,); the
+            feedback direction of the mean loss plus ``weight_decay * W_l`` on
+            the weights.
+        """
+        X, labels, targets = self._prepare(X, y)
+        m = self.model
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        _kernels.loss_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                 self._feedback, self._grads, ws, m._layout,
+                                 int(self._train_hyper[LOSS]), self._mode, m._blas(rows))
+        if self.weight_decay:
+            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m._views(self._grads)]
+
+    def __repr__(self):
+        base = super().__repr__()[:-1]
+        return f"{base}, feedback_seed={self.feedback_seed!r}, " \
+               f"feedback_scale={self.feedback_scale:g})"
+
+
+class FATrainer(_FeedbackTrainer):
+    """Feedback alignment (Lillicrap et al. 2016).
+
+    The backward pass propagates deltas through fixed random matrices B_l
+    instead of W_l: delta_{l-1} = (B_l^T delta_l) * f'(a_{l-1}), with B_l of
+    W_l's shape (n_l, n_{l-1}); dW_l = delta_l h_{l-1}^T as in backprop. The
+    step runs fastbp's own forward, loss and backward kernels, the last with
+    the feedback buffer in place of the parameters, so it costs exactly what a
+    backprop step costs.
+
+    Parameters
+    ----------
+    model : fb.MLP
+    loss, optimizer, weight_decay, clip_norm
+        As for :class:`fastbp.Trainer`.
+    feedback_seed : int or None
+        Seed of the feedback matrices (drawn once, never changed).
+    feedback_scale : float > 0
+        B_l ~ U(-r, r) elementwise, r = feedback_scale / sqrt(n_l) (n_l: the
+        number of deltas each backward entry sums over; drawn in float64, then
+        cast to the model's dtype).
+
+    Attributes
+    ----------
+    feedback : list of ndarray
+        [B_1, ..., B_L], B_l of shape (n_l, n_{l-1}): views into the trainer's
+        flat feedback buffer, which is laid out like ``model.flat_params``
+        (its bias slots are unused and zero). B_1 is never used (no delta is
+        propagated to the input). Writable, e.g. to set B_l = W_l.
+
+    Examples
+    --------
+    >>> import alternatives
+    >>> model = fb.MLP([64, 128, 10], activation="tanh", output="softmax", seed=0)
+    >>> trainer = alternatives.FATrainer(model, optimizer=fb.Adam(1e-3), feedback_seed=1)
+    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    """
+
+    name = "fa"
+    _mode = _kernels.FA
+
+    def _feedback_size(self):
+        return self.model.n_params
+
+    def _feedback_views(self, flat):
+        return self.model._views(flat)[0::2]
+
+    @staticmethod
+    def _fan(B):
+        return B.shape[0]
+
+
+class DFATrainer(_FeedbackTrainer):
+    """Direct feedback alignment (Nokland 2016).
+
+    With e = dL/da_L (the output delta, e.g. p - y for softmax +
+    cross-entropy), the output layer uses delta_L = e and every hidden layer
+    l < L receives delta_l = (B_l^T e) * f_l'(a_l) from the output directly
+    through a fixed random B_l of shape (n_L, n_l); dW_l = delta_l h_{l-1}^T.
+    The layers' deltas do not depend on each other or on any W.
+
+    Parameters
+    ----------
+    model : fb.MLP
+    loss, optimizer, weight_decay, clip_norm
+        As for :class:`fastbp.Trainer`.
+    feedback_seed : int or None
+        Seed of the feedback matrices (drawn once, never changed).
+    feedback_scale : float > 0
+        B_l ~ U(-r, r) elementwise, r = feedback_scale / sqrt(n_L) (n_L: the
+        fan-in of the feedback map e -> delta_l; drawn in float64, then cast
+        to the model's dtype).
+
+    Attributes
+    ----------
+    feedback : list of ndarray
+        [B_1, ..., B_{L-1}], B_l of shape (n_L, n_l): views into the trainer's
+        flat feedback buffer of n_L * (n_1 + ... + n_{L-1}) entries. Empty for
+        a network without hidden layers (DFA is then plain gradient descent).
+
+    Examples
+    --------
+    >>> import alternatives
+    >>> model = fb.MLP([64, 128, 128, 10], activation="tanh", output="softmax", seed=0)
+    >>> trainer = alternatives.DFATrainer(model, optimizer=fb.Adam(1e-3), feedback_seed=1)
+    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    """
+
+    name = "dfa"
+    _mode = _kernels.DFA
+
+    def _feedback_size(self):
+        sizes = self.model.sizes
+        return sizes[-1] * sum(sizes[1:-1])
+
+    def _feedback_views(self, flat):
+        k = self.model.n_outputs
+        views, off = [], 0
+        for n in self.model.sizes[1:-1]:
+            views.append(flat[off:off + k * n].reshape(k, n))
+            off += k * n
+        return views
+
+    @staticmethod
+    def _fan(B):
+        return B.shape[0]
