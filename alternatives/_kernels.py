@@ -26,8 +26,8 @@ from fastbp.kernels.activations import backprop_activation
 from fastbp.kernels.codes import KERNEL, OK
 from fastbp.kernels.linalg import gemm_nn, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (backward, bias_gradient, epoch_seed, forward, n_weights,
-                                output_offsets, shuffle_in_place)
+from fastbp.kernels.mlp import (backward, bias_gradient, epoch_seed, forward, gather_batch,
+                                n_weights, output_offsets, shuffle_in_place)
 from fastbp.kernels.optim import LOSS, finish_step
 
 FA = 0
@@ -139,8 +139,7 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch
     """``n_epochs`` epochs in one call, as :func:`fastbp.kernels.mlp.train_epochs`
     (same arguments, same shuffling stream, same ``stats`` and return values)
     with the feedback pass of ``mode`` in place of backpropagation."""
-    n, n_in = X.shape
-    use_labels = labels.shape[0] > 0
+    n = X.shape[0]
     loss_code = int(train_hyper[LOSS])
     nw = n_weights(layout)
     for e in range(n_epochs):
@@ -151,15 +150,7 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch
         steps = 0
         for start in range(0, n, batch_size):
             rows = min(batch_size, n - start)
-            for i in range(rows):
-                src = order[start + i]
-                for j in range(n_in):
-                    xb[i * n_in + j] = X[src, j]
-                if use_labels:
-                    lb[i] = labels[src]
-                else:
-                    for j in range(targets.shape[1]):
-                        tb[i, j] = targets[src, j]
+            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
             loss_sum, c = loss_directions(xb, lb, tb, rows, params, feedback, grads, ws,
                                           layout, loss_code, mode, blas)
             obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
