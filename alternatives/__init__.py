@@ -7,9 +7,10 @@ Importing it registers its trainers with :func:`fastbp.register_trainer`:
 """
 import fastbp
 
+from .alignment import AlignmentRecorder, alignment, layer_angles
 from .feedback_alignment import DFATrainer, FATrainer
 
 fastbp.register_trainer("fa", FATrainer)
 fastbp.register_trainer("dfa", DFATrainer)
 
-__all__ = ["FATrainer", "DFATrainer"]
+__all__ = ["FATrainer", "DFATrainer", "alignment", "layer_angles", "AlignmentRecorder"]

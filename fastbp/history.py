@@ -31,6 +31,9 @@ class History:
     diverged : bool
         True when training stopped on a non-finite loss or gradient
         (``on_divergence="stop"``); ``message`` then says where.
+    records : dict of str -> list
+        Per-epoch values that ``fit`` callbacks append (for example
+        ``records["alignment"]`` from ``alternatives.AlignmentRecorder``).
     """
 
     loss: list = field(default_factory=list)
@@ -43,6 +46,7 @@ class History:
     training_time: float = 0.0
     diverged: bool = False
     message: str = ""
+    records: dict = field(default_factory=dict)
 
     @property
     def epochs(self):
@@ -55,7 +59,8 @@ class History:
                 "val_accuracy": self.val_accuracy, "epoch_time": self.epoch_time,
                 "wall_time": self.wall_time, "iterations": self.iterations,
                 "training_time": self.training_time, "epochs": self.epochs,
-                "diverged": self.diverged, "message": self.message}
+                "diverged": self.diverged, "message": self.message,
+                "records": self.records}
 
     def __getitem__(self, key):
         return self.as_dict()[key]

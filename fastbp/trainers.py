@@ -195,7 +195,7 @@ class Trainer:
         return value
 
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            progress=False, seed=None, on_divergence="raise"):
+            progress=False, seed=None, on_divergence="raise", callbacks=None):
         """Train for ``epochs`` passes over (X, y).
 
         Parameters
@@ -220,6 +220,11 @@ class Trainer:
             with a RuntimeWarning and return the history with
             ``diverged=True``. Either way the parameters are those from before
             the failing step.
+        callbacks : sequence of callables or None
+            Each is called as ``callback(trainer, epoch, history)`` after every
+            completed epoch (``epoch`` counts from 1) and may append to
+            ``history.records``. With callbacks, every epoch runs in a kernel
+            call of its own.
 
         Returns
         -------
@@ -231,6 +236,10 @@ class Trainer:
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
         if on_divergence not in ("raise", "stop"):
             raise ValueError(f"on_divergence={on_divergence!r}; expected 'raise' or 'stop'")
+        callbacks = list(callbacks) if callbacks is not None else []
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must hold callables, got {cb!r}")
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -254,13 +263,15 @@ class Trainer:
         done, chunk = 0, 1
         try:
             while done < epochs:
-                k = 1 if val is not None else min(chunk, epochs - done)
+                k = 1 if val is not None or callbacks else min(chunk, epochs - done)
                 t1 = time.perf_counter()
                 status, ran = self._fit_epochs(X, labels, targets, order, k, shuffle,
                                                shuffle_seed, done, bs, stats[done:done + k])
                 dt = time.perf_counter() - t1
                 for e in range(done, done + ran):
                     self._record_epoch(hist, stats[e], n, dt / max(ran, 1), val)
+                    for cb in callbacks:
+                        cb(self, e + 1, hist)
                     hist.wall_time.append(time.perf_counter() - t0)
                 hist.iterations += int(stats[done:done + ran, 2].sum())
                 if status != codes.OK:
