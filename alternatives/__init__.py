@@ -3,7 +3,8 @@ for the same fastbp models (target propagation, feedback alignment, synthetic
 gradients ...). This package imports fastbp; fastbp never imports it.
 
 Importing it registers its trainers with :func:`fastbp.register_trainer`:
-``"fa"`` (:class:`FATrainer`) and ``"dfa"`` (:class:`DFATrainer`).
+``"fa"`` (:class:`FATrainer`), ``"dfa"`` (:class:`DFATrainer`) and ``"dtp"``
+(:class:`DTPTrainer`).
 """
 import os as _os
 
@@ -15,8 +16,11 @@ drop_stale_caches(_os.path.dirname(_os.path.abspath(__file__)), [KERNELS_DIR])
 
 from .alignment import AlignmentRecorder, alignment, layer_angles
 from .feedback_alignment import DFATrainer, FATrainer
+from .target_propagation import DTPTrainer
 
 fastbp.register_trainer("fa", FATrainer)
 fastbp.register_trainer("dfa", DFATrainer)
+fastbp.register_trainer("dtp", DTPTrainer)
 
-__all__ = ["FATrainer", "DFATrainer", "alignment", "layer_angles", "AlignmentRecorder"]
+__all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "alignment", "layer_angles",
+           "AlignmentRecorder"]

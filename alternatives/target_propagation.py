@@ -1,0 +1,256 @@
+"""Difference target propagation (Lee, Zhang, Fischer, Bengio, ECML-PKDD 2015).
+
+For an MLP h_0 = x, a_l = W_l h_{l-1} + b_l, h_l = f_l(a_l), l = 1..L, each
+layer receives a target instead of a gradient:
+
+* top target  h^_{L-1} = h_{L-1} - target_step * dL/dh_{L-1}, with L the
+  per-sample loss (so target_step does not depend on the batch size); the
+  output layer trains on the gradient of the mean loss;
+* lower targets through learned inverses g_l(h) = tanh(V_l h + c_l),
+  V_l of shape (n_{l-1}, n_l), l = 2..L-1 (no g_1), with the difference
+  correction  h^_{l-1} = h_{l-1} + g_l(h^_l) - g_l(h_l)  (``difference=False``:
+  plain target propagation h^_{l-1} = g_l(h^_l));
+* hidden layer l minimises mean_batch 1/2 ||f_l(W_l h_{l-1} + b_l) - h^_l||^2
+  over its own (W_l, b_l), inputs and targets held constant;
+* inverse l is a denoiser: it minimises
+  mean_batch 1/2 ||g_l(f_l(h_{l-1} + eps)) - (h_{l-1} + eps)||^2 over
+  (V_l, c_l), eps ~ N(0, sigma^2), with its own optimizer.
+
+The forward direction goes through the usual weight decay, clipping,
+finiteness check and optimizer update (:func:`fastbp.kernels.optim.finish_step`),
+the inverse direction through the same tail with the inverse optimizer (no
+decay, no clipping).
+"""
+import numpy as np
+
+from fastbp._validation import check_nonnegative_float, check_positive_float, check_seed
+from fastbp.kernels.codes import IDENTITY, TANH
+from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.optim import get_optimizer
+from fastbp.trainers import Trainer
+
+from . import _dtp_kernels as K
+
+__all__ = ["DTPTrainer"]
+
+_INVERSE_ACTIVATIONS = {"tanh": TANH, "identity": IDENTITY}
+
+
+class DTPTrainer(Trainer):
+    """Difference target propagation (Lee et al. 2015) for :class:`fastbp.MLP`.
+
+    Parameters
+    ----------
+    model : fb.MLP
+    loss, optimizer, weight_decay, clip_norm
+        As for :class:`fastbp.Trainer` (they apply to the forward weights).
+    target_step : float > 0
+        eta_hat: the top target is h_{L-1} - target_step * dL/dh_{L-1}, L the
+        per-sample loss.
+    sigma : float >= 0
+        Standard deviation of the denoising noise of the inverses.
+    inverse_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3))
+        Bound to the inverse buffer; its own state.
+    difference : bool
+        Difference correction (DTP) or plain target propagation.
+    schedule : {'alternate', 'joint'}
+        ``fit``: per epoch one pass training the inverses then one pass training
+        the forward weights ('alternate', as in the paper), or both on every
+        batch ('joint'). ``step`` always does one joint update.
+    seed : int or None
+        Seed of the inverses' initialisation and of the denoising noise
+        (Numba's generator, seeded at construction).
+    inverse_activation : {'tanh', 'identity'}
+        f_inv in g_l(h) = f_inv(V_l h + c_l); 'identity' gives linear inverses
+        (e.g. to substitute exact inverses of a linear network in tests).
+
+    Attributes
+    ----------
+    inverse_params : ndarray
+        Flat buffer: V_2..V_{L-1} then c_2..c_{L-1}.
+    inverses : list of ndarray
+        [V_2, c_2, ..., V_{L-1}, c_{L-1}], views into ``inverse_params``.
+
+    Examples
+    --------
+    >>> import alternatives
+    >>> model = fb.MLP([64, 128, 128, 10], activation="tanh", output="softmax", seed=0)
+    >>> trainer = alternatives.DTPTrainer(model, optimizer=fb.Adam(1e-3), seed=0)
+    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    """
+
+    name = "dtp"
+
+    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
+                 target_step=0.1, sigma=0.1, inverse_optimizer=None, difference=True,
+                 schedule="alternate", seed=None, inverse_activation="tanh"):
+        self.target_step = check_positive_float(target_step, "target_step")
+        self.sigma = check_nonnegative_float(sigma, "sigma")
+        if schedule not in ("alternate", "joint"):
+            raise ValueError(f"schedule={schedule!r}; expected 'alternate' or 'joint'")
+        if inverse_activation not in _INVERSE_ACTIVATIONS:
+            raise ValueError(f"inverse_activation={inverse_activation!r}; expected one of "
+                             f"{list(_INVERSE_ACTIVATIONS)}")
+        self.schedule = schedule
+        self.difference = bool(difference)
+        self.inverse_activation = inverse_activation
+        self.seed = check_seed(seed, "seed")
+        inv_opt = get_optimizer(inverse_optimizer)
+        super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
+                         clip_norm=clip_norm)
+        if inv_opt is self.optimizer:
+            raise ValueError("inverse_optimizer must be a different object from optimizer")
+        layout = model._layout
+        n_inv = int(K.inverse_size(layout))
+        inv_opt.bind(n_inv, model.dtype)
+        self.inverse_optimizer = inv_opt
+        self.inverse_params = np.zeros(n_inv, dtype=model.dtype)
+        self._inv_grads = np.zeros(n_inv, dtype=model.dtype)
+        self._inv_train = np.zeros(3, dtype=np.float64)  # no decay, no clipping
+        self.inverses = self._inverse_views(self.inverse_params)
+        rng = np.random.default_rng(self.seed)
+        for V in self.inverses[0::2]:
+            r = np.sqrt(6.0 / (V.shape[0] + V.shape[1]))
+            V[...] = rng.uniform(-r, r, size=V.shape)
+        K.seed_rng(int(rng.integers(0, 2**31 - 1)))
+        self._inv_code = _INVERSE_ACTIVATIONS[inverse_activation]
+        self._mw = int(K.max_width(layout))
+        self._tw = np.zeros(0, dtype=model.dtype)
+        self._gather = None
+
+    def _inverse_views(self, flat):
+        sizes = self.model.sizes
+        L = len(sizes) - 1
+        Vs, cs, off = [], [], 0
+        for l in range(2, L):
+            n_prev, n_l = sizes[l - 1], sizes[l]
+            Vs.append(flat[off:off + n_prev * n_l].reshape(n_prev, n_l))
+            off += n_prev * n_l
+        for l in range(2, L):
+            n_prev = sizes[l - 1]
+            cs.append(flat[off:off + n_prev])
+            off += n_prev
+        out = []
+        for V, c in zip(Vs, cs):
+            out += [V, c]
+        return out
+
+    def set_exact_linear_inverses(self):
+        """Testing hook for linear networks with ``inverse_activation='identity'``:
+        V_l = W_l^+ (pseudo-inverse; W_l^T for orthogonal W_l), c_l = -V_l b_l,
+        so that g_l(f_l(h)) = h whenever f_l is the identity and W_l is invertible."""
+        if self.inverse_activation != "identity":
+            raise ValueError("exact linear inverses need inverse_activation='identity'")
+        p = self.model.params
+        for i, l in enumerate(range(2, self.model.n_layers)):
+            W, b = p[2 * (l - 1)], p[2 * (l - 1) + 1]
+            V = np.linalg.pinv(W.astype(np.float64))
+            self.inverses[2 * i][...] = V
+            self.inverses[2 * i + 1][...] = -V @ b.astype(np.float64)
+
+    # -- buffers -------------------------------------------------------------------
+    def _target_ws(self, rows):
+        need = 4 * rows * self._mw
+        if self._tw.shape[0] < need:
+            self._tw = np.zeros(need, dtype=self.model.dtype)
+        return self._tw
+
+    def _gather_buffers(self, batch_size, use_labels):
+        m = self.model
+        g = self._gather
+        if g is None or g[0] < batch_size or g[1] != use_labels:
+            xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
+            if use_labels:
+                lb = np.empty(batch_size, dtype=np.int64)
+                tb = np.empty((0, 0), dtype=m.dtype)
+            else:
+                lb = np.empty(0, dtype=np.int64)
+                tb = np.empty((batch_size, m.n_outputs), dtype=m.dtype)
+            g = self._gather = (batch_size, use_labels, xb, lb, tb)
+        return g[2], g[3], g[4]
+
+    # -- steps ---------------------------------------------------------------------
+    def _step_prepared(self, X, labels, targets):
+        m = self.model
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        tw = self._target_ws(rows)
+        io = self.inverse_optimizer
+        return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
+                            self.inverse_params, self._grads, self._inv_grads,
+                            self.optimizer.state, self.optimizer._hyper, self._train_hyper,
+                            io.state, io._hyper, self._inv_train, ws, tw, m._layout,
+                            self.target_step, self.difference, self.sigma, self._inv_code,
+                            True, m._blas(rows))
+
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
+        m = self.model
+        ws = self._workspace(batch_size)
+        tw = self._target_ws(batch_size)
+        use_labels = labels.shape[0] > 0
+        xb, lb, tb = self._gather_buffers(batch_size, use_labels)
+        if use_labels:
+            tb = targets
+        else:
+            lb = labels
+        io = self.inverse_optimizer
+        status, ran = K.train_epochs(
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+            batch_size, m.flat_params, self.inverse_params, self._grads, self._inv_grads,
+            self.optimizer.state, self.optimizer._hyper, self._train_hyper, io.state,
+            io._hyper, self._inv_train, ws, tw, m._layout, xb, lb, tb, stats,
+            self.target_step, self.difference, self.sigma, self._inv_code,
+            self.schedule == "alternate", m._blas(batch_size))
+        return int(status), int(ran)
+
+    def train_inverses(self, X):
+        """One update of the inverses on the batch X (forward weights unchanged).
+        Returns the mean reconstruction loss before the update."""
+        from fastbp._validation import check_features
+        from fastbp.errors import DivergenceError
+        from fastbp.kernels import codes
+        m = self.model
+        X = check_features(X, m.n_inputs, m.dtype, "X")
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        tw = self._target_ws(rows)
+        io = self.inverse_optimizer
+        loss, status = K.inverse_step(X.reshape(-1), rows, m.flat_params, self.inverse_params,
+                                      self._inv_grads, io.state, io._hyper, self._inv_train,
+                                      ws, tw, m._layout, self.sigma, self._inv_code,
+                                      m._blas(rows))
+        if status != codes.OK:
+            raise DivergenceError("a non-finite inverse loss or update; the inverses were "
+                                  "left as they were")
+        return float(loss)
+
+    def update_directions(self, X, y):
+        """The DTP direction of the forward parameters on one batch (before
+        clipping), without updating anything.
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays aligned with ``model.params``: [dW_1, db_1, ..., dW_L,
+            db_L]: the local target-loss gradients of the hidden layers and the
+            mean-loss gradient of the output layer, plus ``weight_decay * W_l``.
+        """
+        X, labels, targets = self._prepare(X, y)
+        m = self.model
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        tw = self._target_ws(rows)
+        K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
+                             self.inverse_params, self._grads, ws, tw, m._layout,
+                             int(self._train_hyper[LOSS]), self.target_step, self.difference,
+                             self._inv_code, m._blas(rows))
+        if self.weight_decay:
+            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m._views(self._grads)]
+
+    def __repr__(self):
+        base = super().__repr__()[:-1]
+        return (f"{base}, target_step={self.target_step:g}, sigma={self.sigma:g}, "
+                f"inverse_optimizer={self.inverse_optimizer!r}, difference={self.difference}, "
+                f"schedule={self.schedule!r}, seed={self.seed!r})")
