@@ -42,6 +42,8 @@ def short_name(bench):
     params = bench.get("params") or {}
     if "impl" in params:
         return str(params["impl"])
+    if "name" in params:  # trainer-step groups: the registry name
+        return str(params["name"])
     return bench["name"].split("[")[0].removeprefix("test_")
 
 
