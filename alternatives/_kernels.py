@@ -27,7 +27,7 @@ from fastbp.kernels.codes import KERNEL, OK
 from fastbp.kernels.linalg import gemm_nn, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (backward, bias_gradient, epoch_seed, forward, gather_batch,
-                                n_weights, output_offsets, shuffle_in_place)
+                                n_weights, output_offsets, record_epoch, shuffle_in_place)
 from fastbp.kernels.optim import LOSS, finish_step
 
 FA = 0
@@ -156,14 +156,10 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch
             obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
                                       loss_sum / rows)
             if status != OK:
-                stats[e, 0] = loss_acc / max(start, 1)
-                stats[e, 1] = correct_acc
-                stats[e, 2] = steps
+                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
                 return status, e
             loss_acc += obj * rows
             correct_acc += c
             steps += 1
-        stats[e, 0] = loss_acc / n
-        stats[e, 1] = correct_acc
-        stats[e, 2] = steps
+        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
     return OK, n_epochs

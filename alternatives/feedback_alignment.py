@@ -47,7 +47,6 @@ class _FeedbackTrainer(Trainer):
             r = self.feedback_scale / np.sqrt(self._fan(B))
             B[...] = rng.uniform(-r, r, size=B.shape)  # drawn in float64, then cast
         # epoch-kernel gather buffers, (re)allocated only when the batch size grows
-        self._gather = None
 
     # -- subclass hooks ---------------------------------------------------------
     def _feedback_size(self):
@@ -69,20 +68,6 @@ class _FeedbackTrainer(Trainer):
                                    self._feedback, self._grads, self.optimizer.state,
                                    self.optimizer._hyper, self._train_hyper, ws, m._layout,
                                    self._mode, m._blas(rows))
-
-    def _gather_buffers(self, batch_size, use_labels):
-        m = self.model
-        g = self._gather
-        if g is None or g[0] < batch_size or g[1] != use_labels:
-            xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
-            if use_labels:
-                lb = np.empty(batch_size, dtype=np.int64)
-                tb = np.empty((0, 0), dtype=m.dtype)
-            else:
-                lb = np.empty(0, dtype=np.int64)
-                tb = np.empty((batch_size, m.n_outputs), dtype=m.dtype)
-            g = self._gather = (batch_size, use_labels, xb, lb, tb)
-        return g[2], g[3], g[4]
 
     def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):

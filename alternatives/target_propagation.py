@@ -116,7 +116,6 @@ class DTPTrainer(Trainer):
         self._inv_code = _INVERSE_ACTIVATIONS[inverse_activation]
         self._mw = int(K.max_width(layout))
         self._tw = np.zeros(0, dtype=model.dtype)
-        self._gather = None
 
     def _inverse_views(self, flat):
         sizes = self.model.sizes
@@ -154,20 +153,6 @@ class DTPTrainer(Trainer):
         if self._tw.shape[0] < need:
             self._tw = np.zeros(need, dtype=self.model.dtype)
         return self._tw
-
-    def _gather_buffers(self, batch_size, use_labels):
-        m = self.model
-        g = self._gather
-        if g is None or g[0] < batch_size or g[1] != use_labels:
-            xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
-            if use_labels:
-                lb = np.empty(batch_size, dtype=np.int64)
-                tb = np.empty((0, 0), dtype=m.dtype)
-            else:
-                lb = np.empty(0, dtype=np.int64)
-                tb = np.empty((batch_size, m.n_outputs), dtype=m.dtype)
-            g = self._gather = (batch_size, use_labels, xb, lb, tb)
-        return g[2], g[3], g[4]
 
     # -- steps ---------------------------------------------------------------------
     def _step_prepared(self, X, labels, targets):

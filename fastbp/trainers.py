@@ -70,6 +70,7 @@ class Trainer:
         self._classifier = is_classification(self.loss)
         self._grads = np.zeros(model.n_params, dtype=model.dtype)
         self._ws = Workspace(model)
+        self._gather = None
 
     # -- preparation -----------------------------------------------------------
     def _prepare(self, X, y, names=("X", "y")):
@@ -83,6 +84,24 @@ class Trainer:
     def _workspace(self, rows):
         """The kernel workspace, grown (never per step) to hold ``rows`` rows."""
         return self._ws.get(rows)
+
+    def _gather_buffers(self, batch_size, use_labels):
+        """Batch buffers for fused epoch kernels (see
+        :func:`fastbp.kernels.mlp.gather_batch`): flat inputs of batch_size *
+        n_inputs, and int64 labels (batch_size,) or target rows
+        (batch_size, n_outputs), the unused one empty. Kept between calls."""
+        m = self.model
+        g = self._gather
+        if g is None or g[0] < batch_size or g[1] != use_labels:
+            xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
+            if use_labels:
+                lb = np.empty(batch_size, dtype=np.int64)
+                tb = np.empty((0, 0), dtype=m.dtype)
+            else:
+                lb = np.empty(0, dtype=np.int64)
+                tb = np.empty((batch_size, m.n_outputs), dtype=m.dtype)
+            g = self._gather = (batch_size, use_labels, xb, lb, tb)
+        return g[2], g[3], g[4]
 
     def _accuracy_denominator(self, n):
         return n * self.model.n_outputs if self.loss == "binary_cross_entropy" else n
@@ -354,11 +373,7 @@ class BackpropTrainer(Trainer):
                     batch_size, stats):
         m = self.model
         ws = self._workspace(batch_size)
-        xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
-        if labels.shape[0] > 0:
-            lb, tb = np.empty(batch_size, dtype=np.int64), targets
-        else:
-            lb, tb = labels, np.empty((batch_size, m.n_outputs), dtype=m.dtype)
+        xb, lb, tb = self._gather_buffers(batch_size, labels.shape[0] > 0)
         status, ran = mlp_kernels.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
             batch_size,

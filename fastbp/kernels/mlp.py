@@ -288,6 +288,15 @@ def shuffle_in_place(order, seed):
 
 
 @njit(**KERNEL)
+def record_epoch(stats, e, loss_acc, samples, correct, steps):
+    """stats[e] = (objective summed over ``samples`` / samples, number correct,
+    updates applied): one row of an epoch loop's statistics."""
+    stats[e, 0] = loss_acc / max(samples, 1)
+    stats[e, 1] = correct
+    stats[e, 2] = steps
+
+
+@njit(**KERNEL)
 def gather_batch(X, labels, targets, order, start, rows, xb, lb, tb):
     """Copy samples order[start:start + rows] into the batch buffers.
 
@@ -353,14 +362,10 @@ def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch
             obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
                                       loss_sum / rows)
             if status != OK:
-                stats[e, 0] = loss_acc / max(start, 1)
-                stats[e, 1] = correct_acc
-                stats[e, 2] = steps
+                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
                 return status, e
             loss_acc += obj * rows
             correct_acc += c
             steps += 1
-        stats[e, 0] = loss_acc / n
-        stats[e, 1] = correct_acc
-        stats[e, 2] = steps
+        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
     return OK, n_epochs
