@@ -3,8 +3,8 @@ for the same fastbp models (target propagation, feedback alignment, synthetic
 gradients ...). This package imports fastbp; fastbp never imports it.
 
 Importing it registers its trainers with :func:`fastbp.register_trainer`:
-``"fa"`` (:class:`FATrainer`), ``"dfa"`` (:class:`DFATrainer`) and ``"dtp"``
-(:class:`DTPTrainer`).
+``"fa"`` (:class:`FATrainer`), ``"dfa"`` (:class:`DFATrainer`), ``"dtp"``
+(:class:`DTPTrainer`) and ``"ddtp"`` (:class:`DDTPTrainer`).
 """
 import os as _os
 
@@ -15,12 +15,14 @@ from fastbp.kernels import KERNELS_DIR, drop_stale_caches
 drop_stale_caches(_os.path.dirname(_os.path.abspath(__file__)), [KERNELS_DIR])
 
 from .alignment import AlignmentRecorder, alignment, layer_angles
+from .ddtp import DDTPTrainer
 from .feedback_alignment import DFATrainer, FATrainer
 from .target_propagation import DTPTrainer
 
 fastbp.register_trainer("fa", FATrainer)
 fastbp.register_trainer("dfa", DFATrainer)
 fastbp.register_trainer("dtp", DTPTrainer)
+fastbp.register_trainer("ddtp", DDTPTrainer)
 
-__all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "alignment", "layer_angles",
+__all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "DDTPTrainer", "alignment", "layer_angles",
            "AlignmentRecorder"]
