@@ -67,7 +67,6 @@ def inverse_size(layout):
 @njit(**KERNEL)
 def _offsets(layout, rows, l):
     """(W_l offset, b_l offset, H_{l-1} offset (-1 for x), H_l offset) for layer l."""
-    L = layout[0]
     woff = 0
     boff = n_weights(layout)
     hoff = 0

@@ -124,7 +124,7 @@ class DDTPTrainer(Trainer):
         self._nh = int(K.hidden_total(layout))
         self._rows = 0
         self._tgt = self._eps = self._tw = np.zeros(0, dtype=model.dtype)
-        self._pretrained = False
+        self._pretrained = np.zeros(1, dtype=np.int8)  # array: saved by save_state
 
     def _feedback_views(self, flat):
         sizes = self.model.sizes
@@ -177,7 +177,7 @@ class DDTPTrainer(Trainer):
             tb = targets
         else:
             lb = labels
-        pretrain = 0 if self._pretrained else self.pretrain_epochs
+        pretrain = 0 if self._pretrained[0] else self.pretrain_epochs
         fo = self.feedback_optimizer
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
@@ -186,7 +186,7 @@ class DDTPTrainer(Trainer):
             fo._hyper, self._fb_train, ws, tgt, eps, tw, m._layout, xb, lb, tb, stats,
             self.target_step, self.sigma, pretrain, m._blas(batch_size))
         if status == codes.OK or ran > 0:
-            self._pretrained = True
+            self._pretrained[0] = 1
         return int(status), int(ran)
 
     def train_feedback(self, X):
@@ -255,6 +255,14 @@ class DDTPTrainer(Trainer):
         one batch, without updating anything."""
         rows = self._forward_directions(X, y)
         return [t.copy() for t in self._blocks(self._tgt, rows)]
+
+    def _state_arrays(self):
+        """Forward optimizer state, the feedback Q, its optimizer's state, and
+        whether the feedback pre-training has run."""
+        return {**super()._state_arrays(), "feedback_params": self.feedback_params,
+                "feedback_optimizer_state": self.feedback_optimizer.state,
+                "feedback_optimizer_hyper": self.feedback_optimizer._hyper,
+                "pretrained": self._pretrained}
 
     def update_directions(self, X, y):
         """The DDTP direction of the forward parameters on one batch (before

@@ -86,6 +86,11 @@ class _FeedbackTrainer(Trainer):
             self._mode, m._blas(batch_size))
         return int(status), int(ran)
 
+    def _state_arrays(self):
+        """The optimizer's state and the fixed feedback matrices (saved so a
+        restored trainer keeps training with the same B)."""
+        return {**super()._state_arrays(), "feedback": self._feedback}
+
     def update_directions(self, X, y):
         """The direction this trainer would hand the optimizer on one batch
         (before clipping), without updating anything.

@@ -210,6 +210,12 @@ class DTPTrainer(Trainer):
                                   "left as they were")
         return float(loss)
 
+    def _state_arrays(self):
+        """Forward optimizer state, the inverses and their optimizer's state."""
+        return {**super()._state_arrays(), "inverse_params": self.inverse_params,
+                "inverse_optimizer_state": self.inverse_optimizer.state,
+                "inverse_optimizer_hyper": self.inverse_optimizer._hyper}
+
     def update_directions(self, X, y):
         """The DTP direction of the forward parameters on one batch (before
         clipping), without updating anything.

@@ -13,11 +13,13 @@ def _model_kinds():
     return {"MLP": MLP}
 
 
-def save_model(model, path):
+def save_model(model, path, extra=None):
     """Write ``model`` to ``path`` atomically (temporary file, then rename).
 
     The file holds ``format_version``, ``kind``, ``config`` (JSON of the
-    constructor arguments) and ``flat_params``.
+    constructor arguments) and ``flat_params``, plus the arrays of ``extra``
+    (name -> array; names must not clash with those), which :func:`load`
+    ignores (trainers store their state there, see ``Trainer.save_state``).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -26,12 +28,31 @@ def save_model(model, path):
         with os.fdopen(fd, "wb") as f:
             np.savez(f, format_version=np.int64(FORMAT_VERSION), kind=np.str_(model.kind),
                      config=np.str_(json.dumps(model.get_config())),
-                     flat_params=model.flat_params)
+                     flat_params=model.flat_params, **(extra or {}))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def read_arrays(path, names):
+    """The arrays ``names`` of a fastbp ``.npz`` file, or ValueError naming the
+    path and what is missing or unreadable."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [n for n in names if n not in data.files]
+            if missing:
+                raise ValueError(f"{path!r} has no {missing}")
+            return {n: data[n] for n in names}
+    except FileNotFoundError:
+        raise
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path!r} is not a readable fastbp file: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 def load(path):

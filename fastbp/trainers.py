@@ -336,6 +336,63 @@ class Trainer:
             metrics["val_acc"] = hist.val_accuracy[-1]
         return metrics
 
+    # -- saving ------------------------------------------------------------------
+    def _state_arrays(self):
+        """Arrays this trainer owns and updates in place, beyond the model:
+        name -> array. Saved by :meth:`save_state`, restored in place by
+        :meth:`load_state`. Subclasses add their own buffers (feedback
+        matrices, inverses, their optimizers' state)."""
+        return {"optimizer_state": self.optimizer.state,
+                "optimizer_hyper": self.optimizer._hyper}
+
+    def save_state(self, path):
+        """Write the model and this trainer's state to one ``.npz`` file.
+
+        ``fb.load(path)`` reads the model alone; :meth:`load_state` restores
+        everything into a trainer built the same way, so training resumes
+        exactly where it stopped (optimizer moments and step count included).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        from .io import save_model
+        arrays = {f"trainer/{k}": v for k, v in self._state_arrays().items()}
+        arrays["trainer_class"] = np.str_(type(self).__name__)
+        save_model(self.model, path, extra=arrays)
+
+    def load_state(self, path):
+        """Restore what :meth:`save_state` wrote into this trainer and its model.
+
+        The trainer must be of the same class with the same architecture and
+        dtype; nothing is changed unless every array fits.
+
+        Raises
+        ------
+        ValueError
+            The file is not a trainer state of this class, or an array's shape
+            or dtype differs (the message names it).
+        """
+        from .io import load, read_arrays
+        model = load(path)
+        own = self._state_arrays()
+        names = ["trainer_class"] + [f"trainer/{k}" for k in own]
+        arrays = read_arrays(path, names)
+        cls = str(arrays["trainer_class"])
+        if cls != type(self).__name__:
+            raise ValueError(f"{path!r} holds the state of a {cls}, not a {type(self).__name__}")
+        if model.get_config() != self.model.get_config():
+            raise ValueError(f"{path!r} holds {model!r}, but this trainer's model is "
+                             f"{self.model!r}")
+        for k, dest in own.items():
+            src = arrays[f"trainer/{k}"]
+            if src.shape != dest.shape or src.dtype != dest.dtype:
+                raise ValueError(f"{path!r}: trainer/{k} has shape {src.shape} and dtype "
+                                 f"{src.dtype}; this trainer expects {dest.shape}, {dest.dtype}")
+        self.model.flat_params[...] = model.flat_params
+        for k, dest in own.items():
+            dest[...] = arrays[f"trainer/{k}"]
+
     def __repr__(self):
         extra = ""
         if self.weight_decay:

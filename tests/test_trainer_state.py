@@ -1,0 +1,81 @@
+"""Trainer.save_state / load_state: the model, the optimizer state and each
+trainer's own buffers (feedback matrices, inverses) in one file."""
+import numpy as np
+import pytest
+
+import alternatives  # noqa: F401  (registers fa, dfa, dtp, ddtp)
+import fastbp as fb
+
+NAMES = ["backprop", "fa", "dfa", "dtp", "ddtp"]
+#: trainers whose updates draw no random numbers, so resuming is bit-exact
+DETERMINISTIC = ["backprop", "fa", "dfa"]
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(60, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=60)
+    return X, y
+
+
+def make(name, model_seed=0):
+    model = fb.MLP([6, 8, 7, 3], activation="tanh", output="softmax", seed=model_seed)
+    return fb.TRAINERS[name](model, loss="cross_entropy", optimizer=fb.Adam(1e-2))
+
+
+def state_of(trainer):
+    return {k: v.copy() for k, v in trainer._state_arrays().items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_restores_model_optimizer_and_own_buffers(tmp_path, name):
+    X, y = data()
+    a = make(name)
+    a.fit(X, y, epochs=2, batch_size=16, seed=0)
+    path = tmp_path / "state.npz"
+    a.save_state(path)
+    b = make(name, model_seed=5)          # different parameters before loading
+    b.load_state(path)
+    np.testing.assert_array_equal(b.model.flat_params, a.model.flat_params)
+    sa, sb = state_of(a), state_of(b)
+    assert sa.keys() == sb.keys() and "optimizer_state" in sa
+    for k in sa:
+        np.testing.assert_array_equal(sb[k], sa[k], err_msg=k)
+    for da, db in zip(a.update_directions(X, y), b.update_directions(X, y)):
+        np.testing.assert_array_equal(da, db)
+    # the file is also a plain model file
+    np.testing.assert_array_equal(fb.load(path).flat_params, a.model.flat_params)
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_training_resumes_exactly(tmp_path, name):
+    X, y = data()
+    a = make(name)
+    a.fit(X, y, epochs=2, batch_size=16, seed=0)
+    a.save_state(tmp_path / "s.npz")
+    b = make(name, model_seed=3)
+    b.load_state(tmp_path / "s.npz")
+    for _ in range(5):
+        assert a.step(X[:16], y[:16]) == b.step(X[:16], y[:16])
+    np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
+    assert a.optimizer.t == b.optimizer.t
+
+
+def test_wrong_class_or_architecture_is_rejected_and_changes_nothing(tmp_path):
+    X, y = data()
+    a = make("fa")
+    a.fit(X, y, epochs=1, seed=0)
+    a.save_state(tmp_path / "fa.npz")
+    b = make("dfa", model_seed=1)
+    before = (b.model.flat_params.copy(), state_of(b))
+    with pytest.raises(ValueError, match="FATrainer"):
+        b.load_state(tmp_path / "fa.npz")
+    np.testing.assert_array_equal(b.model.flat_params, before[0])
+    other = fb.TRAINERS["fa"](fb.MLP([6, 5, 3], activation="tanh", output="softmax"),
+                              loss="cross_entropy")
+    with pytest.raises(ValueError, match="model"):
+        other.load_state(tmp_path / "fa.npz")
+    plain = tmp_path / "model.npz"
+    a.model.save(plain)
+    with pytest.raises(ValueError, match="trainer_class"):
+        make("fa").load_state(plain)
