@@ -33,7 +33,8 @@ from fastbp.kernels.codes import (KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS, NO
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (add_bias, bias_gradient, epoch_seed, forward, gather_batch,
-                                n_weights, output_offsets, record_epoch, shuffle_in_place)
+                                max_width, n_weights, output_offsets, record_epoch,
+                                shuffle_in_place)
 from fastbp.kernels.optim import (LOSS, apply_update, finish_step, sum_squares,
                                   update_is_finite)
 
@@ -42,16 +43,6 @@ from fastbp.kernels.optim import (LOSS, apply_update, finish_step, sum_squares,
 def seed_rng(seed):
     """Seed Numba's generator (the denoising noise)."""
     np.random.seed(seed)
-
-
-@njit(**KERNEL)
-def max_width(layout):
-    L = layout[0]
-    m = 0
-    for l in range(2, L + 2):
-        if layout[l] > m:
-            m = layout[l]
-    return m
 
 
 @njit(**KERNEL)

@@ -55,7 +55,8 @@ def _hidden_total(layout):
 
 
 @njit(**KERNEL)
-def _max_width(layout):
+def max_width(layout):
+    """max(n_1, ..., n_L): the width of the workspace's delta buffers."""
     L = layout[0]
     m = 0
     for l in range(2, L + 2):
@@ -154,7 +155,7 @@ def backward(x, rows, params, grads, layout, ws, blas):
     L = layout[0]
     total_h = _hidden_total(layout)
     cur = rows * (total_h + layout[L + 1])
-    other = cur + rows * _max_width(layout)
+    other = cur + rows * max_width(layout)
     woff = n_weights(layout)
     boff = params.shape[0]
     hoff = rows * total_h
