@@ -25,13 +25,7 @@ import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
-from fastbp.kernels.codes import (
-    KERNEL,
-    NONFINITE_GRADIENT,
-    NONFINITE_LOSS,
-    NONFINITE_UPDATE,
-    OK,
-)
+from fastbp.kernels.codes import KERNEL, OK
 from fastbp.kernels.linalg import gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (
@@ -45,13 +39,7 @@ from fastbp.kernels.mlp import (
     record_epoch,
     shuffle_in_place,
 )
-from fastbp.kernels.optim import (
-    LOSS,
-    apply_update,
-    finish_step,
-    sum_squares,
-    update_is_finite,
-)
+from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
 
 from ._dtp_kernels import _offsets, layer_apply, max_width
 
@@ -211,12 +199,9 @@ def joint_step(x, labels, targets, rows, params, fb, grads, fgrads, state, opt_h
     if do_fb:
         draw_noise(eps, rows * hidden_total(layout), sigma)
         floss = feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas)
-        if not np.isfinite(floss):
-            return loss_sum / rows, correct, NONFINITE_LOSS
-        if not update_is_finite(fb, fgrads, fstate, fhyper):
-            if not np.isfinite(sum_squares(fgrads)):
-                return loss_sum / rows, correct, NONFINITE_GRADIENT
-            return loss_sum / rows, correct, NONFINITE_UPDATE
+        _, aux_status = check_step(fb, fgrads, fstate, fhyper, ftrain, 0, floss)
+        if aux_status != OK:
+            return loss_sum / rows, correct, aux_status
     obj, status = finish_step(params, grads, state, opt_hyper, train_hyper,
                               n_weights(layout), loss_sum / rows)
     if status == OK and do_fb:

@@ -28,15 +28,13 @@ import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import (KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE,
-                                  OK)
+from fastbp.kernels.codes import (KERNEL, OK)
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (add_bias, bias_gradient, epoch_seed, forward, gather_batch,
                                 max_width, n_weights, output_offsets, record_epoch,
                                 shuffle_in_place)
-from fastbp.kernels.optim import (LOSS, apply_update, finish_step, sum_squares,
-                                  update_is_finite)
+from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
 
 
 @njit(**KERNEL)
@@ -226,12 +224,9 @@ def joint_step(x, labels, targets, rows, params, inv, grads, igrads, state, opt_
     if do_inv:
         iloss = inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma,
                                    inv_code, blas)
-        if not np.isfinite(iloss):
-            return loss_sum / rows, correct, NONFINITE_LOSS
-        if not update_is_finite(inv, igrads, istate, ihyper):
-            if not np.isfinite(sum_squares(igrads)):
-                return loss_sum / rows, correct, NONFINITE_GRADIENT
-            return loss_sum / rows, correct, NONFINITE_UPDATE
+        _, aux_status = check_step(inv, igrads, istate, ihyper, itrain, 0, iloss)
+        if aux_status != OK:
+            return loss_sum / rows, correct, aux_status
     obj, status = finish_step(params, grads, state, opt_hyper, train_hyper,
                               n_weights(layout), loss_sum / rows)
     if status == OK and do_inv:

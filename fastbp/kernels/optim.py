@@ -150,23 +150,23 @@ def clip_by_global_norm(grads, sq_norm, clip_norm):
 
 
 @njit(**KERNEL)
-def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_loss):
-    """Shared tail of every training step: decay, clip, finiteness check, update.
+def check_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_loss):
+    """Everything of a training step's tail but the update itself: weight decay
+    and clipping applied to ``grads``, then the loss, the gradient and the
+    update they would give checked for finiteness. ``params`` and the optimizer
+    state are not touched. Trainers that update two parameter sets at once
+    check both before applying either.
 
-    The parameters and optimizer state are touched only when the loss, the
-    gradient and the update they would receive are all finite, so a diverging
-    step leaves the model as it was. The update check also catches a NaN or
-    inf gradient, so the gradient norm is computed only for clipping (or to
-    name the cause after a failed check): two passes over the parameters
-    instead of three.
+    The update check also catches a NaN or inf gradient, so the gradient norm
+    is computed only for clipping (or to name the cause after a failed check):
+    with :func:`apply_update`, two passes over the parameters instead of three.
 
     Returns
     -------
     objective : float
         data_loss + lambda/2 * sum ||W||_F^2 (the penalty only when lambda > 0).
     status : int
-        OK, NONFINITE_LOSS, NONFINITE_GRADIENT or NONFINITE_UPDATE (then
-        nothing was updated).
+        OK, NONFINITE_LOSS, NONFINITE_GRADIENT or NONFINITE_UPDATE.
     """
     if not np.isfinite(data_loss):
         return data_loss, NONFINITE_LOSS
@@ -184,5 +184,24 @@ def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_lo
         if not np.isfinite(sum_squares(grads)):
             return objective, NONFINITE_GRADIENT
         return objective, NONFINITE_UPDATE
-    apply_update(params, grads, state, opt_hyper)
     return objective, OK
+
+
+@njit(**KERNEL)
+def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_loss):
+    """Shared tail of every training step: :func:`check_step`, then the update
+    when everything is finite, so a diverging step leaves the model as it was.
+
+    Returns
+    -------
+    objective : float
+        data_loss + lambda/2 * sum ||W||_F^2 (the penalty only when lambda > 0).
+    status : int
+        OK, NONFINITE_LOSS, NONFINITE_GRADIENT or NONFINITE_UPDATE (then
+        nothing was updated).
+    """
+    objective, status = check_step(params, grads, state, opt_hyper, train_hyper, n_weights,
+                                   data_loss)
+    if status == OK:
+        apply_update(params, grads, state, opt_hyper)
+    return objective, status
