@@ -27,7 +27,6 @@ from numba import njit
 from fastbp.kernels.activations import backprop_activation
 from fastbp.kernels.codes import KERNEL, OK
 from fastbp.kernels.linalg import gemm_nt, gemm_tn
-from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (
     add_bias,
     bias_gradient,
@@ -41,7 +40,7 @@ from fastbp.kernels.mlp import (
 )
 from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
 
-from ._dtp_kernels import _offsets, layer_apply, max_width
+from ._dtp_kernels import _offsets, forward_and_output_gradient, layer_apply, max_width
 
 
 @njit(**KERNEL)
@@ -84,19 +83,10 @@ def forward_directions(x, labels, targets, rows, params, fb, grads, ws, tgt, tw,
     """Forward pass, loss, hidden targets (into ``tgt``) and the DDTP direction
     of the forward parameters (into ``grads``, no weight decay). Returns (loss
     summed over the batch, number correct)."""
-    forward(x, rows, params, layout, ws, blas)
-    h_off, a_off, d_off = output_offsets(layout, rows)
+    loss_sum, correct, d_off = forward_and_output_gradient(x, labels, targets, rows, params,
+                                                           grads, ws, layout, loss_code, blas)
     L = layout[0]
     k = layout[L + 1]
-    loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, k, labels, targets,
-                                       loss_code, layout[2 * L + 1])
-    woff, boff, prev, hoff = _offsets(layout, rows, L)
-    nin = layout[L]
-    if L == 1:
-        gemm_tn(ws, d_off, x, 0, grads, woff, rows, k, nin, blas)
-    else:
-        gemm_tn(ws, d_off, ws, prev, grads, woff, rows, k, nin, blas)
-    bias_gradient(ws, d_off, grads, boff, rows, k)
     G = 0
     # the delta holds d(mean loss)/dA_L = e / rows
     scale = target_step * rows

@@ -92,11 +92,16 @@ def layer_apply(src, s0, P, woff, boff, dst, d0, rows, nout, nin, code, blas):
 
 
 @njit(**KERNEL)
-def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, layout,
-                       loss_code, target_step, difference, inv_code, blas):
-    """Forward pass, loss, targets and local gradients of one batch: ``grads``
-    receives the DTP update direction of the forward parameters (no weight
-    decay). Returns (loss summed over the batch, number correct)."""
+def forward_and_output_gradient(x, labels, targets, rows, params, grads, ws, layout,
+                                loss_code, blas):
+    """What every target-propagation variant starts with: the forward pass,
+    the loss (its delta d(mean loss)/dA_L written at the output delta offset),
+    and the output layer's own loss gradient into ``grads``.
+
+    Returns
+    -------
+    (loss summed over the batch, number correct, offset of the output delta in ws)
+    """
     forward(x, rows, params, layout, ws, blas)
     h_off, a_off, d_off = output_offsets(layout, rows)
     L = layout[0]
@@ -111,6 +116,21 @@ def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, lay
     else:
         gemm_tn(ws, d_off, ws, prev, grads, woff, rows, k, nin, blas)
     bias_gradient(ws, d_off, grads, boff, rows, k)
+    return loss_sum, correct, d_off
+
+
+@njit(**KERNEL)
+def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, layout,
+                       loss_code, target_step, difference, inv_code, blas):
+    """Forward pass, loss, targets and local gradients of one batch: ``grads``
+    receives the DTP update direction of the forward parameters (no weight
+    decay). Returns (loss summed over the batch, number correct)."""
+    loss_sum, correct, d_off = forward_and_output_gradient(x, labels, targets, rows, params,
+                                                           grads, ws, layout, loss_code, blas)
+    L = layout[0]
+    k = layout[L + 1]
+    woff, boff, prev, hoff = _offsets(layout, rows, L)
+    nin = layout[L]
     if L == 1:
         return loss_sum, correct
     mw = max_width(layout)
