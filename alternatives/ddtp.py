@@ -34,6 +34,7 @@ from fastbp.trainers import Trainer
 
 from . import _ddtp_kernels as K
 from ._dtp_kernels import max_width, seed_rng
+from .target_propagation import auxiliary_parameters, glorot_uniform
 
 __all__ = ["DDTPTrainer"]
 
@@ -105,20 +106,13 @@ class DDTPTrainer(Trainer):
         f_opt = Adam(1e-3) if feedback_optimizer is None else get_optimizer(feedback_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        if f_opt is self.optimizer:
-            raise ValueError("feedback_optimizer must be a different object from optimizer")
         layout = model._layout
-        n_fb = int(K.feedback_size(layout))
-        f_opt.bind(n_fb, model.dtype)
         self.feedback_optimizer = f_opt
-        self.feedback_params = np.zeros(n_fb, dtype=model.dtype)
-        self._fb_grads = np.zeros(n_fb, dtype=model.dtype)
-        self._fb_train = np.zeros(3, dtype=np.float64)  # no decay, no clipping
+        self.feedback_params, self._fb_grads, self._fb_train = auxiliary_parameters(
+            self, f_opt, int(K.feedback_size(layout)), "feedback_optimizer")
         self.feedback = self._feedback_views(self.feedback_params)
         rng = np.random.default_rng(self.feedback_seed)
-        for Q in self.feedback:
-            r = np.sqrt(6.0 / (Q.shape[0] + Q.shape[1]))
-            Q[...] = rng.uniform(-r, r, size=Q.shape)
+        glorot_uniform(rng, self.feedback)
         seed_rng(int(rng.integers(0, 2**31 - 1)))
         self._mw = int(max_width(layout))
         self._nh = int(K.hidden_total(layout))

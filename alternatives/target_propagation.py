@@ -36,6 +36,28 @@ __all__ = ["DTPTrainer"]
 _INVERSE_ACTIVATIONS = {"tanh": TANH, "identity": IDENTITY}
 
 
+def auxiliary_parameters(trainer, optimizer, size, argument):
+    """A trainer's second parameter set (inverses, feedback), beside the model's.
+
+    Binds ``optimizer`` (which must not be the trainer's own) to ``size``
+    parameters and returns zeroed (params, grads) of the model's dtype plus the
+    set's train vector for :func:`fastbp.kernels.optim.finish_step` (no weight
+    decay, no clipping).
+    """
+    if optimizer is trainer.optimizer:
+        raise ValueError(f"{argument} must be a different object from optimizer")
+    dtype = trainer.model.dtype
+    optimizer.bind(size, dtype)
+    return np.zeros(size, dtype=dtype), np.zeros(size, dtype=dtype), np.zeros(3, np.float64)
+
+
+def glorot_uniform(rng, matrices):
+    """Fill each (n_out, n_in) matrix in place with U(-r, r), r = sqrt(6 / (n_out + n_in))."""
+    for M in matrices:
+        r = np.sqrt(6.0 / (M.shape[0] + M.shape[1]))
+        M[...] = rng.uniform(-r, r, size=M.shape)
+
+
 class DTPTrainer(Trainer):
     """Difference target propagation (Lee et al. 2015) for :class:`fastbp.MLP`.
 
@@ -98,20 +120,13 @@ class DTPTrainer(Trainer):
         inv_opt = get_optimizer(inverse_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        if inv_opt is self.optimizer:
-            raise ValueError("inverse_optimizer must be a different object from optimizer")
         layout = model._layout
-        n_inv = int(K.inverse_size(layout))
-        inv_opt.bind(n_inv, model.dtype)
         self.inverse_optimizer = inv_opt
-        self.inverse_params = np.zeros(n_inv, dtype=model.dtype)
-        self._inv_grads = np.zeros(n_inv, dtype=model.dtype)
-        self._inv_train = np.zeros(3, dtype=np.float64)  # no decay, no clipping
+        self.inverse_params, self._inv_grads, self._inv_train = auxiliary_parameters(
+            self, inv_opt, int(K.inverse_size(layout)), "inverse_optimizer")
         self.inverses = self._inverse_views(self.inverse_params)
         rng = np.random.default_rng(self.seed)
-        for V in self.inverses[0::2]:
-            r = np.sqrt(6.0 / (V.shape[0] + V.shape[1]))
-            V[...] = rng.uniform(-r, r, size=V.shape)
+        glorot_uniform(rng, self.inverses[0::2])
         K.seed_rng(int(rng.integers(0, 2**31 - 1)))
         self._inv_code = _INVERSE_ACTIVATIONS[inverse_activation]
         self._mw = int(K.max_width(layout))
