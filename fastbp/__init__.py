@@ -9,10 +9,21 @@ from .history import History
 from .io import load
 from .models import MLP
 from .optim import SGD, Adam, Optimizer
-from .trainers import TRAINERS, BackpropTrainer, Trainer, get_trainer, register_trainer
+from .trainers import (TRAINERS, BackpropTrainer, Trainer, available_trainers, get_trainer,
+                       register_trainer)
 
 __version__ = "0.1.0"
 
 __all__ = ["MLP", "BackpropTrainer", "Trainer", "SGD", "Adam", "Optimizer", "History",
            "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
+           "available_trainers", "compare", "Results",
            "__version__"]
+
+
+def __getattr__(name):
+    # fb.compare / fb.Results load the comparison machinery (datasets, plotting
+    # hooks) only when asked for, so `import fastbp` stays cheap
+    if name in ("compare", "Results"):
+        from . import comparison
+        return getattr(comparison, name)
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")

@@ -1,0 +1,46 @@
+"""The trainer registry and its entry-point plug-ins."""
+import warnings
+
+import pytest
+
+import fastbp as fb
+from fastbp import trainers
+
+
+def test_alternatives_are_found_through_entry_points():
+    names = fb.available_trainers()
+    for name in ("backprop", "fa", "dfa", "dtp", "ddtp"):
+        assert name in names
+    assert fb.get_trainer("dtp").__name__ == "DTPTrainer"
+
+
+def test_unknown_trainer_names_the_known_ones():
+    with pytest.raises(ValueError, match="'nope' is not registered; known: .*backprop"):
+        fb.get_trainer("nope")
+
+
+def test_register_trainer_rejects_non_trainers():
+    with pytest.raises(TypeError, match="Trainer subclass"):
+        fb.register_trainer("bad", dict)
+    with pytest.raises(TypeError, match="non-empty str"):
+        fb.register_trainer("", fb.BackpropTrainer)
+
+
+def test_broken_plugin_warns_and_the_others_still_load(monkeypatch):
+    class BrokenEntryPoint:
+        name, value = "broken", "nowhere:Nothing"
+
+        def load(self):
+            raise ImportError("no module named nowhere")
+
+    import importlib.metadata as md
+    real = md.entry_points
+    monkeypatch.setattr(md, "entry_points",
+                        lambda group: [BrokenEntryPoint(), *real(group=group)])
+    monkeypatch.setattr(trainers, "_plugins_loaded", False)
+    monkeypatch.setattr(trainers, "TRAINERS", {"backprop": fb.BackpropTrainer})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = trainers.available_trainers()
+    assert "broken" not in names and "dfa" in names
+    assert any("'broken'" in str(w.message) and "nowhere" in str(w.message) for w in caught)
