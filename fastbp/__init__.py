@@ -7,14 +7,14 @@
 from .errors import DivergenceError
 from .history import History
 from .io import load
-from .models import MLP
+from .models import MLP, ElmanRNN
 from .optim import SGD, Adam, Optimizer
 from .trainers import (TRAINERS, BackpropTrainer, Trainer, available_trainers, get_trainer,
                        register_trainer)
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "BackpropTrainer", "Trainer", "SGD", "Adam", "Optimizer", "History",
+__all__ = ["MLP", "ElmanRNN", "BackpropTrainer", "Trainer", "SGD", "Adam", "Optimizer", "History",
            "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
            "available_trainers", "compare", "Results",
            "__version__"]

@@ -114,3 +114,43 @@ def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n
     if not X.flags.c_contiguous:
         X = np.ascontiguousarray(X)
     return X
+
+
+def check_sequences(X, input_size, dtype, argument="X"):
+    """Validate a batch of sequences of shape (n_sequences, T, input_size) for a
+    recurrent model; same rules as :func:`check_features` (no silent casts,
+    finite values), returning a C-contiguous array."""
+    shape_hint = "(n_sequences, T, input_size)"
+    if not isinstance(X, np.ndarray):
+        try:
+            X = np.asarray(X, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
+                            f"got {type(X).__name__} ({exc})") from None
+    if X.ndim != 3:
+        hint = ""
+        if X.ndim == 2:
+            hint = (f"; for sequences of scalars use {argument}[:, :, None] (shape "
+                    f"{X.shape + (1,)}), for a single sequence {argument}[None] "
+                    f"(shape {(1,) + X.shape})")
+        raise ValueError(f"{argument} must be 3-D of shape {shape_hint} with "
+                         f"input_size={input_size}, got {X.ndim}-D shape {X.shape}{hint}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{argument} is empty (shape {X.shape}); expected at least one "
+                         "sequence of at least one step")
+    if X.shape[2] != input_size:
+        raise ValueError(f"{argument} has {X.shape[2]} features per step (shape {X.shape}), "
+                         f"but the model expects {input_size}: shape "
+                         f"(n_sequences, T, {input_size})")
+    if X.dtype != dtype:
+        raise TypeError(f"{argument} has dtype {X.dtype}, but the model is "
+                        f"{np.dtype(dtype).name}; convert it with "
+                        f"{argument}.astype(np.{np.dtype(dtype).name}) "
+                        "(fastbp never casts silently)")
+    if not all_finite(X):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        raise ValueError(f"{argument} contains NaN or inf (first at index {bad}: "
+                         f"{X[bad]}); expected finite values")
+    if not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X)
+    return X

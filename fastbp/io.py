@@ -9,8 +9,8 @@ FORMAT_VERSION = 1
 
 
 def _model_kinds():
-    from .models import MLP
-    return {"MLP": MLP}
+    from .models import MLP, ElmanRNN
+    return {"MLP": MLP, "ElmanRNN": ElmanRNN}
 
 
 def save_model(model, path, extra=None):
@@ -64,7 +64,7 @@ def load(path):
 
     Returns
     -------
-    MLP (or another fastbp model)
+    MLP or ElmanRNN (the kind the file names)
 
     Raises
     ------

@@ -141,3 +141,55 @@ def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y", x_argume
         raise ValueError(f"{argument} rows for cross_entropy must be >= 0 (one-hot or "
                          f"probabilities), got a minimum of {y.min()}")
     return _EMPTY_LABELS, y
+
+
+_EMPTY_SEQ_LABELS = np.empty((0, 0), dtype=np.int64)
+_EMPTY_SEQ_TARGETS = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
+                      np.dtype(np.float64): np.empty((0, 0, 0), np.float64)}
+
+
+def prepare_sequence_targets(y, loss, n_sequences, n_steps, n_outputs, readout, dtype,
+                             argument="y", x_argument="X"):
+    """Validate targets of a recurrent model and split them into the kernels'
+    (labels, targets) pair.
+
+    Parameters
+    ----------
+    y : array_like
+        readout 'last': one target per sequence, as :func:`prepare_targets`
+        takes per sample: labels (n_sequences,) or rows (n_sequences,
+        n_outputs). readout 'all': one per time step: labels (n_sequences, T)
+        or rows (n_sequences, T, n_outputs) ((n_sequences, T) also for real
+        targets when n_outputs == 1).
+    loss : str
+    n_sequences, n_steps, n_outputs : int
+    readout : {'last', 'all'}
+    dtype : numpy dtype of the model
+    argument, x_argument : str
+        Names for error messages.
+
+    Returns
+    -------
+    labels : int64 ndarray (n_sequences, Tl) or (0, 0), Tl = T ('all') or 1
+    targets : ndarray (n_sequences, Tl, n_outputs) of ``dtype`` or (0, 0, 0)
+    """
+    if readout == "last":
+        labels, targets = prepare_targets(y, loss, n_sequences, n_outputs, dtype, argument,
+                                          x_argument)
+        per_seq = 1
+    else:
+        if not isinstance(y, np.ndarray):
+            y = np.asarray(y)
+        if y.ndim < 2 or y.shape[:2] != (n_sequences, n_steps):
+            raise ValueError(
+                f"{argument} has shape {y.shape}, but readout='all' needs one target per time "
+                f"step of the {n_sequences} sequences of {n_steps} steps in {x_argument}: "
+                f"labels of shape ({n_sequences}, {n_steps}) or rows of shape "
+                f"({n_sequences}, {n_steps}, {n_outputs})")
+        labels, targets = prepare_targets(y.reshape((n_sequences * n_steps,) + y.shape[2:]),
+                                          loss, n_sequences * n_steps, n_outputs, dtype,
+                                          argument, x_argument)
+        per_seq = n_steps
+    if labels.shape[0]:
+        return labels.reshape(n_sequences, per_seq), _EMPTY_SEQ_TARGETS[np.dtype(dtype)]
+    return _EMPTY_SEQ_LABELS, targets.reshape(n_sequences, per_seq, n_outputs)

@@ -1,12 +1,17 @@
 """Models: shapes and storage. Every model keeps all its parameters in ONE
-flat buffer (weights first, then biases) and exposes them as views."""
+flat buffer (weights first, then biases) and exposes them as views.
+
+:class:`MLP` is a fully connected feed-forward network, :class:`ElmanRNN` a
+simple recurrent network read out at the last step or at every step.
+"""
 import numbers
 
 import numpy as np
 
-from ._validation import check_dtype, check_features, check_seed
+from ._validation import check_dtype, check_features, check_seed, check_sequences
 from .activations import hidden_code, output_code
 from .kernels import mlp as mlp_kernels
+from .kernels import rnn as rnn_kernels
 from .kernels.linalg import blas_flag
 
 INITS = ("xavier", "he", "uniform")
@@ -26,24 +31,44 @@ def mlp_workspace_size(sizes, capacity):
 
 class Workspace:
     """A model's kernel workspace, grown (never shrunk) to the largest batch
-    seen, so that repeated calls with any batch size allocate nothing."""
+    seen, so that repeated calls with any batch size (and, for recurrent
+    models, any sequence length up to the longest seen) allocate nothing."""
 
     def __init__(self, model):
         self.model = model
-        self.capacity = 0
         self.buffer = np.empty(0, dtype=model.dtype)
 
-    def get(self, rows):
-        """The flat workspace, holding batches of at least ``rows`` rows."""
-        if rows > self.capacity:
-            self.buffer = np.empty(self.model.workspace_size(rows), dtype=self.model.dtype)
-            self.capacity = rows
+    def get(self, rows, steps=None):
+        """The flat workspace, large enough for ``rows`` samples (of ``steps``
+        time steps for a recurrent model)."""
+        need = (self.model.workspace_size(rows) if steps is None
+                else self.model.workspace_size(rows, steps))
+        if need > self.buffer.shape[0]:
+            self.buffer = np.empty(need, dtype=self.model.dtype)
         return self.buffer
 
 
 def _rng(seed):
     seed = check_seed(seed, "seed", allow_generator=True)
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def init_recurrent(rng, W, init):
+    """Fill a square recurrent matrix W (h, h) in place.
+
+    orthogonal: the Q factor of a standard normal matrix's QR decomposition,
+    sign-corrected so that it is uniformly distributed (Saxe et al. 2014;
+    Mezzadri 2007); every singular value is 1, so gradients through time
+    neither explode nor vanish at the start. identity: W = I (the IRNN of
+    Le et al. 2015, for ReLU networks). Other names: as :func:`init_dense`.
+    """
+    if init == "orthogonal":
+        q, r = np.linalg.qr(rng.standard_normal(W.shape))
+        W[...] = q * np.sign(np.diag(r))
+    elif init == "identity":
+        W[...] = np.eye(W.shape[0])
+    else:
+        init_dense(rng, W, np.empty(0), init)
 
 
 def init_dense(rng, W, b, init):
@@ -229,4 +254,201 @@ class MLP:
         if not self.activations:
             acts = None
         return (f"MLP({self.sizes}, activation={acts!r}, output={self.output!r}, "
+                f"dtype=np.{self.dtype.name}, params={self.n_params})")
+
+
+READOUTS = ("last", "all")
+RECURRENT_INITS = ("orthogonal", "identity") + INITS
+
+
+def _check_size(value, argument):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{argument} must be >= 1, got {value}")
+    return int(value)
+
+
+class ElmanRNN:
+    """Elman (simple) recurrent network.
+
+    h_0 = 0 (or a given state);  h_t = f(W_in x_t + W_rec h_{t-1} + b);
+    y_t = g(W_out h_t + b_out), read out at the last step (``readout="last"``,
+    one output row per sequence) or at every step (``readout="all"``).
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int >= 1
+        i, h and o: features per time step, state width, outputs per readout.
+    activation : str
+        Hidden activation f: 'tanh' (default), 'relu', or any other hidden
+        activation of :class:`MLP` ('sigmoid', 'leaky_relu', 'identity').
+    readout : {'last', 'all'}
+        Outputs from the last state only, or from every state.
+    output : str
+        Output activation g: 'identity' (logits for cross-entropy), 'sigmoid'
+        or 'softmax'.
+    dtype : np.float32 or np.float64
+    seed : int, numpy Generator or None
+        Seed of the initialisation.
+    init : {'xavier', 'he', 'uniform'}
+        Initialisation of W_in, W_out and the biases (see :func:`init_dense`).
+    recurrent_init : {'orthogonal', 'identity', 'xavier', 'he', 'uniform'} or None
+        Initialisation of W_rec (see :func:`init_recurrent`); None uses
+        ``init``.
+
+    Attributes
+    ----------
+    flat_params : ndarray (n_params,)
+        The one buffer: W_in, W_rec, W_out, then b, b_out.
+    params : list of ndarray
+        [W_in (h, i), W_rec (h, h), b (h,), W_out (o, h), b_out (o,)], views
+        into ``flat_params``.
+
+    Notes
+    -----
+    Sequences are arrays X of shape (n_sequences, T, input_size); every
+    sequence of one array has the same length T.
+    """
+
+    kind = "ElmanRNN"
+
+    def __init__(self, input_size, hidden_size, output_size, activation="tanh", readout="last",
+                 output="identity", dtype=np.float32, seed=None, init="xavier",
+                 recurrent_init=None):
+        i = _check_size(input_size, "input_size")
+        h = _check_size(hidden_size, "hidden_size")
+        o = _check_size(output_size, "output_size")
+        act = hidden_code(activation, "activation")
+        out = output_code(output)
+        if readout not in READOUTS:
+            raise ValueError(f"readout={readout!r} is not known; expected 'last' (one output "
+                             f"per sequence) or 'all' (one output per time step)")
+        if init not in INITS:
+            raise ValueError(f"init={init!r} is not known; expected one of {list(INITS)}")
+        if recurrent_init is not None and recurrent_init not in RECURRENT_INITS:
+            raise ValueError(f"recurrent_init={recurrent_init!r} is not known; expected None "
+                             f"or one of {list(RECURRENT_INITS)}")
+        self.input_size, self.hidden_size, self.output_size = i, h, o
+        self.activation = activation
+        self.readout = readout
+        self.output = output
+        self.dtype = check_dtype(dtype)
+        self.init = init
+        self.recurrent_init = recurrent_init
+        self._layout = np.array([i, h, o, act, out, readout == "all"], dtype=np.int64)
+        self.n_weights = h * i + h * h + o * h
+        self.n_params = self.n_weights + h + o
+        self._max_layer_size = max(h * i, h * h, o * h)
+        self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
+        self.params = self._views(self.flat_params)
+        self._predict_ws = Workspace(self)
+        self.initialize(seed)
+
+    # -- storage -------------------------------------------------------------
+    def _views(self, flat):
+        """[W_in, W_rec, b, W_out, b_out] as views into a buffer laid out like
+        flat_params (weights W_in, W_rec, W_out first, then b, b_out)."""
+        i, h, o = self.input_size, self.hidden_size, self.output_size
+        w_rec = h * i
+        w_out = w_rec + h * h
+        nw = self.n_weights
+        return [flat[:w_rec].reshape(h, i), flat[w_rec:w_out].reshape(h, h), flat[nw:nw + h],
+                flat[w_out:nw].reshape(o, h), flat[nw + h:nw + h + o]]
+
+    def initialize(self, seed=None):
+        """Draw fresh parameters in place (the views in ``params`` stay valid)."""
+        rng = _rng(seed)
+        W_in, W_rec, b, W_out, b_out = self.params
+        init_dense(rng, W_in, b, self.init)
+        init_recurrent(rng, W_rec, self.recurrent_init or self.init)
+        init_dense(rng, W_out, b_out, self.init)
+
+    @property
+    def n_inputs(self):
+        """Features per time step (input_size)."""
+        return self.input_size
+
+    @property
+    def n_outputs(self):
+        """Outputs per readout (output_size)."""
+        return self.output_size
+
+    def workspace_size(self, capacity, steps):
+        """Length of the kernel workspace for up to ``capacity`` sequences of
+        up to ``steps`` time steps."""
+        return rnn_kernels.workspace_size(self.input_size, self.hidden_size, self.output_size,
+                                          self.readout == "all", capacity, steps)
+
+    def _blas(self, rows, steps):
+        """Kernel ``blas`` argument for ``rows`` sequences of ``steps`` steps."""
+        return blas_flag(rows * steps, self._max_layer_size)
+
+    # -- use -----------------------------------------------------------------
+    def predict(self, X, h0=None, return_state=False):
+        """Network outputs for a batch of sequences.
+
+        Parameters
+        ----------
+        X : ndarray (n_sequences, T, input_size) of the model's dtype
+        h0 : ndarray (n_sequences, hidden_size) of the model's dtype, or None
+            Initial states; None starts from zeros. Pass the state returned by
+            an earlier call to continue those sequences.
+        return_state : bool
+            Also return the final states h_T.
+
+        Returns
+        -------
+        outputs : ndarray (n_sequences, output_size) for readout 'last', or
+            (n_sequences, T, output_size) for 'all'; probabilities for a
+            softmax or sigmoid output.
+        state : ndarray (n_sequences, hidden_size)
+            Only with ``return_state=True``.
+        """
+        X = check_sequences(X, self.input_size, self.dtype)
+        n, T = X.shape[0], X.shape[1]
+        if h0 is None:
+            h0 = np.empty((0, 0), dtype=self.dtype)
+        else:
+            h0 = check_features(h0, self.hidden_size, self.dtype, "h0",
+                                shape_hint="(n_sequences, hidden_size)")
+            if h0.shape[0] != n:
+                raise ValueError(f"h0 has {h0.shape[0]} states (shape {h0.shape}) but X has "
+                                 f"{n} sequences; expected shape ({n}, {self.hidden_size})")
+        capacity = min(n, max(1, PREDICT_CHUNK // T))
+        ws = self._predict_ws.get(capacity, T)
+        per_seq = T if self.readout == "all" else 1
+        out = np.empty((n * per_seq, self.output_size), dtype=self.dtype)
+        state = np.empty((n, self.hidden_size), dtype=self.dtype)
+        rnn_kernels.predict_chunked(X, h0, self.flat_params, ws, self._layout, capacity, out,
+                                    state, self._blas(capacity, T))
+        if self.readout == "all":
+            out = out.reshape(n, T, self.output_size)
+        return (out, state) if return_state else out
+
+    def get_config(self):
+        """Constructor arguments that rebuild this architecture (no parameters)."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "output_size": self.output_size, "activation": self.activation,
+                "readout": self.readout, "output": self.output, "dtype": self.dtype.name,
+                "init": self.init, "recurrent_init": self.recurrent_init}
+
+    def copy(self):
+        """An independent model with the same architecture and parameters."""
+        other = type(self)(**self.get_config())
+        other.flat_params[...] = self.flat_params
+        return other
+
+    def save(self, path):
+        """Write architecture, dtype and parameters to one ``.npz`` file.
+
+        See :func:`fastbp.load`.
+        """
+        from .io import save_model
+        save_model(self, path)
+
+    def __repr__(self):
+        return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "
+                f"output_size={self.output_size}, activation={self.activation!r}, "
+                f"readout={self.readout!r}, output={self.output!r}, "
                 f"dtype=np.{self.dtype.name}, params={self.n_params})")

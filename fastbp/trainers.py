@@ -11,14 +11,16 @@ import warnings
 import numpy as np
 
 from ._validation import (check_features, check_nonnegative_float, check_positive_float,
-                          check_positive_int, check_seed)
+                          check_positive_int, check_seed, check_sequences)
 from .errors import DivergenceError
 from .history import History
 from .kernels import codes
 from .kernels import mlp as mlp_kernels
+from .kernels import rnn as rnn_kernels
 from .kernels.optim import LOSS, add_weight_decay
-from .losses import LOSSES, check_loss, is_classification, prepare_targets
-from .models import MLP, Workspace
+from .losses import (LOSSES, check_loss, is_classification, prepare_sequence_targets,
+                     prepare_targets)
+from .models import MLP, ElmanRNN, Workspace
 from .optim import get_optimizer
 from .progress import progress_bar
 
@@ -26,6 +28,8 @@ from .progress import progress_bar
 EVAL_CHUNK = 1024
 #: fit runs several epochs per kernel call until a call takes about this long
 _SECONDS_PER_CALL = 0.05
+#: the kernels' "no sample order" (samples taken in order)
+_IN_ORDER = np.empty(0, dtype=np.int64)
 
 _FAILURES = {codes.NONFINITE_LOSS: "a non-finite loss",
              codes.NONFINITE_GRADIENT: "a non-finite gradient",
@@ -37,7 +41,8 @@ class Trainer:
 
     Parameters
     ----------
-    model : fb.MLP
+    model : fb.MLP, or fb.ElmanRNN for trainers that support it (see
+        ``supported_models``)
     loss : str or None
         A name in :data:`fastbp.losses.LOSSES`; None picks the natural loss of
         the model's output (softmax: cross_entropy, sigmoid:
@@ -54,11 +59,21 @@ class Trainer:
 
     #: registry name (set by subclasses)
     name = None
+    #: model classes this trainer can train
+    supported_models = (MLP,)
+
+    @classmethod
+    def supports(cls, model):
+        """True when this trainer class can train ``model``."""
+        return isinstance(model, cls.supported_models)
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None):
-        if not isinstance(model, MLP):
-            raise TypeError(f"model must be an fb.MLP, got {type(model).__name__}")
+        if not self.supports(model):
+            names = " or ".join(f"fb.{c.__name__}" for c in self.supported_models)
+            raise TypeError(f"{type(self).__name__} trains {names} models; model is "
+                            f"{type(model).__name__}")
         self.model = model
+        self._recurrent = isinstance(model, ElmanRNN)
         self.loss = check_loss(loss, model.output)
         self.optimizer = get_optimizer(optimizer)
         self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
@@ -71,20 +86,45 @@ class Trainer:
         self._grads = np.zeros(model.n_params, dtype=model.dtype)
         self._ws = Workspace(model)
         self._gather = None
+        self._seq_gather = None
 
     # -- preparation -----------------------------------------------------------
     def _prepare(self, X, y, names=("X", "y")):
         """Validate (X, y) and return (X, labels, targets) ready for kernels."""
         m = self.model
+        if self._recurrent:
+            X = check_sequences(X, m.n_inputs, m.dtype, names[0])
+            labels, targets = prepare_sequence_targets(y, self.loss, X.shape[0], X.shape[1],
+                                                       m.n_outputs, m.readout, m.dtype,
+                                                       names[1], names[0])
+            return X, labels, targets
         X = check_features(X, m.n_inputs, m.dtype, names[0])
         labels, targets = prepare_targets(y, self.loss, X.shape[0], m.n_outputs, m.dtype,
                                           names[1], names[0])
         return X, labels, targets
 
-    def _workspace(self, rows):
-        """The kernel workspace, grown (never per step) to hold ``rows`` rows."""
-        return self._ws.get(rows)
+    def _workspace(self, rows, steps=None):
+        """The kernel workspace, grown (never per step) to hold ``rows`` rows
+        (of ``steps`` time steps for a recurrent model)."""
+        return self._ws.get(rows, steps)
 
+    def _sequence_buffers(self, rows, steps, use_labels):
+        """Time-major label and target buffers of recurrent kernels for
+        ``rows`` sequences of ``steps`` steps: int64 labels (rows * Tl,) and
+        target rows (rows * Tl, n_outputs), Tl = steps for readout 'all' and
+        1 for 'last', the unused one empty. Grown, never per step."""
+        m = self.model
+        need = rows * (steps if m.readout == "all" else 1)
+        g = self._seq_gather
+        if g is None or g[0] < need or g[1] != use_labels:
+            if use_labels:
+                lb = np.empty(need, dtype=np.int64)
+                tb = np.empty((0, 0), dtype=m.dtype)
+            else:
+                lb = np.empty(0, dtype=np.int64)
+                tb = np.empty((need, m.n_outputs), dtype=m.dtype)
+            g = self._seq_gather = (need, use_labels, lb, tb)
+        return g[2], g[3]
     def _gather_buffers(self, batch_size, use_labels):
         """Batch buffers for fused epoch kernels (see
         :func:`fastbp.kernels.mlp.gather_batch`): flat inputs of batch_size *
@@ -103,7 +143,13 @@ class Trainer:
             g = self._gather = (batch_size, use_labels, xb, lb, tb)
         return g[2], g[3], g[4]
 
-    def _accuracy_denominator(self, n):
+    def _n_terms(self, labels, targets):
+        """Loss terms in a prepared target set: samples (MLP, RNN readout
+        'last') or sequences x steps (RNN readout 'all')."""
+        return labels.size if labels.size else targets.size // self.model.n_outputs
+
+    def _accuracy_denominator(self, labels, targets):
+        n = self._n_terms(labels, targets)
         return n * self.model.n_outputs if self.loss == "binary_cross_entropy" else n
 
     def _divergence_message(self, status, where):
@@ -193,15 +239,26 @@ class Trainer:
         return self._evaluate_prepared(*self._prepare(X, y))
 
     def _evaluate_prepared(self, X, labels, targets):
+        m = self.model
         n = X.shape[0]
-        chunk = min(n, EVAL_CHUNK)
-        ws = self._workspace(chunk)
-        loss, correct = mlp_kernels.evaluate_chunked(
-            X, labels, targets, self.model.flat_params, ws, self.model._layout,
-            int(self._train_hyper[LOSS]), chunk, self.model._blas(chunk))
-        out = {"loss": loss / n}
+        loss_code = int(self._train_hyper[LOSS])
+        if self._recurrent:
+            T = X.shape[1]
+            chunk = min(n, max(1, EVAL_CHUNK // T))
+            ws = self._workspace(chunk, T)
+            lb, tb = self._sequence_buffers(chunk, T, labels.size > 0)
+            loss, correct = rnn_kernels.evaluate_chunked(
+                X, labels, targets, _IN_ORDER, m.flat_params, ws, m._layout, lb, tb,
+                loss_code, chunk, m._blas(chunk, T))
+        else:
+            chunk = min(n, EVAL_CHUNK)
+            ws = self._workspace(chunk)
+            loss, correct = mlp_kernels.evaluate_chunked(
+                X, labels, targets, m.flat_params, ws, m._layout, loss_code, chunk,
+                m._blas(chunk))
+        out = {"loss": loss / self._n_terms(labels, targets)}
         if self._classifier:
-            out["accuracy"] = correct / self._accuracy_denominator(n)
+            out["accuracy"] = correct / self._accuracy_denominator(labels, targets)
         return out
 
     def objective(self, X, y):
@@ -269,6 +326,7 @@ class Trainer:
             val = self._prepare(*validation_data,
                                 names=("validation_data[0]", "validation_data[1]"))
         n = X.shape[0]
+        denominator = self._accuracy_denominator(labels, targets)
         bs = n if batch_size is None else min(batch_size, n)
         rng = np.random.default_rng(seed)
         order = np.arange(n, dtype=np.int64)
@@ -288,7 +346,7 @@ class Trainer:
                                                shuffle_seed, done, bs, stats[done:done + k])
                 dt = time.perf_counter() - t1
                 for e in range(done, done + ran):
-                    self._record_epoch(hist, stats[e], n, dt / max(ran, 1), val)
+                    self._record_epoch(hist, stats[e], denominator, dt / max(ran, 1), val)
                     for cb in callbacks:
                         cb(self, e + 1, hist)
                     hist.wall_time.append(time.perf_counter() - t0)
@@ -314,10 +372,10 @@ class Trainer:
         hist.training_time = time.perf_counter() - t0
         return hist
 
-    def _record_epoch(self, hist, row, n, seconds, val):
+    def _record_epoch(self, hist, row, denominator, seconds, val):
         hist.loss.append(float(row[0]))
         if self._classifier:
-            hist.accuracy.append(float(row[1]) / self._accuracy_denominator(n))
+            hist.accuracy.append(float(row[1]) / denominator)
         hist.epoch_time.append(seconds)
         if val is not None:
             metrics = self._evaluate_prepared(*val)
@@ -404,22 +462,67 @@ class Trainer:
 
 
 class BackpropTrainer(Trainer):
-    """Exact gradients by backpropagation, whole epochs in one compiled kernel.
+    """Exact gradients by backpropagation (through time, for recurrent
+    models); whole epochs in one compiled kernel.
 
-    Parameters are those of :class:`Trainer`.
+    Parameters
+    ----------
+    model : fb.MLP or fb.ElmanRNN
+    loss, optimizer, weight_decay, clip_norm
+        As for :class:`Trainer`.
+    truncate : int >= 1 or None
+        Recurrent models only. None trains with full backpropagation through
+        time (BPTT): one update per batch, gradients through all T steps.
+        An int k trains with truncated BPTT: each batch of sequences is cut
+        into windows of k steps, processed in order::
+
+            steps   1 ... k | k+1 ... 2k | ... | ... T
+            state   h_0 --> h_k ------> h_2k --> ...      (carried forward)
+            grads   <----   | <-------   |                (stop at each "|")
+
+        the state h_k leaving a window is the (constant) initial state of the
+        next one, no gradient crosses a window boundary, and the parameters
+        are updated once per window that has a loss term: window w minimises
+        J_w = mean over its steps' losses (readout 'all'); with readout
+        'last' only the final window has a loss, so earlier windows only
+        advance the state. Windows are computed with the parameters updated
+        by the previous window.
 
     Examples
     --------
     >>> model = fb.MLP([64, 128, 10], activation="relu", output="softmax", seed=0)
     >>> trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.Adam(1e-3))
     >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    >>> rnn = fb.ElmanRNN(input_size=1, hidden_size=64, output_size=1, readout="all")
+    >>> tbptt = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(0.01), truncate=10)
     """
 
     name = "backprop"
+    supported_models = (MLP, ElmanRNN)
+
+    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
+                 truncate=None):
+        if truncate is not None:
+            truncate = check_positive_int(truncate, "truncate", allow_none=True)
+            if not isinstance(model, ElmanRNN):
+                raise ValueError(f"truncate={truncate} applies to recurrent models "
+                                 f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
+                                 "truncate=None")
+        super().__init__(model, loss, optimizer, weight_decay, clip_norm)
+        self.truncate = truncate
 
     def _step_prepared(self, X, labels, targets):
         m = self.model
         rows = X.shape[0]
+        if self._recurrent:
+            T = X.shape[1]
+            ws = self._workspace(rows, T)
+            lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
+            return rnn_kernels.train_step(X, labels, targets, _IN_ORDER, m.flat_params,
+                                          self._grads, self.optimizer.state,
+                                          self.optimizer._hyper, self._train_hyper, ws,
+                                          m._layout, lb, tb, self.truncate or 0,
+                                          m._blas(rows, T))
         ws = self._workspace(rows)
         return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                                       self._grads, self.optimizer.state,
@@ -429,6 +532,16 @@ class BackpropTrainer(Trainer):
     def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         m = self.model
+        if self._recurrent:
+            T = X.shape[1]
+            ws = self._workspace(batch_size, T)
+            lb, tb = self._sequence_buffers(batch_size, T, labels.size > 0)
+            status, ran = rnn_kernels.train_epochs(
+                X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+                batch_size, m.flat_params, self._grads, self.optimizer.state,
+                self.optimizer._hyper, self._train_hyper, ws, m._layout, lb, tb, stats,
+                self.truncate or 0, m._blas(batch_size, T))
+            return int(status), int(ran)
         ws = self._workspace(batch_size)
         xb, lb, tb = self._gather_buffers(batch_size, labels.shape[0] > 0)
         status, ran = mlp_kernels.train_epochs(
@@ -442,22 +555,39 @@ class BackpropTrainer(Trainer):
         """Gradient of the objective J (mean loss + weight-decay penalty) on one
         batch, without updating anything and without clipping.
 
+        With ``truncate=k`` (recurrent models), the truncated-BPTT gradient at
+        the current parameters: the gradient of the mean loss over all steps
+        with every path through a window boundary (a state h_s, s a multiple
+        of k) cut, i.e. the sum of the windows' gradients, each window's loss
+        terms weighted by 1 / (number of loss terms in the batch). It equals
+        the full gradient when k >= T.
+
         Parameters
         ----------
-        X : ndarray (batch, n_inputs); y : targets for X
+        X : ndarray (batch, n_inputs), or (batch, T, input_size) for a recurrent model
+        y : targets for X
 
         Returns
         -------
         list of ndarray
-            Fresh arrays aligned with ``model.params``: [dJ/dW_1, dJ/db_1, ...].
+            Fresh arrays aligned with ``model.params``: [dJ/dW_1, dJ/db_1, ...]
+            (for an ElmanRNN [dJ/dW_in, dJ/dW_rec, dJ/db, dJ/dW_out, dJ/db_out]).
         """
         X, labels, targets = self._prepare(X, y)
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
-        mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                   self._grads, ws, m._layout, int(self._train_hyper[LOSS]),
-                                   m._blas(rows))
+        loss_code = int(self._train_hyper[LOSS])
+        if self._recurrent:
+            T = X.shape[1]
+            ws = self._workspace(rows, T)
+            lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
+            rnn_kernels.sequence_gradients(X, labels, targets, _IN_ORDER, m.flat_params,
+                                           self._grads, ws, m._layout, lb, tb, loss_code,
+                                           self.truncate or 0, m._blas(rows, T))
+        else:
+            ws = self._workspace(rows)
+            mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                       self._grads, ws, m._layout, loss_code, m._blas(rows))
         if self.weight_decay:
             add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
         return [g.copy() for g in m._views(self._grads)]
@@ -465,6 +595,10 @@ class BackpropTrainer(Trainer):
     def update_directions(self, X, y):
         """For backprop the update direction is the gradient: see :meth:`gradients`."""
         return self.gradients(X, y)
+
+    def __repr__(self):
+        text = super().__repr__()
+        return text[:-1] + f", truncate={self.truncate})" if self.truncate else text
 
 
 #: registry name -> trainer class; plug-ins found through the ``fastbp.trainers``

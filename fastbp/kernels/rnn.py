@@ -1,0 +1,488 @@
+"""Elman recurrent network kernels: the forward pass over a whole sequence,
+backpropagation through time (full and truncated), one training step, and
+whole training epochs in one call.
+
+Model (one sequence; rows of a batch are independent)::
+
+    h_0 = 0 (or a given state)
+    h_t = f(W_in x_t + W_rec h_{t-1} + b)            t = 1..T
+    y_t = g(W_out h_t + b_out)    readout "all": every t;  "last": t = T only
+
+Conventions
+-----------
+``layout`` (int64): ``[n_in, n_hidden, n_out, act, out_act, readout_all]``.
+
+``params`` is the model's flat buffer: the weights W_in (h, i), W_rec (h, h),
+W_out (o, h) row-major, then the biases b (h,) and b_out (o,). ``grads`` has
+the same layout.
+
+Every per-step quantity is stored *time-major*: the (rows, width) block of
+step t is contiguous, so each time step works on one dense block and the
+products that do not depend on the recurrence cover all steps of a window at
+once (the input projection before the time loop; the output layer and the
+W_in, W_rec gradients after it). For a batch of ``rows`` sequences of
+``T`` steps, ``ws`` holds, in order (see :func:`offsets`):
+
+=========  ======================  =========================================
+block      shape                   contents
+=========  ======================  =========================================
+WT_in      (i, h)                  W_in transposed (for axpy-form products)
+WT_rec     (h, h)                  W_rec transposed
+XS         (T, rows, i)            the batch's inputs, time-major
+H          (T + 1, rows, h)        states h_0..h_T
+Z          (rows, h)               recurrent product / carried gradient
+DELTA      (T, rows, h)            dJ/da_t for t = 1..T (a_t pre-activation)
+A, HO, DO  (R, o) each             output logits, outputs, dJ/dlogits;
+                                   R = T * rows ("all") or rows ("last")
+=========  ======================  =========================================
+
+Labels and targets are gathered time-major too: ``lb[t * rows + s]`` and
+``tb[t * rows + s, :]`` belong to sequence s at step t (readout "all"), or
+``lb[s]`` / ``tb[s]`` (readout "last").
+
+Truncated BPTT with window k splits steps 1..T into windows
+[1..k], [k+1..2k], ...: the state is carried forward across a window
+boundary, but no gradient flows back across it (the state entering a window
+is a constant for that window's backward pass).
+"""
+import numpy as np
+from numba import njit
+
+from .activations import activate_inplace, backprop_activation
+from .codes import KERNEL, OK
+from .linalg import gemm_nn, gemm_nt, gemm_tn
+from .losses import loss_and_delta
+from .mlp import add_bias, bias_gradient, epoch_seed, record_epoch, shuffle_in_place
+from .optim import LOSS, finish_step
+
+IN, HID, OUT, ACT, OUT_ACT, ALL = 0, 1, 2, 3, 4, 5
+
+
+@njit(**KERNEL)
+def n_weights(layout):
+    """Number of weight entries: h*i + h*h + o*h (the buffer's prefix before
+    the biases)."""
+    i, h, o = layout[IN], layout[HID], layout[OUT]
+    return h * i + h * h + o * h
+
+
+@njit(**KERNEL)
+def output_rows(layout, rows, T):
+    """Rows of the output blocks: T * rows for readout "all", else rows."""
+    return T * rows if layout[ALL] else rows
+
+
+@njit(**KERNEL)
+def offsets(layout, rows, T):
+    """Offsets in ``ws`` of WT_in, WT_rec, XS, H, Z, DELTA, A, HO, DO for a
+    batch of ``rows`` sequences of ``T`` steps (see the module docstring)."""
+    i, h, o = layout[IN], layout[HID], layout[OUT]
+    wt_in = 0
+    wt_rec = wt_in + i * h
+    xs = wt_rec + h * h
+    hs = xs + T * rows * i
+    z = hs + (T + 1) * rows * h
+    delta = z + rows * h
+    a = delta + T * rows * h
+    r = output_rows(layout, rows, T)
+    ho = a + r * o
+    do = ho + r * o
+    return wt_in, wt_rec, xs, hs, z, delta, a, ho, do
+
+
+def workspace_size(n_in, n_hidden, n_out, readout_all, rows, T):
+    """Length of ``ws`` for ``rows`` sequences of ``T`` steps (any smaller
+    batch or shorter sequence fits in it too)."""
+    r = T * rows if readout_all else rows
+    return (n_in * n_hidden + n_hidden * n_hidden + T * rows * n_in
+            + (T + 1) * rows * n_hidden + rows * n_hidden + T * rows * n_hidden + 3 * r * n_out)
+
+
+@njit(**KERNEL)
+def _transpose(src, s0, dst, d0, m, n):
+    """dst (n, m) = src (m, n).T, both row-major blocks of flat buffers."""
+    for r in range(m):
+        for c in range(n):
+            dst[d0 + c * m + r] = src[s0 + r * n + c]
+
+
+@njit(**KERNEL)
+def transpose_weights(params, layout, ws):
+    """Copy W_in and W_rec transposed into WT_in, WT_rec: the products with them
+    then run as row updates (vectorized along h, no horizontal sums)."""
+    i, h = layout[IN], layout[HID]
+    _transpose(params, 0, ws, 0, h, i)
+    _transpose(params, h * i, ws, i * h, h, h)
+
+
+@njit(**KERNEL)
+def gather_sequences(X, labels, targets, order, start, rows, ws, xs0, lb, tb):
+    """Copy sequences order[start:start + rows] into the time-major blocks.
+
+    Parameters
+    ----------
+    X : (n, T, i) array
+    labels : int64 (n, Tl) (Tl = T for readout "all", 1 for "last"), or (0, 0)
+    targets : (n, Tl, o) array, or (0, 0, 0)
+    order : int64 (n,) sample order, or (0,) for samples start..start+rows-1
+    ws, xs0 : workspace and the offset of its XS block (T, rows, i)
+    lb : int64 (>= Tl * rows,) receives labels time-major when labels are used
+    tb : (>= Tl * rows, o) receives target rows time-major when targets are used
+    """
+    T, n_in = X.shape[1], X.shape[2]
+    use_labels = labels.shape[0] > 0
+    for s in range(rows):
+        src = order[start + s] if order.shape[0] > 0 else start + s
+        for t in range(T):
+            d = xs0 + (t * rows + s) * n_in
+            for j in range(n_in):
+                ws[d + j] = X[src, t, j]
+        if use_labels:
+            for t in range(labels.shape[1]):
+                lb[t * rows + s] = labels[src, t]
+        else:
+            for t in range(targets.shape[1]):
+                for j in range(targets.shape[2]):
+                    tb[t * rows + s, j] = targets[src, t, j]
+
+
+@njit(**KERNEL)
+def zero_initial_state(ws, layout, rows, T):
+    """H[0] = 0."""
+    hs = offsets(layout, rows, T)[3]
+    for j in range(rows * layout[HID]):
+        ws[hs + j] = 0.0
+
+
+@njit(**KERNEL)
+def set_initial_state(ws, layout, rows, T, h0, start):
+    """H[0] = rows start..start+rows-1 of h0 (n, h), or zeros when h0 is (0, 0)."""
+    if h0.shape[0] == 0:
+        zero_initial_state(ws, layout, rows, T)
+        return
+    hs = offsets(layout, rows, T)[3]
+    h = layout[HID]
+    for s in range(rows):
+        for j in range(h):
+            ws[hs + s * h + j] = h0[start + s, j]
+
+
+@njit(**KERNEL)
+def _combine(H, h0, Z, z0, params, b0, rows, cols):
+    """H block += Z block + b (broadcast over rows)."""
+    for r in range(rows):
+        hr = h0 + r * cols
+        zr = z0 + r * cols
+        for j in range(cols):
+            H[hr + j] += Z[zr + j] + params[b0 + j]
+
+
+@njit(**KERNEL)
+def _accumulate(D, d0, Z, z0, n):
+    """D block += Z block (n entries)."""
+    for j in range(n):
+        D[d0 + j] += Z[z0 + j]
+
+
+@njit(**KERNEL)
+def forward_window(params, layout, ws, rows, T, t0, t1, blas):
+    """States h_{t0+1}..h_{t1} from h_{t0} (already in H), and the outputs of
+    those steps (readout "all") or of step T when t1 == T (readout "last").
+
+    The input projection of all t1 - t0 steps is one matrix product before
+    the time loop; W_in, W_rec must have been copied by
+    :func:`transpose_weights` after the last update.
+    """
+    i, h, o = layout[IN], layout[HID], layout[OUT]
+    wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
+    nw = n_weights(layout)
+    w_out = h * i + h * h
+    steps = t1 - t0
+    blk = rows * h
+    # a_t = x_t W_in^T for every step of the window, straight into H[t0+1..t1]
+    gemm_nn(ws, xs + t0 * rows * i, ws, wt_in, ws, hs + (t0 + 1) * blk, steps * rows, h, i,
+            blas)
+    for t in range(t0 + 1, t1 + 1):
+        cur = hs + t * blk
+        gemm_nn(ws, cur - blk, ws, wt_rec, ws, z, rows, h, h, blas)
+        if blas is None:
+            _combine(ws, cur, ws, z, params, nw, rows, h)
+            activate_inplace(ws, cur, rows, h, layout[ACT])
+        else:
+            _combine(ws[cur:cur + blk], 0, ws[z:z + blk], 0, params[nw:nw + h], 0, rows, h)
+            activate_inplace(ws[cur:cur + blk], 0, rows, h, layout[ACT])
+    # outputs: y_t = g(h_t W_out^T + b_out)
+    if layout[ALL]:
+        first, n_rows, out0 = t0 + 1, steps * rows, t0 * rows * o
+    elif t1 == T:
+        first, n_rows, out0 = T, rows, 0
+    else:
+        return
+    n = n_rows * o
+    gemm_nt(ws, hs + first * blk, params, w_out, ws, a + out0, n_rows, o, h, blas)
+    add_bias(ws, a + out0, params, nw + h, n_rows, o)
+    for j in range(n):
+        ws[ho + out0 + j] = ws[a + out0 + j]
+    activate_inplace(ws, ho + out0, n_rows, o, layout[OUT_ACT])
+
+
+@njit(**KERNEL)
+def window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code):
+    """Loss of the outputs of window (t0, t1] and their delta d(mean loss)/dlogits
+    (the mean over the window's loss terms) in DO. Returns (loss summed over
+    the terms, number correct, number of terms); (0, 0, 0) for a window
+    without outputs (readout "last" before the final window)."""
+    o = layout[OUT]
+    wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
+    if layout[ALL]:
+        n_rows, out0, lab0 = (t1 - t0) * rows, t0 * rows * o, t0 * rows
+    elif t1 == T:
+        n_rows, out0, lab0 = rows, 0, 0
+    else:
+        return 0.0, 0.0, 0
+    if lb.shape[0] > 0:
+        loss, correct = loss_and_delta(ws, a + out0, ho + out0, do + out0, n_rows, o,
+                                       lb[lab0:], tb, loss_code, layout[OUT_ACT])
+    else:
+        loss, correct = loss_and_delta(ws, a + out0, ho + out0, do + out0, n_rows, o,
+                                       lb, tb[lab0:], loss_code, layout[OUT_ACT])
+    return loss, correct, n_rows
+
+
+@njit(**KERNEL)
+def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, blas):
+    """Backpropagation through time over window (t0, t1], after
+    :func:`forward_window` and :func:`window_loss`; writes every entry of
+    ``grads``.
+
+    In the row-per-sequence form of a_t = W_in x_t + W_rec h_{t-1} + b::
+
+        dJ/dh_t = dJ_t/dh_t + delta_{t+1} W_rec      (carry from step t + 1)
+        delta_t = dJ/dh_t * f'(a_t)
+        dW_rec  = sum_t delta_t^T h_{t-1},   dW_in = sum_t delta_t^T x_t,
+        db      = sum_t colsums(delta_t),    dW_out = sum_t (dJ/dlogits_t)^T h_t
+
+    The carry into h_{t0} is never formed: the state entering the window is a
+    constant. ``truncate`` > 0 also drops the carry into every h_s with s a
+    multiple of ``truncate``; over the whole sequence (t0 = 0, t1 = T) that
+    gives the truncated-BPTT gradient of every window at fixed parameters,
+    summed. 0 keeps every path inside the window.
+    """
+    i, h, o = layout[IN], layout[HID], layout[OUT]
+    wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
+    nw = n_weights(layout)
+    w_rec = h * i
+    w_out = w_rec + h * h
+    steps = t1 - t0
+    blk = rows * h
+    # output layer and the direct gradient into each state (readout "last":
+    # only h_T has one, the other steps start from zero)
+    if not layout[ALL]:
+        for j in range(steps * blk):
+            ws[delta + t0 * blk + j] = 0.0
+    if layout[ALL]:
+        first, n_rows, out0 = t0 + 1, steps * rows, t0 * rows * o
+    elif t1 == T:
+        first, n_rows, out0 = T, rows, 0
+    else:
+        first, n_rows, out0 = T + 1, 0, 0
+    if n_rows > 0:
+        gemm_tn(ws, do + out0, ws, hs + first * blk, grads, w_out, n_rows, o, h, blas)
+        bias_gradient(ws, do + out0, grads, nw + h, n_rows, o)
+        gemm_nn(ws, do + out0, params, w_out, ws, delta + (first - 1) * blk, n_rows, h, o,
+                blas)
+    else:
+        for j in range(o * h):
+            grads[w_out + j] = 0.0
+        for j in range(o):
+            grads[nw + h + j] = 0.0
+    # the time loop: only the (rows, h) x (h, h) carry product is sequential
+    for t in range(t1, t0, -1):
+        d = delta + (t - 1) * blk
+        cur = hs + t * blk
+        if t < t1 and (truncate == 0 or t % truncate != 0):
+            if blas is None:
+                _accumulate(ws, d, ws, z, blk)
+            else:
+                _accumulate(ws[d:d + blk], 0, ws[z:z + blk], 0, blk)
+        if blas is None:
+            backprop_activation(ws, cur, ws, d, rows, h, layout[ACT])
+        else:
+            backprop_activation(ws[cur:cur + blk], 0, ws[d:d + blk], 0, rows, h, layout[ACT])
+        if t - 1 > t0 and (truncate == 0 or (t - 1) % truncate != 0):
+            gemm_nn(ws, d, params, w_rec, ws, z, rows, h, h, blas)
+    # weight gradients of the whole window as single products
+    m = steps * rows
+    gemm_tn(ws, delta + t0 * blk, ws, hs + t0 * blk, grads, w_rec, m, h, h, blas)
+    gemm_tn(ws, delta + t0 * blk, ws, xs + t0 * rows * i, grads, 0, m, h, i, blas)
+    bias_gradient(ws, delta + t0 * blk, grads, nw, m, h)
+
+
+@njit(**KERNEL)
+def sequence_gradients(X, labels, targets, order, params, grads, ws, layout, lb, tb,
+                       loss_code, truncate, blas):
+    """Gradient of the batch's mean loss with backpropagation through time,
+    truncated at every multiple of ``truncate`` (0: full BPTT), at fixed
+    parameters; X holds the whole batch (``order`` is (0,): in order). Returns
+    (loss sum, number correct, number of loss terms)."""
+    rows, T = X.shape[0], X.shape[1]
+    xs = offsets(layout, rows, T)[2]
+    gather_sequences(X, labels, targets, order, 0, rows, ws, xs, lb, tb)
+    zero_initial_state(ws, layout, rows, T)
+    transpose_weights(params, layout, ws)
+    forward_window(params, layout, ws, rows, T, 0, T, blas)
+    loss, correct, terms = window_loss(ws, layout, rows, T, 0, T, lb, tb, loss_code)
+    backward_window(params, grads, layout, ws, rows, T, 0, T, truncate, blas)
+    return loss, correct, terms
+
+
+@njit(**KERNEL)
+def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
+                truncate, blas):
+    """Train on one gathered batch (inputs in XS, labels/targets in lb/tb):
+    one update for full BPTT, or one update per window of ``truncate`` steps
+    that has a loss term (truncated BPTT, the state carried across windows).
+
+    Returns
+    -------
+    loss_acc : float
+        Sum over loss terms of the objective of the window they belong to.
+    correct : float
+    terms : int
+        Loss terms of the batch (rows, or rows * T for readout "all").
+    updates : int
+        Updates applied.
+    status : int
+        OK, or the failure code of the window that stopped (its update, and
+        those of later windows, are not applied).
+    """
+    loss_code = int(train_hyper[LOSS])
+    nw = n_weights(layout)
+    k = T if truncate == 0 else truncate
+    zero_initial_state(ws, layout, rows, T)
+    loss_acc = 0.0
+    correct = 0.0
+    terms = 0
+    updates = 0
+    for t0 in range(0, T, k):
+        t1 = min(t0 + k, T)
+        transpose_weights(params, layout, ws)
+        forward_window(params, layout, ws, rows, T, t0, t1, blas)
+        loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code)
+        if n == 0:
+            continue
+        backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, blas)
+        obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw, loss / n)
+        if status != OK:
+            return loss_acc, correct, terms, updates, status
+        loss_acc += obj * n
+        correct += c
+        terms += n
+        updates += 1
+    return loss_acc, correct, terms, updates, OK
+
+
+@njit(**KERNEL)
+def train_step(X, labels, targets, order, params, grads, state, opt_hyper, train_hyper, ws,
+               layout, lb, tb, truncate, blas):
+    """One training step on the batch X (rows, T, i) (``order`` is (0,): the
+    sequences in order): see :func:`train_batch`.
+    Returns (mean objective over loss terms, number correct, status)."""
+    rows, T = X.shape[0], X.shape[1]
+    xs = offsets(layout, rows, T)[2]
+    gather_sequences(X, labels, targets, order, 0, rows, ws, xs, lb, tb)
+    loss_acc, correct, terms, updates, status = train_batch(
+        params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb, truncate,
+        blas)
+    return loss_acc / max(terms, 1), correct, status
+
+
+@njit(**KERNEL)
+def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
+                 params, grads, state, opt_hyper, train_hyper, ws, layout, lb, tb, stats,
+                 truncate, blas):
+    """Train ``n_epochs`` epochs in one call: shuffle, gather, forward, BPTT,
+    update. Arguments and results as :func:`fastbp.kernels.mlp.train_epochs`,
+    with X (n, T, i), labels (n, Tl) or (0, 0), targets (n, Tl, o) or
+    (0, 0, 0), lb/tb batch buffers of batch_size * Tl rows; ``stats[e]`` holds
+    the mean objective over loss terms, the number correct and the number of
+    updates applied."""
+    n, T = X.shape[0], X.shape[1]
+    for e in range(n_epochs):
+        if shuffle:
+            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
+        loss_acc = 0.0
+        correct_acc = 0.0
+        terms_acc = 0
+        steps = 0
+        for start in range(0, n, batch_size):
+            rows = min(batch_size, n - start)
+            xs = offsets(layout, rows, T)[2]
+            gather_sequences(X, labels, targets, order, start, rows, ws, xs, lb, tb)
+            loss, c, terms, updates, status = train_batch(
+                params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
+                truncate, blas)
+            loss_acc += loss
+            correct_acc += c
+            terms_acc += terms
+            steps += updates
+            if status != OK:
+                record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
+                return status, e
+        record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
+    return OK, n_epochs
+
+
+@njit(**KERNEL)
+def evaluate_chunked(X, labels, targets, order, params, ws, layout, lb, tb, loss_code,
+                     capacity, blas):
+    """Loss summed over every loss term of X (n, T, i) and number correct,
+    ``capacity`` sequences per forward pass (zero initial state; ``order`` is
+    (0,): in order)."""
+    n, T = X.shape[0], X.shape[1]
+    loss = 0.0
+    correct = 0.0
+    for start in range(0, n, capacity):
+        rows = min(capacity, n - start)
+        xs = offsets(layout, rows, T)[2]
+        gather_sequences(X, labels, targets, order, start, rows, ws, xs, lb, tb)
+        zero_initial_state(ws, layout, rows, T)
+        transpose_weights(params, layout, ws)
+        forward_window(params, layout, ws, rows, T, 0, T, blas)
+        l, c, terms = window_loss(ws, layout, rows, T, 0, T, lb, tb, loss_code)
+        loss += l
+        correct += c
+    return loss, correct
+
+
+@njit(**KERNEL)
+def predict_chunked(X, h0, params, ws, layout, capacity, out, state_out, blas):
+    """Outputs of X (n, T, i) into ``out`` ((n, o) for readout "last", (n, T, o)
+    for "all", given flat as (n * rows_per_sample, o)) and the final states into
+    ``state_out`` (n, h); h0 (n, h) is the initial state, or (0, 0) for zeros."""
+    n, T, n_in = X.shape
+    h, o = layout[HID], layout[OUT]
+    for start in range(0, n, capacity):
+        rows = min(capacity, n - start)
+        wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
+        for s in range(rows):
+            for t in range(T):
+                d = xs + (t * rows + s) * n_in
+                for j in range(n_in):
+                    ws[d + j] = X[start + s, t, j]
+        set_initial_state(ws, layout, rows, T, h0, start)
+        transpose_weights(params, layout, ws)
+        forward_window(params, layout, ws, rows, T, 0, T, blas)
+        last = hs + T * rows * h
+        for s in range(rows):
+            for j in range(h):
+                state_out[start + s, j] = ws[last + s * h + j]
+            if layout[ALL]:
+                for t in range(T):
+                    src = ho + (t * rows + s) * o
+                    dst = (start + s) * T + t
+                    for j in range(o):
+                        out[dst, j] = ws[src + j]
+            else:
+                for j in range(o):
+                    out[start + s, j] = ws[ho + s * o + j]
