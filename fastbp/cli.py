@@ -1,6 +1,44 @@
-"""The ``fastbp`` command line."""
+"""The ``fastbp`` command line: ``compare``, ``explain``, ``tasks``, ``demo``."""
 import argparse
 import sys
+
+
+def _csv(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _seeds(text):
+    """'3' means seeds 0, 1, 2; '0,4,7' lists them."""
+    if "," in text:
+        try:
+            seeds = [int(s) for s in _csv(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a count or a comma-separated list of ints, got {text!r}") from None
+        if not seeds or min(seeds) < 0:
+            raise argparse.ArgumentTypeError(f"seeds must be ints >= 0, got {text!r}")
+        return seeds
+    return _positive_int(text)
 
 
 def _demo(args):
@@ -9,16 +47,144 @@ def _demo(args):
     return 0
 
 
+def _explain(args):
+    from .explain import DEFAULT_BIASES, DEFAULT_INPUTS, DEFAULT_TARGETS, DEFAULT_WEIGHTS, run
+    try:
+        run(weights=args.weights or DEFAULT_WEIGHTS, biases=args.biases or DEFAULT_BIASES,
+            inputs=args.inputs or DEFAULT_INPUTS, targets=args.targets or DEFAULT_TARGETS,
+            rate=args.rate, digits=args.digits)
+    except (TypeError, ValueError) as exc:
+        print(f"fastbp explain: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _tasks(args):
+    from .datasets import TASKS, available_tasks
+    for name in available_tasks():
+        t = TASKS[name]
+        opts = ", ".join(f"{k}={v}" for k, v in t.defaults.items())
+        print(f"{name:12s} {t.description}")
+        print(f"{'':12s} loss {t.loss}, {t.optimizer[0]}(lr={t.optimizer[1]['lr']:g}), "
+              f"{t.epochs} epochs, batch {t.batch_size}, target accuracy "
+              f"{t.target_accuracy:g}" + (f"; options: {opts}" if opts else ""))
+    return 0
+
+
+def _compare(args, parser):
+    from .comparison import DEFAULT_TASK
+    from .datasets import get_task, parse_task_spec
+    from .trainers import available_trainers, get_trainer
+
+    tasks = args.task or [DEFAULT_TASK]
+    for spec in tasks:
+        try:
+            name, options = parse_task_spec(spec)
+            get_task(name).options(**options)
+        except (TypeError, ValueError) as exc:
+            parser.error(f"--task {spec}: {exc}")
+    trainers = args.trainers
+    if trainers is not None:
+        if not trainers:
+            parser.error("--trainers is empty; give registry names, e.g. backprop,fa")
+        for name in trainers:
+            try:
+                get_trainer(name)
+            except ValueError:
+                parser.error(f"--trainers: {name!r} is not a registered trainer; known: "
+                             f"{','.join(available_trainers())}")
+    if args.scheduler and args.workers:
+        parser.error("--workers starts a local cluster and --scheduler names an existing "
+                     "one; give one of them")
+    from .comparison import compare
+    try:
+        results = compare(tasks=tasks, trainers=trainers, seeds=args.seeds, epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr,
+                          weight_decay=args.weight_decay, dtype=args.dtype, out=args.out,
+                          plots=not args.no_plots, progress=not args.no_progress,
+                          scheduler=args.scheduler, workers=args.workers,
+                          alignment=not args.no_alignment)
+    except ImportError as exc:
+        print(f"fastbp compare: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nfastbp compare: interrupted; every finished run is in "
+              f"{args.out}/results.json", file=sys.stderr)
+        return 130
+    print(results.table())
+    wall = results.meta.get("wall_seconds")
+    print(f"\n{len(results.runs)} runs in {wall:.1f} s ({results.meta['execution']}); "
+          f"results.json and figures in {args.out}/")
+    for f in results.meta.get("figures", []):
+        print(f"  {args.out}/{f}")
+    return 1 if any(r["status"] == "failed" for r in results.runs) else 0
+
+
 def build_parser():
     """The argparse parser of the ``fastbp`` command."""
     from . import __version__
     parser = argparse.ArgumentParser(
         prog="fastbp",
-        description="Backpropagation on the CPU with Numba-compiled kernels.")
+        description="Backpropagation on the CPU with Numba-compiled kernels, and the "
+                    "alternatives to it, on the same tasks and the same clock.")
     parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cmp_ = sub.add_parser(
+        "compare", help="train every trainer on the same tasks and compare them",
+        description="Train every (task, trainer, seed) from the same initialisation per "
+                    "seed; print a table, write results.json (after every run) and PNG "
+                    "figures. Without arguments: every registered trainer on the default "
+                    "task (mnist1d), 3 seeds.")
+    cmp_.add_argument("--task", type=_csv, default=None, metavar="TASK[,TASK]",
+                      help="task specs, e.g. mnist1d or adding:length=50 (see `fastbp tasks`;"
+                           " default mnist1d)")
+    cmp_.add_argument("--trainers", type=_csv, default=None, metavar="NAME[,NAME]",
+                      help="registry names (default: every registered trainer)")
+    cmp_.add_argument("--seeds", type=_seeds, default=3,
+                      help="number of seeds (0..N-1) or a list such as 0,4,7 (default 3)")
+    cmp_.add_argument("--epochs", type=_positive_int, default=None,
+                      help="epochs per run (default: the task's budget)")
+    cmp_.add_argument("--batch-size", type=_positive_int, default=None,
+                      help="batch size (default: the task's)")
+    cmp_.add_argument("--lr", type=_nonnegative_float, default=None,
+                      help="learning rate of the task's optimizer (default: the task's)")
+    cmp_.add_argument("--weight-decay", type=_nonnegative_float, default=None,
+                      help="L2 weight decay for every trainer (default: the task's)")
+    cmp_.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    cmp_.add_argument("--out", default="results", metavar="DIR",
+                      help="folder for results.json and figures (default ./results)")
+    cmp_.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="run on this Dask distributed scheduler (tcp://host:8786)")
+    cmp_.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                      help="run on a local Dask cluster of N worker processes")
+    cmp_.add_argument("--no-plots", action="store_true", help="write no figures")
+    cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp_.add_argument("--no-alignment", action="store_true",
+                      help="do not measure angles to the backprop gradient")
+    cmp_.set_defaults(func=lambda a: _compare(a, cmp_))
+
+    exp = sub.add_parser(
+        "explain", help="one backprop step of the 2-2-2 example, every chain-rule factor",
+        description="Print the forward values, the loss, every weight's chain-rule factors "
+                    "and gradient, and the updated weights of a 2-2-2 sigmoid network, "
+                    "computed by fastbp. Defaults reproduce the classic worked example.")
+    exp.add_argument("--weights", type=float, nargs=8, metavar="W",
+                     help="w1..w8 (default 0.1 0.2 ... 0.8); W1 = [[w1, w3], [w2, w4]], "
+                          "W2 = [[w5, w6], [w7, w8]]")
+    exp.add_argument("--biases", type=float, nargs=2, metavar="B", help="b1 b2 (0.25 0.35)")
+    exp.add_argument("--inputs", type=float, nargs=2, metavar="I", help="i1 i2 (0.1 0.5)")
+    exp.add_argument("--targets", type=float, nargs=2, metavar="T", help="t1 t2 (0.05 0.95)")
+    exp.add_argument("--rate", type=float, default=0.6, help="learning rate (0.6)")
+    exp.add_argument("--digits", type=_positive_int, default=6, help="decimals printed (6)")
+    exp.set_defaults(func=_explain)
+
+    tasks = sub.add_parser("tasks", help="list the registered tasks and their budgets")
+    tasks.set_defaults(func=_tasks)
+
     demo = sub.add_parser("demo", help="train the 2-2-2 worked example and a digits classifier")
-    demo.add_argument("--epochs", type=int, default=20, help="digits epochs (default 20)")
+    demo.add_argument("--epochs", type=_positive_int, default=20,
+                      help="digits epochs (default 20)")
     demo.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
     demo.set_defaults(func=_demo)
     return parser
@@ -31,8 +197,6 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if getattr(args, "epochs", 1) < 1:
-        parser.error(f"--epochs must be >= 1, got {args.epochs}")
     return args.func(args)
 
 

@@ -1,0 +1,338 @@
+"""Every trainer on the same tasks and the same clock: :func:`compare`.
+
+The grid is every (task, seed, trainer) combination. Each run (see
+:mod:`fastbp.runs`) starts from the model initialisation of its seed — the
+same for every trainer — and records per-epoch test accuracy and loss,
+kernel seconds, and alignment angles where the trainer has them. Runs execute
+in this process, or on a Dask distributed cluster (``scheduler=`` an address,
+or ``workers=N`` for a local cluster of N processes); the numbers are the same
+either way for the same seeds (timings excepted).
+
+With ``out=``, ``results.json`` is rewritten after every finished run, so
+interrupting (Ctrl-C) keeps every finished run.
+"""
+import datetime
+import os
+import platform
+import sys
+
+import numpy as np
+
+from . import datasets, runs
+from ._validation import check_dtype, check_positive_int
+from .results import Results
+
+__all__ = ["compare", "Results", "DEFAULT_TASK"]
+
+#: the task ``fastbp compare`` runs when none is named
+DEFAULT_TASK = "mnist1d"
+
+
+def _check_list(value, argument, default):
+    if value is None:
+        return list(default)
+    if isinstance(value, str):
+        value = [value]
+    try:
+        value = list(value)
+    except TypeError:
+        raise TypeError(f"{argument} must be a list of names, got {value!r}") from None
+    if not value:
+        raise ValueError(f"{argument} is empty; give at least one name")
+    for v in value:
+        if not isinstance(v, str):
+            raise TypeError(f"{argument} must hold str names, got {v!r}")
+    return list(dict.fromkeys(value))
+
+
+def _check_seeds(seeds):
+    if isinstance(seeds, bool):
+        raise TypeError(f"seeds must be a count >= 1 or a list of ints >= 0, got {seeds!r}")
+    if isinstance(seeds, (int, np.integer)):
+        return list(range(check_positive_int(seeds, "seeds")))
+    try:
+        seeds = list(seeds)
+    except TypeError:
+        raise TypeError(f"seeds must be a count >= 1 or a list of ints >= 0, "
+                        f"got {seeds!r}") from None
+    if not seeds:
+        raise ValueError("seeds is an empty list; give at least one seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ValueError(f"seeds must hold ints >= 0, got {s!r} in {seeds}")
+    return [int(s) for s in dict.fromkeys(seeds)]
+
+
+def _optional_positive(value, argument, kind=int):
+    if value is None:
+        return None
+    if kind is int:
+        return check_positive_int(value, argument)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not np.isfinite(value) or value < 0 or (argument == "lr" and value == 0):
+        raise ValueError(f"{argument} must be a finite number "
+                         f"{'> 0' if argument == 'lr' else '>= 0'}, got {value!r}")
+    return float(value)
+
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import numba
+    from . import __version__
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": sys.version.split()[0], "numpy": np.__version__,
+            "numba": numba.__version__, "fastbp": __version__}
+
+
+class _Progress:
+    """Runs done (outer bar) and the current run's epochs (inner bar);
+    tqdm when installed, else a line per finished run on stderr."""
+
+    def __init__(self, total, enabled):
+        self.enabled = enabled
+        self.tqdm = None
+        self.outer = self.inner = None
+        self.total = total
+        self.done = 0
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+            self.tqdm = tqdm
+            self.outer = tqdm(total=total, desc="runs", unit="run", file=sys.stderr,
+                              position=0)
+        except ImportError:
+            print("fastbp: for progress bars install tqdm: pip install \"fastbp[compare]\"",
+                  file=sys.stderr)
+
+    def start(self, spec, epochs):
+        if self.tqdm is not None:
+            self.inner = self.tqdm(total=epochs, unit="epoch", file=sys.stderr, position=1,
+                                   leave=False,
+                                   desc=f"{spec['task']} {spec['trainer']} seed {spec['seed']}")
+
+    def epoch(self, epoch, epochs, accuracy):
+        if self.inner is not None:
+            self.inner.set_postfix(test_acc=f"{accuracy:.3f}", refresh=False)
+            self.inner.update(1)
+
+    def finished(self, record):
+        self.done += 1
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+        if not self.enabled:
+            return
+        final = record.get("final") or {}
+        what = record["status"] if record["status"] != "ok" else \
+            f"test acc {final.get('test_accuracy', float('nan')):.3f}"
+        text = f"{record['task']} {record['trainer']} seed {record['seed']}: {what}"
+        if self.outer is not None:
+            self.outer.set_postfix_str(text, refresh=False)
+            self.outer.update(1)
+        else:
+            print(f"run {self.done}/{self.total}  {text}", file=sys.stderr, flush=True)
+
+    def close(self):
+        for bar in (self.inner, self.outer):
+            if bar is not None:
+                bar.close()
+
+
+def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
+            weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
+            scheduler=None, workers=None, trainer_options=None, data_seed=0,
+            alignment=True):
+    """Train every trainer on every task for every seed and compare them.
+
+    Parameters
+    ----------
+    tasks : list of str or None
+        Task specs (``"mnist1d"``, ``"adding:length=50"``, see
+        :func:`fastbp.datasets.available_tasks`); None runs
+        :data:`DEFAULT_TASK`.
+    trainers : list of str or None
+        Registry names (see :func:`fastbp.available_trainers`); None runs
+        every registered trainer, plug-ins included.
+    seeds : int >= 1 or list of int >= 0
+        A count n means seeds 0..n-1. The seed fixes the model
+        initialisation (the same for every trainer), the shuffling and the
+        trainers' own random draws.
+    epochs, batch_size : int >= 1 or None
+        None uses each task's default budget.
+    lr : float > 0 or None
+        Learning rate of the task's optimizer (None: the task's default).
+    weight_decay : float >= 0 or None
+        L2 penalty for every trainer (None: the task's default).
+    dtype : np.float32 or np.float64
+    out : str, os.PathLike or None
+        Folder for ``results.json`` (rewritten after every finished run) and
+        the PNG figures; None writes nothing.
+    plots : bool
+        Write the figures into ``out`` at the end (needs matplotlib).
+    progress : bool
+        Show runs done and the current run's epoch (tqdm when installed).
+    scheduler : str or None
+        Address of a Dask distributed scheduler ("tcp://host:8786") to run on.
+    workers : int >= 1 or None
+        Start a local Dask cluster of this many worker processes (one thread
+        each) for the grid. Not together with ``scheduler``.
+    trainer_options : dict or None
+        Registry name -> extra constructor arguments for that trainer, for
+        example ``{"dtp": {"target_step": 0.2}}``.
+    data_seed : int >= 0
+        Seed of generated data and random train/test splits (the same for
+        every run).
+    alignment : bool
+        Record, after every epoch, the per-layer angle between the update
+        direction and the backprop gradient for trainers that have
+        ``update_directions`` (MLP tasks).
+
+    Returns
+    -------
+    Results
+        ``.table()``, ``.to_json(path)``, ``.plot(folder)``, ``.runs``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After writing every finished run to ``out/results.json``.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> res = fb.compare(tasks=["digits"], trainers=["backprop", "fa"], seeds=2,
+    ...                  epochs=5)                                   # doctest: +SKIP
+    >>> print(res.table())                                            # doctest: +SKIP
+    """
+    from .trainers import available_trainers, get_trainer
+
+    task_specs = _check_list(tasks, "tasks", [DEFAULT_TASK])
+    for spec in task_specs:
+        name, options = datasets.parse_task_spec(spec)
+        datasets.get_task(name).options(**options)  # raises for unknown names/options
+    known = available_trainers()
+    default_trainers = ["backprop"] + [t for t in known if t != "backprop"]
+    trainer_names = _check_list(trainers, "trainers", default_trainers)
+    for name in trainer_names:
+        get_trainer(name)  # raises naming the known trainers
+    seed_list = _check_seeds(seeds)
+    epochs = _optional_positive(epochs, "epochs")
+    batch_size = _optional_positive(batch_size, "batch_size")
+    lr = _optional_positive(lr, "lr", float)
+    weight_decay = _optional_positive(weight_decay, "weight_decay", float)
+    dtype = check_dtype(dtype)
+    if trainer_options is None:
+        trainer_options = {}
+    if not isinstance(trainer_options, dict):
+        raise TypeError(f"trainer_options must be a dict of trainer name -> dict, "
+                        f"got {type(trainer_options).__name__}")
+    for name, opts in trainer_options.items():
+        if name not in trainer_names:
+            raise ValueError(f"trainer_options names {name!r}, which is not among the "
+                             f"trainers compared: {trainer_names}")
+        if not isinstance(opts, dict):
+            raise TypeError(f"trainer_options[{name!r}] must be a dict, got {opts!r}")
+    if isinstance(data_seed, bool) or not isinstance(data_seed, (int, np.integer)) \
+            or data_seed < 0:
+        raise ValueError(f"data_seed must be an int >= 0, got {data_seed!r}")
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be an address str such as 'tcp://127.0.0.1:8786', "
+                        f"got {scheduler!r}")
+    if workers is not None:
+        workers = check_positive_int(workers, "workers")
+        if scheduler is not None:
+            raise ValueError(f"workers={workers} starts a local cluster and scheduler="
+                             f"{scheduler!r} names an existing one; give one of them")
+    if out is not None:
+        out = os.fspath(out)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"out={out!r} is a file; expected a folder for results.json "
+                             "and the figures")
+
+    specs = [runs.make_spec(task, trainer, seed, epochs, batch_size, lr, weight_decay,
+                            dtype.name, trainer_options.get(trainer), data_seed, alignment)
+             for task in task_specs for seed in seed_list for trainer in trainer_names]
+    meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "tasks": {t: datasets.describe(datasets.parse_task_spec(t)[0])
+                      for t in task_specs},
+            "trainers": trainer_names, "seeds": seed_list,
+            "overrides": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                          "weight_decay": weight_decay, "dtype": dtype.name,
+                          "trainer_options": trainer_options, "data_seed": int(data_seed)},
+            "execution": ("dask " + scheduler if scheduler else
+                          f"dask LocalCluster({workers} processes)" if workers else
+                          "in-process"),
+            "machine": _machine(), "n_runs": len(specs), "complete": False,
+            "wall_seconds": None}
+    results = Results([], meta)
+    json_path = os.path.join(out, "results.json") if out is not None else None
+    bar = _Progress(len(specs), progress)
+    start = datetime.datetime.now().timestamp()
+
+    def finished(index, record):
+        record["index"] = index
+        results.runs.append(record)
+        results.runs.sort(key=lambda r: r["index"])
+        results.meta["wall_seconds"] = datetime.datetime.now().timestamp() - start
+        bar.finished(record)
+        if json_path is not None:
+            results.to_json(json_path)
+
+    try:
+        if scheduler is None and workers is None:
+            for i, spec in enumerate(specs):
+                bar.start(spec, spec["epochs"] or datasets.get_task(
+                    datasets.parse_task_spec(spec["task"])[0]).epochs)
+                finished(i, runs.run_safely(spec, on_epoch=bar.epoch))
+        else:
+            _run_on_dask(specs, scheduler, workers, finished)
+        results.meta["complete"] = True
+    except KeyboardInterrupt:
+        results.meta["interrupted"] = True
+        if json_path is not None:
+            results.to_json(json_path)
+        raise
+    finally:
+        bar.close()
+    if json_path is not None:
+        results.to_json(json_path)
+        if plots:
+            results.meta["figures"] = [os.path.basename(p) for p in results.plot(out)]
+            results.to_json(json_path)
+    return results
+
+
+def _run_on_dask(specs, scheduler, workers, finished):
+    """Submit every spec to Dask and call ``finished(index, record)`` as runs end."""
+    distributed = datasets.require("distributed", "running compare on Dask "
+                                                  "(--scheduler/--workers)")
+    cluster = None
+    if scheduler is None:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                           processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+    else:
+        client = distributed.Client(scheduler)
+    futures = {}
+    try:
+        for i, spec in enumerate(specs):
+            futures[client.submit(runs.run_safely, spec, pure=False, key=f"fastbp-run-{i}")] = i
+        for future in distributed.as_completed(futures):
+            finished(futures[future], future.result())
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

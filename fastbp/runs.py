@@ -1,0 +1,270 @@
+"""One (task, trainer, seed) run of :func:`fastbp.compare`.
+
+:func:`run` is a plain top-level function of a JSON-like spec returning a
+JSON-like record, so the same code runs in-process and on Dask workers and
+gives the same numbers for the same spec (timings excepted).
+
+What a run does:
+
+1. load the task's data (``data_seed``) and build its model from ``seed`` —
+   the same initialisation for every trainer;
+2. build the trainer from the registry with the task's loss, a fresh
+   optimizer, and ``seed`` for every ``seed`` / ``*_seed`` argument the
+   trainer's constructor has (feedback matrices, noise) — or record the pair
+   as not applicable when the trainer does not support the model;
+3. compile every kernel in a warm-up (a throwaway copy of the model trains one
+   epoch on a few batches), so that compilation never lands in the timings;
+4. ``fit`` for ``epochs`` epochs; after each epoch a callback evaluates the
+   test set (loss, the task's accuracy) and, for trainers with
+   ``update_directions`` on MLPs, the per-layer angle to the backprop gradient
+   on a fixed probe batch of training data.
+
+Times are kernel seconds per epoch as ``fit`` measures them (History.epoch_time):
+evaluation, alignment and progress display are not on the clock.
+"""
+import hashlib
+import inspect
+import time
+import warnings
+
+import numpy as np
+
+from . import datasets
+from .angles import gradient_alignment, has_update_directions
+
+#: rows of training data on which alignment angles are measured
+PROBE_ROWS = 256
+
+
+def make_spec(task, trainer, seed, epochs=None, batch_size=None, lr=None,
+              weight_decay=None, dtype="float32", trainer_options=None, data_seed=0,
+              alignment=True):
+    """A run spec: a plain dict naming everything a run depends on.
+
+    Parameters
+    ----------
+    task : str
+        Task spec, ``"name"`` or ``"name:key=value,..."``.
+    trainer : str
+        Registry name (see :func:`fastbp.available_trainers`).
+    seed : int >= 0
+        Model initialisation, shuffling and trainer seeds.
+    epochs, batch_size : int or None
+        None takes the task's default.
+    lr, weight_decay : float or None
+        None takes the task's default.
+    dtype : {'float32', 'float64'}
+    trainer_options : dict or None
+        Extra constructor arguments for this trainer.
+    data_seed : int >= 0
+        Seed of generated data and random splits (fixed across runs).
+    alignment : bool
+        Record per-layer angles to the gradient when the trainer has
+        ``update_directions``.
+
+    Returns
+    -------
+    dict
+    """
+    return {"task": task, "trainer": trainer, "seed": int(seed), "epochs": epochs,
+            "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+            "dtype": str(np.dtype(dtype).name), "trainer_options": dict(trainer_options or {}),
+            "data_seed": int(data_seed), "alignment": bool(alignment)}
+
+
+def applicability(cls, model):
+    """None when trainer class ``cls`` can train ``model``, else the reason.
+
+    A trainer class may declare ``supports_model(model) -> bool`` (a cheap
+    explicit check); otherwise the answer comes from constructing it (see
+    :func:`build_trainer`, which turns a TypeError into the same reason).
+    """
+    check = getattr(cls, "supports_model", None)
+    if callable(check):
+        ok = check(model)
+        if isinstance(ok, tuple):
+            ok, why = ok[0], ok[1]
+        else:
+            why = f"{cls.__name__} does not support {type(model).__name__} models"
+        if not ok:
+            return why
+    return None
+
+
+def trainer_kwargs(cls, task, spec):
+    """Constructor arguments of ``cls`` for this run (loss, optimizer, task
+    trainer arguments, seeds, user options)."""
+    params = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {"loss": task.loss, "optimizer": task.make_optimizer(spec["lr"])}
+    kwargs.update(task.trainer_args)
+    if spec["weight_decay"] is not None:
+        kwargs["weight_decay"] = spec["weight_decay"]
+    for name in params:
+        if name == "seed" or name.endswith("_seed"):
+            kwargs[name] = spec["seed"]
+    for key, value in spec["trainer_options"].items():
+        if key not in params and not accepts_any:
+            raise ValueError(f"trainer_options for {spec['trainer']!r} has {key!r}, which "
+                             f"{cls.__name__} does not take; it takes "
+                             f"{[p for p in params if p not in ('self', 'model')]}")
+        kwargs[key] = value
+    return kwargs
+
+
+def build_trainer(cls, model, task, spec):
+    """(trainer, None) or (None, reason) when ``cls`` rejects the model."""
+    why = applicability(cls, model)
+    if why:
+        return None, why
+    try:
+        return cls(model, **trainer_kwargs(cls, task, spec)), None
+    except TypeError as exc:
+        if spec["trainer_options"]:
+            raise
+        return None, str(exc)
+
+
+_DATA = {}
+
+
+def _data(task, spec, options):
+    key = (task.name, tuple(sorted(options.items())), spec["data_seed"], spec["dtype"])
+    if key not in _DATA:
+        if len(_DATA) > 4:
+            _DATA.clear()
+        _DATA[key] = task.load(seed=spec["data_seed"], dtype=spec["dtype"], **options)
+    return _DATA[key]
+
+
+def _warm_up(cls, task, model, data, spec, bs, alignment):
+    """Compile every kernel the run uses on a throwaway copy of the model."""
+    t0 = time.perf_counter()
+    rows = min(len(data.X_train), 2 * bs)
+    trainer, _ = build_trainer(cls, model.copy(), task, spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(data.X_train[:rows], data.y_train[:rows], epochs=1, batch_size=bs,
+                    seed=spec["seed"], on_divergence="stop", callbacks=[lambda *a: None])
+        trainer.evaluate(data.X_test, data.y_test)
+        trainer.model.predict(data.X_test)
+        if alignment:
+            gradient_alignment(trainer, data.X_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS])
+    return time.perf_counter() - t0
+
+
+def _metrics(trainer, task, options, X, y):
+    loss = trainer.evaluate(X, y)["loss"]
+    acc = datasets.accuracy(task, trainer.model.predict(X), y, **options)
+    return float(loss), float(acc)
+
+
+def run(spec, on_epoch=None):
+    """Execute one run.
+
+    Parameters
+    ----------
+    spec : dict
+        From :func:`make_spec`.
+    on_epoch : callable or None
+        ``on_epoch(epoch, epochs, test_accuracy)`` after every epoch (progress).
+
+    Returns
+    -------
+    dict
+        The run record: ``status`` ('ok', 'diverged', 'not_applicable' or
+        'failed'), ``reason``, ``settings``, per-epoch lists ``train_loss``,
+        ``test_loss``, ``test_accuracy``, ``epoch_time``, ``train_seconds``
+        (cumulative epoch time), ``alignment`` ((epochs, L) degrees or None),
+        ``final`` metrics, ``time_per_epoch`` (median seconds),
+        ``time_to_target`` / ``epochs_to_target`` (None when not reached) and
+        ``warmup_seconds`` (compilation and warm-up, not on the clock).
+    """
+    from .trainers import get_trainer
+    name, options = datasets.parse_task_spec(spec["task"])
+    task = datasets.get_task(name)
+    options = task.options(**options)
+    epochs = spec["epochs"] or task.epochs
+    bs = spec["batch_size"] or task.batch_size
+    record = {"task": spec["task"], "trainer": spec["trainer"], "seed": spec["seed"],
+              "status": "ok", "reason": "",
+              "settings": {"model": task.model, "model_args": task.model_args(**options),
+                           "dtype": spec["dtype"], "loss": task.loss,
+                           "optimizer": task.optimizer[0],
+                           "lr": spec["lr"] or task.optimizer[1]["lr"],
+                           "epochs": epochs, "batch_size": bs,
+                           "trainer_args": {**task.trainer_args,
+                                            **({"weight_decay": spec["weight_decay"]}
+                                               if spec["weight_decay"] is not None else {}),
+                                            **spec["trainer_options"]},
+                           "task_options": options, "data_seed": spec["data_seed"],
+                           "target_accuracy": task.target_accuracy},
+              "train_loss": [], "test_loss": [], "test_accuracy": [], "epoch_time": [],
+              "train_seconds": [], "alignment": None, "final": None,
+              "time_per_epoch": None, "time_to_target": None, "epochs_to_target": None,
+              "warmup_seconds": None}
+    cls = get_trainer(spec["trainer"])
+    data = _data(task, spec, options)
+    model = task.build_model(spec["seed"], spec["dtype"], **options)
+    # fingerprint of the initial parameters: equal for every trainer of a seed
+    record["settings"]["init_sha256"] = hashlib.sha256(model.flat_params.tobytes()).hexdigest()
+    probe = None
+    trainer, why = build_trainer(cls, model, task, spec)
+    if trainer is None:
+        record.update(status="not_applicable", reason=why)
+        return record
+    alignment = (spec["alignment"] and task.model == "MLP" and spec["trainer"] != "backprop"
+                 and has_update_directions(trainer))
+    del trainer  # built again after the warm-up: some trainers seed global generators
+    record["warmup_seconds"] = _warm_up(cls, task, model, data, spec, bs, alignment)
+    trainer, _ = build_trainer(cls, model, task, spec)
+    if alignment:
+        probe = (data.X_train[:PROBE_ROWS], data.y_train[:PROBE_ROWS])
+        record["alignment"] = []
+
+    def after_epoch(tr, epoch, hist):
+        loss, acc = _metrics(tr, task, options, data.X_test, data.y_test)
+        record["test_loss"].append(loss)
+        record["test_accuracy"].append(acc)
+        if probe is not None:
+            record["alignment"].append([float(a) for a in gradient_alignment(tr, *probe)])
+        if on_epoch is not None:
+            on_epoch(epoch, epochs, acc)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hist = trainer.fit(data.X_train, data.y_train, epochs=epochs, batch_size=bs,
+                           seed=spec["seed"], on_divergence="stop", callbacks=[after_epoch])
+    record["train_loss"] = [float(v) for v in hist.loss]
+    record["epoch_time"] = [float(v) for v in hist.epoch_time]
+    record["train_seconds"] = [float(v) for v in np.cumsum(hist.epoch_time)]
+    if hist.diverged:
+        record.update(status="diverged", reason=hist.message)
+    if hist.epoch_time:
+        record["time_per_epoch"] = float(np.median(hist.epoch_time))
+    tr_loss, tr_acc = _metrics(trainer, task, options, data.X_train, data.y_train)
+    te_loss, te_acc = _metrics(trainer, task, options, data.X_test, data.y_test)
+    record["final"] = {"train_loss": tr_loss, "train_accuracy": tr_acc,
+                       "test_loss": te_loss, "test_accuracy": te_acc}
+    for e, acc in enumerate(record["test_accuracy"]):
+        if acc >= task.target_accuracy:
+            record["epochs_to_target"] = e + 1
+            record["time_to_target"] = record["train_seconds"][e]
+            break
+    return record
+
+
+def run_safely(spec, on_epoch=None):
+    """:func:`run`, with an unexpected exception recorded as status 'failed'
+    (its type and message in ``reason``) instead of stopping the grid."""
+    try:
+        return run(spec, on_epoch)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # recorded and shown in the table; the CLI exits non-zero
+        return {"task": spec["task"], "trainer": spec["trainer"], "seed": spec["seed"],
+                "status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                "settings": {}, "train_loss": [], "test_loss": [], "test_accuracy": [],
+                "epoch_time": [], "train_seconds": [], "alignment": None, "final": None,
+                "time_per_epoch": None, "time_to_target": None, "epochs_to_target": None,
+                "warmup_seconds": None}

@@ -1,0 +1,68 @@
+"""The fastbp command line: compare, explain, tasks and argument errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastbp.cli import main
+
+
+def test_explain_prints_the_worked_example(capsys):
+    assert main(["explain"]) == 0
+    out = capsys.readouterr().out
+    assert "out_o1 = sigmoid(net_o1) = 0.734929" in out
+    assert "dE/dw5 = dE/dout_o1 * dout_o1/dnet_o1 * dnet_o1/dw5" in out
+    assert "w5 = 0.500000 - 0.6 * 0.080203 = 0.451878" in out
+
+
+def test_explain_with_other_weights(capsys):
+    assert main(["explain", "--weights", "0", "0", "0", "0", "0", "0", "0", "0",
+                 "--rate", "1", "--digits", "3"]) == 0
+    assert "out_h1 = sigmoid(net_h1) = " in capsys.readouterr().out
+
+
+def test_tasks_lists_the_registry(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in ("xor", "digits", "digits-seq", "mnist1d", "mnist1d-seq", "adding", "copy"):
+        assert f"\n{name} " in "\n" + out
+
+
+def test_compare_writes_table_json_and_figures(tmp_path, capsys):
+    code = main(["compare", "--task", "xor", "--trainers", "backprop,dfa", "--seeds", "2",
+                 "--epochs", "3", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "task" in out and "backprop" in out and "dfa" in out and "results.json" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["runs"]) == 4 and data["meta"]["seeds"] == [0, 1]
+    assert (tmp_path / "xor-accuracy.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--trainers", "backprop,nope"], "'nope' is not a registered trainer; known:"),
+    (["compare", "--task", "nope"], "task 'nope' is not registered"),
+    (["compare", "--task", "adding:delay=4"], "has no option 'delay'"),
+    (["compare", "--seeds", "0"], "expected a positive integer, got 0"),
+    (["compare", "--seeds", "1,x"], "comma-separated list of ints"),
+    (["compare", "--epochs", "-2"], "expected a positive integer, got -2"),
+    (["compare", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "give one of them"),
+    (["compare", "--dtype", "int8"], "invalid choice: 'int8'"),
+    (["compare", "--lr", "abc"], "expected a number, got 'abc'"),
+    (["explain", "--weights", "1", "2"], "expected 8 arguments"),
+    (["demo", "--epochs", "0"], "expected a positive integer, got 0"),
+])
+def test_argument_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "fastbp.cli", "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0
+    for command in ("compare", "explain", "tasks", "demo"):
+        assert command in out.stdout
