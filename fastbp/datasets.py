@@ -18,10 +18,10 @@ name       data                               model
 ========== ================================== ========================================
 xor        the four XOR patterns              MLP 2-4-2 tanh/softmax
 digits     scikit-learn 8x8 digits, (n, 64)   MLP 64-128-10 relu/softmax
-digits-seq the same, read row by row (n, 8, 8) ElmanRNN 8-64-10, last state
+digits-seq the same, read row by row (n, 8, 8) ElmanRNN 8-64-10 tanh, last state
 mnist1d    MNIST-1D (Greydanus 2020), (n, 40) MLP 40-100-100-10 leaky_relu/softmax
 mnist1d-seq MNIST-1D as sequences (n, 40, 1)  ElmanRNN 1-128-10, last state
-adding     adding problem, (n, T, 2)          ElmanRNN 2-64-1, last state, regression
+adding     adding problem, (n, T, 2)          IRNN 2-32-1 relu, last state, regression
 copy       copy-memory task, (n, 2S+D, K+2)   ElmanRNN K+2 -128- K+1, every step
 ========== ================================== ========================================
 
@@ -450,8 +450,9 @@ register_task(Task(
     "digits-seq", "digits read row by row (T=8), ElmanRNN 8-64-10",
     load_digits_sequence, "ElmanRNN",
     lambda test_fraction: {"input_size": 8, "hidden_size": 64, "output_size": 10,
-                           "activation": "tanh", "readout": "last", "output": "softmax"},
-    "cross_entropy", ("adam", {"lr": 3e-3}), epochs=30, batch_size=32,
+                           "activation": "tanh", "readout": "last", "output": "softmax",
+                           "recurrent_init": "orthogonal"},
+    "cross_entropy", ("adam", {"lr": 3e-3}), epochs=20, batch_size=32,
     target_accuracy=0.90, trainer_args={"clip_norm": 1.0},
     defaults={"test_fraction": 0.25}))
 
@@ -466,17 +467,17 @@ register_task(Task(
     "mnist1d-seq", "MNIST-1D as sequences (T=40), ElmanRNN 1-128-10",
     load_mnist1d_sequence, "ElmanRNN",
     lambda: {"input_size": 1, "hidden_size": 128, "output_size": 10, "activation": "tanh",
-             "readout": "last", "output": "softmax"},
+             "readout": "last", "output": "softmax", "recurrent_init": "orthogonal"},
     "cross_entropy", ("adam", {"lr": 1e-3}), epochs=30, batch_size=32,
     target_accuracy=0.60, trainer_args={"clip_norm": 1.0}))
 
 register_task(Task(
-    "adding", "adding problem (T=30 by default), ElmanRNN 2-64-1",
+    "adding", "adding problem (T=30 by default), IRNN 2-32-1 (relu, identity W_rec)",
     load_adding, "ElmanRNN",
-    lambda length, n_train, n_test: {"input_size": 2, "hidden_size": 64, "output_size": 1,
-                                     "activation": "tanh", "readout": "last",
-                                     "output": "identity"},
-    "mse", ("adam", {"lr": 3e-3}), epochs=30, batch_size=32,
+    lambda length, n_train, n_test: {"input_size": 2, "hidden_size": 32, "output_size": 1,
+                                     "activation": "relu", "readout": "last",
+                                     "output": "identity", "recurrent_init": "identity"},
+    "mse", ("adam", {"lr": 2e-3}), epochs=30, batch_size=32,
     target_accuracy=0.5,
     accuracy=f"fraction of test sequences predicted within {ADDING_TOLERANCE} of the sum",
     trainer_args={"clip_norm": 1.0},
@@ -487,7 +488,8 @@ register_task(Task(
     load_copy, "ElmanRNN",
     lambda delay, length, n_symbols, n_train, n_test: {
         "input_size": n_symbols + 2, "hidden_size": 128, "output_size": n_symbols + 1,
-        "activation": "tanh", "readout": "all", "output": "softmax"},
+        "activation": "tanh", "readout": "all", "output": "softmax",
+        "recurrent_init": "orthogonal"},
     "cross_entropy", ("adam", {"lr": 3e-3}), epochs=30, batch_size=32,
     target_accuracy=0.9,
     accuracy="fraction of the recalled symbols (last `length` steps) that are right",

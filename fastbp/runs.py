@@ -75,19 +75,16 @@ def make_spec(task, trainer, seed, epochs=None, batch_size=None, lr=None,
 def applicability(cls, model):
     """None when trainer class ``cls`` can train ``model``, else the reason.
 
-    A trainer class may declare ``supports_model(model) -> bool`` (a cheap
-    explicit check); otherwise the answer comes from constructing it (see
+    Uses the cheap class-level check ``cls.supports(model)`` of
+    :class:`fastbp.Trainer` (from ``cls.supported_models``) when the class has
+    it; otherwise the answer comes from constructing the trainer (see
     :func:`build_trainer`, which turns a TypeError into the same reason).
     """
-    check = getattr(cls, "supports_model", None)
-    if callable(check):
-        ok = check(model)
-        if isinstance(ok, tuple):
-            ok, why = ok[0], ok[1]
-        else:
-            why = f"{cls.__name__} does not support {type(model).__name__} models"
-        if not ok:
-            return why
+    check = getattr(cls, "supports", None)
+    if callable(check) and not check(model):
+        kinds = getattr(cls, "supported_models", ())
+        names = " or ".join(f"fb.{c.__name__}" for c in kinds) or "other"
+        return f"{cls.__name__} trains {names} models, not {type(model).__name__}"
     return None
 
 
