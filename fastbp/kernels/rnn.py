@@ -256,7 +256,8 @@ def window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code):
 
 
 @njit(**KERNEL)
-def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, blas):
+def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject, carry_out,
+                    blas):
     """Backpropagation through time over window (t0, t1], after
     :func:`forward_window` and :func:`window_loss`; writes every entry of
     ``grads``.
@@ -268,11 +269,17 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, blas):
         dW_rec  = sum_t delta_t^T h_{t-1},   dW_in = sum_t delta_t^T x_t,
         db      = sum_t colsums(delta_t),    dW_out = sum_t (dJ/dlogits_t)^T h_t
 
-    The carry into h_{t0} is never formed: the state entering the window is a
-    constant. ``truncate`` > 0 also drops the carry into every h_s with s a
-    multiple of ``truncate``; over the whole sequence (t0 = 0, t1 = T) that
-    gives the truncated-BPTT gradient of every window at fixed parameters,
-    summed. 0 keeps every path inside the window.
+    The state entering the window is a constant: the carry into h_{t0} does
+    not reach the parameters. ``truncate`` > 0 also drops the carry into
+    every h_s with s a multiple of ``truncate``; over the whole sequence
+    (t0 = 0, t1 = T) that gives the truncated-BPTT gradient of every window
+    at fixed parameters, summed. 0 keeps every path inside the window.
+
+    Hooks for synthetic gradients (``alternatives``): ``inject`` ((rows * h,)
+    or (0,) for none) is added to dJ/dh_{t1} before the time loop (a
+    prediction of the gradient from beyond the window); with ``carry_out``
+    the Z block receives dJ/dh_{t0} = delta_{t0+1} W_rec afterwards, the
+    gradient that arrives at the window's first state.
     """
     i, h, o = layout[IN], layout[HID], layout[OUT]
     wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
@@ -306,6 +313,8 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, blas):
     else:
         grads[w_out:w_out + o * h] = 0.0
         grads[nw + h:nw + h + o] = 0.0
+    if inject.shape[0] > 0:
+        _accumulate(DELTA[(steps - 1) * blk:steps * blk], inject, blk)
     # the time loop: only the (rows, h) x (h, h) carry product is sequential
     for t in range(t1, t0, -1):
         d = (t - 1 - t0) * blk
@@ -322,6 +331,8 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, blas):
     gemm_tn(DELTA, 0, ws[xs + t0 * rows * i:xs + t1 * rows * i], 0, grads[:h * i], 0, m, h, i,
             blas)
     bias_gradient(DELTA, 0, grads[nw:nw + h], 0, m, h)
+    if carry_out:
+        gemm_nn(DELTA[:blk], 0, W_rec, 0, Z, 0, rows, h, h, blas)
 
 
 @njit(**KERNEL)
@@ -338,7 +349,7 @@ def sequence_gradients(X, labels, targets, order, params, grads, ws, layout, lb,
     transpose_weights(params, layout, ws)
     forward_window(params, layout, ws, rows, T, 0, T, blas)
     loss, correct, terms = window_loss(ws, layout, rows, T, 0, T, lb, tb, loss_code)
-    backward_window(params, grads, layout, ws, rows, T, 0, T, truncate, blas)
+    backward_window(params, grads, layout, ws, rows, T, 0, T, truncate, params[:0], False, blas)
     return loss, correct, terms
 
 
@@ -377,7 +388,7 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
         loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code)
         if n == 0:
             continue
-        backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, blas)
+        backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, params[:0], False, blas)
         obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw, loss / n)
         if status != OK:
             return loss_acc, correct, terms, updates, status
