@@ -4,7 +4,8 @@ gradients ...). This package imports fastbp; fastbp never imports it.
 
 Importing it registers its trainers with :func:`fastbp.register_trainer`:
 ``"fa"`` (:class:`FATrainer`), ``"dfa"`` (:class:`DFATrainer`), ``"dtp"``
-(:class:`DTPTrainer`) and ``"ddtp"`` (:class:`DDTPTrainer`).
+(:class:`DTPTrainer`), ``"ddtp"`` (:class:`DDTPTrainer`) and ``"sg"``
+(:class:`SyntheticGradientTrainer`).
 """
 import os as _os
 
@@ -17,12 +18,14 @@ drop_stale_caches(_os.path.dirname(_os.path.abspath(__file__)), [KERNELS_DIR])
 from .alignment import AlignmentRecorder, alignment, layer_angles
 from .ddtp import DDTPTrainer
 from .feedback_alignment import DFATrainer, FATrainer
+from .synthetic_gradients import SyntheticGradientTrainer
 from .target_propagation import DTPTrainer
 
 fastbp.register_trainer("fa", FATrainer)
 fastbp.register_trainer("dfa", DFATrainer)
 fastbp.register_trainer("dtp", DTPTrainer)
 fastbp.register_trainer("ddtp", DDTPTrainer)
+fastbp.register_trainer("sg", SyntheticGradientTrainer)
 
-__all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "DDTPTrainer", "alignment", "layer_angles",
-           "AlignmentRecorder"]
+__all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "DDTPTrainer", "SyntheticGradientTrainer",
+           "alignment", "layer_angles", "AlignmentRecorder"]

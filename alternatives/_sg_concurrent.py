@@ -1,0 +1,378 @@
+"""The concurrent schedule of :class:`alternatives.SyntheticGradientTrainer`:
+the layers of an MLP split into groups at the decoupled layers, one Python
+thread per group, each calling GIL-free Numba kernels
+(:mod:`alternatives._sg_kernels`), activations flowing up and module targets
+flowing down through bounded queues.
+
+Group g (0-based) holds layers cut_{g-1}+1 .. cut_g, cut_g the g-th decoupled
+layer (cut_{-1} = 0, the top group ends at L). A lower group owns the module
+at its top layer. With ``staleness`` d >= 0 a lower group's batch t runs:
+
+1. forward of its layers on batch t (input gathered from X, or taken from
+   the group below), output sent up, module prediction P_t (module as it is);
+2. when t >= d: wait for the target of batch t - d from the group above and
+   update the module on batch t - d (inputs stored, prediction recomputed
+   with the module's current parameters);
+3. backward of its layers from P_t, the gradient at its input sent down
+   (the bootstrapped target of the module below), update of its layers.
+
+The top group runs forward, loss, backward, input gradient and update of
+each batch as soon as the group below delivers it. At the end of an epoch
+the lower groups finish the module updates still owed (the last d batches).
+
+Every group's computation depends only on the sequence of messages it
+receives, and those arrive in batch order, so a run is deterministic and
+equal to :func:`run_epoch` with ``threaded=False`` (the same steps
+interleaved in one thread). With d = 0 the schedule is the locked one: every
+quantity equals the locked step's. Each thread works on private copies of
+its layers, module and their optimizer state; they are written back at the
+end of an epoch only when every update of the epoch was finite, so a
+diverging epoch leaves the model and modules as they were after the
+previous one.
+"""
+import queue
+import threading
+
+import numpy as np
+
+from fastbp.kernels import codes
+from fastbp.kernels.optim import T
+
+from . import _sg_kernels as K
+
+_POLL = 0.05
+
+
+class _Abort(Exception):
+    pass
+
+
+class Group:
+    """One layer group's private buffers (grown with the batch capacity)."""
+
+    def __init__(self, trainer, index, first, last, module):
+        m = trainer.model
+        sizes = m.sizes
+        layout = m._layout
+        L = m.n_layers
+        self.index = index
+        self.first, self.last = first, last          # layers first..last (1-based)
+        self.module = module                         # module index or None (top group)
+        self.top = module is None
+        self.bottom = first == 1
+        Lg = last - first + 1
+        acts = [int(layout[L + 1 + l]) for l in range(first, last + 1)]
+        self.layout = np.array([Lg] + sizes[first - 1:last + 1] + acts, dtype=np.int64)
+        self.w0 = sum(sizes[j - 1] * sizes[j] for j in range(1, first))
+        self.w1 = self.w0 + sum(sizes[j - 1] * sizes[j] for j in range(first, last + 1))
+        self.b0 = m.n_weights + sum(sizes[1:first])
+        self.b1 = self.b0 + sum(sizes[first:last + 1])
+        dt = m.dtype
+        size = (self.w1 - self.w0) + (self.b1 - self.b0)
+        self.p = np.zeros(size, dt)
+        self.g = np.zeros(size, dt)
+        self.s = np.zeros((trainer.optimizer.state.shape[0], size), dt)
+        self.h = np.zeros(6, np.float64)
+        self.train = trainer._train_hyper.copy()
+        self.n_out = sizes[last]
+        self.n_in = sizes[first - 1]
+        if not self.top:
+            self.m0 = int(K.module_offset(trainer._sgl, layout, module))
+            self.m1 = int(K.module_offset(trainer._sgl, layout, module + 1))
+            msize = self.m1 - self.m0
+            self.mp = np.zeros(msize, dt)
+            self.mg = np.zeros(msize, dt)
+            self.ms = np.zeros((trainer.sg_optimizer.state.shape[0], msize), dt)
+            self.mh = np.zeros(6, np.float64)
+            self.mtrain = np.zeros(3, np.float64)
+        self.capacity = 0
+        self.uses_labels = None
+
+    def grow(self, trainer, rows):
+        if rows <= self.capacity and trainer._uses_labels == self.uses_labels:
+            return
+        self.uses_labels = trainer._uses_labels
+        m = trainer.model
+        dt = m.dtype
+        sizes = list(self.layout[1:self.layout[0] + 2])
+        widths = sizes[1:]
+        self.ws = np.zeros(rows * (sum(widths) + widths[-1] + 2 * max(widths)), dt)
+        k = m.n_outputs
+        if trainer._uses_labels:
+            self.lb = np.zeros(rows, np.int64)
+            self.tb = np.zeros((0, 0), dt)
+        else:
+            self.lb = np.zeros(0, np.int64)
+            self.tb = np.zeros((rows, k), dt)
+        self.xb = np.zeros(rows * self.n_in if self.bottom else 0, dt)
+        hid = max(trainer.sg_hidden, 1)
+        self.pbuf = np.zeros(rows * self.n_out, dt)
+        self.qbuf = np.zeros(rows * self.n_out, dt)
+        self.rbuf = np.zeros(rows * self.n_out, dt)
+        self.zbuf = np.zeros(rows * hid, dt)
+        self.dzbuf = np.zeros(rows * hid, dt)
+        self.capacity = rows
+
+    def load(self, trainer):
+        """Copy the group's layers, module and optimizer state in from the trainer."""
+        fp = trainer.model.flat_params
+        nw = self.w1 - self.w0
+        self.p[:nw] = fp[self.w0:self.w1]
+        self.p[nw:] = fp[self.b0:self.b1]
+        st = trainer.optimizer.state
+        self.s[:, :nw] = st[:, self.w0:self.w1]
+        self.s[:, nw:] = st[:, self.b0:self.b1]
+        self.h[:] = trainer.optimizer._hyper
+        self.train[:] = trainer._train_hyper
+        if not self.top:
+            self.mp[:] = trainer.sg_params[self.m0:self.m1]
+            self.ms[:] = trainer.sg_optimizer.state[:, self.m0:self.m1]
+            self.mh[:] = trainer.sg_optimizer._hyper
+
+    def store(self, trainer):
+        """Write the group's layers, module and optimizer state back."""
+        fp = trainer.model.flat_params
+        nw = self.w1 - self.w0
+        fp[self.w0:self.w1] = self.p[:nw]
+        fp[self.b0:self.b1] = self.p[nw:]
+        st = trainer.optimizer.state
+        st[:, self.w0:self.w1] = self.s[:, :nw]
+        st[:, self.b0:self.b1] = self.s[:, nw:]
+        if not self.top:
+            trainer.sg_params[self.m0:self.m1] = self.mp
+            trainer.sg_optimizer.state[:, self.m0:self.m1] = self.ms
+
+
+class Pipeline:
+    """Groups, channels and queues of one trainer (built once, grown with the
+    batch capacity)."""
+
+    def __init__(self, trainer):
+        cuts = list(trainer.decoupled)
+        L = trainer.model.n_layers
+        bounds = [0] + cuts + [L]
+        self.groups = [Group(trainer, g, bounds[g] + 1, bounds[g + 1],
+                             g if g < len(cuts) else None) for g in range(len(bounds) - 1)]
+        self.capacity = 0
+        self.slots = 0
+
+    def grow(self, trainer, rows, slots):
+        for grp in self.groups:
+            grp.grow(trainer, rows)
+        if rows > self.capacity or slots != self.slots:
+            dt = trainer.model.dtype
+            # up[g]: outputs of group g for group g + 1; down[g]: targets of
+            # group g's module, written by group g + 1; each `slots` blocks
+            self.up = [np.zeros(slots * rows * g.n_out, dt) for g in self.groups[:-1]]
+            self.down = [np.zeros(slots * rows * g.n_out, dt) for g in self.groups[:-1]]
+            self.capacity = rows
+            self.slots = slots
+
+
+def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threaded):
+    """One epoch of the concurrent schedule (see the module docstring).
+
+    Parameters
+    ----------
+    trainer : SyntheticGradientTrainer
+    X, labels, targets : the prepared training set
+    order : int64 (n,), the epoch's sample order (already shuffled)
+    batch_size : int
+    staleness : int >= 0
+    threaded : bool
+        One thread per group (True) or the same steps in this thread.
+
+    Returns
+    -------
+    status : int
+        OK or the failure code; on failure nothing was written back.
+    stats : (objective summed over samples, number correct, updates, module
+        loss summed over samples)
+    """
+    pipe = trainer._pipeline
+    n = X.shape[0]
+    nb = (n + batch_size - 1) // batch_size
+    d = staleness
+    S = d + 1
+    pipe.grow(trainer, batch_size, S)
+    groups = pipe.groups
+    G = len(groups)
+    for grp in groups:
+        grp.load(trainer)
+    k = trainer.model.n_outputs
+    m = trainer.sg_hidden
+    cond = trainer.conditioned
+    blas = trainer._sg_blas(batch_size)
+    cap = batch_size
+    acc = np.zeros((G, 4), np.float64)      # objective, correct, steps, module loss
+    failures = []
+    abort = threading.Event()
+    if threaded:
+        up_q = [queue.Queue(maxsize=S + 1) for _ in range(G - 1)]
+        down_q = [queue.Queue(maxsize=S + 1) for _ in range(G - 1)]
+
+    def get(q, expect):
+        while True:
+            try:
+                got = q.get(timeout=_POLL)
+            except queue.Empty:
+                if abort.is_set():
+                    raise _Abort from None
+                continue
+            if got != expect:  # pragma: no cover - a broken invariant, not a user error
+                raise RuntimeError(f"pipeline out of order: got batch {got}, expected {expect}")
+            return
+
+    def fail(status, g, t):
+        failures.append((status, g, t))
+        abort.set()
+
+    def batch(t):
+        start = t * batch_size
+        return start, min(batch_size, n - start)
+
+    def slot(t, width):
+        return (t % S) * cap * width
+
+    def forward_part(g, t):
+        grp = groups[g]
+        start, rows = batch(t)
+        if grp.bottom:
+            src, s0 = grp.xb, 0
+        else:
+            src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
+        K.lower_forward(X, labels, targets, order, start, rows, grp.bottom, src, s0, grp.xb,
+                        grp.lb, grp.tb, grp.p, grp.ws, grp.layout, pipe.up[g],
+                        slot(t, grp.n_out), grp.mp, grp.pbuf, grp.zbuf, m, k, cond, blas)
+
+    def module_part(g, s):
+        grp = groups[g]
+        start, rows = batch(s)
+        loss, status = K.module_step(labels, targets, order, start, rows, pipe.up[g],
+                                     slot(s, grp.n_out), pipe.down[g], slot(s, grp.n_out),
+                                     grp.n_out, grp.mp, grp.mg, grp.ms, grp.mh, grp.mtrain,
+                                     grp.lb, grp.tb, grp.qbuf, grp.zbuf, grp.dzbuf, grp.rbuf,
+                                     m, k, cond, blas)
+        if status != codes.OK:
+            fail(status, g, s)
+            return False
+        acc[g, 3] += loss * rows
+        return True
+
+    def backward_part(g, t):
+        grp = groups[g]
+        start, rows = batch(t)
+        if grp.bottom:
+            src, s0, down, d0 = grp.xb, 0, grp.xb, 0
+        else:
+            src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
+            down, d0 = pipe.down[g - 1], slot(t, grp.n_in)
+        obj, status = K.lower_backward(rows, grp.bottom, src, s0, grp.xb, grp.p, grp.g, grp.s,
+                                       grp.h, grp.train, grp.ws, grp.layout, grp.pbuf, down,
+                                       d0, blas)
+        if status != codes.OK:
+            fail(status, g, t)
+            return False
+        acc[g, 0] += obj * rows
+        return True
+
+    def top_part(t):
+        g = G - 1
+        grp = groups[g]
+        start, rows = batch(t)
+        obj, correct, status = K.top_step(labels, targets, order, start, rows, pipe.up[g - 1],
+                                          slot(t, grp.n_in), grp.lb, grp.tb, grp.p, grp.g,
+                                          grp.s, grp.h, grp.train, grp.ws, grp.layout,
+                                          pipe.down[g - 1], slot(t, grp.n_in), blas)
+        if status != codes.OK:
+            fail(status, g, t)
+            return False
+        acc[g, 0] += obj * rows
+        acc[g, 1] += correct
+        acc[g, 2] += 1
+        return True
+
+    if threaded:
+        def lower_worker(g):
+            try:
+                for t in range(nb):
+                    if g > 0:
+                        get(up_q[g - 1], t)
+                    if abort.is_set():
+                        return
+                    forward_part(g, t)
+                    up_q[g].put(t)
+                    if t >= d:
+                        get(down_q[g], t - d)
+                        if not module_part(g, t - d):
+                            return
+                    if not backward_part(g, t):
+                        return
+                    if g > 0:
+                        down_q[g - 1].put(t)
+                for s in range(max(0, nb - d), nb):
+                    get(down_q[g], s)
+                    if not module_part(g, s):
+                        return
+            except _Abort:
+                return
+            except BaseException as exc:  # surfaced by the caller
+                failures.append((exc, g, -1))
+                abort.set()
+
+        def top_worker():
+            try:
+                for t in range(nb):
+                    get(up_q[G - 2], t)
+                    if abort.is_set() or not top_part(t):
+                        return
+                    down_q[G - 2].put(t)
+            except _Abort:
+                return
+            except BaseException as exc:
+                failures.append((exc, G - 1, -1))
+                abort.set()
+
+        threads = [threading.Thread(target=lower_worker, args=(g,), daemon=True)
+                   for g in range(G - 1)]
+        threads.append(threading.Thread(target=top_worker, daemon=True))
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    else:
+        ok = True
+        for t in range(nb):
+            for g in range(G - 1):
+                forward_part(g, t)
+            if not top_part(t):
+                ok = False
+                break
+            for g in range(G - 2, -1, -1):
+                if t >= d and not module_part(g, t - d):
+                    ok = False
+                    break
+                if not backward_part(g, t):
+                    ok = False
+                    break
+            if not ok:
+                break
+        if ok:
+            for g in range(G - 1):
+                for s in range(max(0, nb - d), nb):
+                    if not module_part(g, s):
+                        ok = False
+                        break
+                if not ok:
+                    break
+    for f in failures:
+        if isinstance(f[0], BaseException):
+            raise f[0]
+    total = (acc[:, 0].sum(), acc[G - 1, 1], acc[G - 1, 2], acc[:, 3].sum())
+    if failures:
+        return failures[0][0], total
+    for grp in groups:
+        grp.store(trainer)
+    trainer.optimizer._hyper[T] = groups[-1].h[T]
+    trainer.sg_optimizer._hyper[T] = groups[0].mh[T]
+    return codes.OK, total

@@ -1,0 +1,396 @@
+"""Synthetic gradients: decoupled neural interfaces (Jaderberg, Czarnecki,
+Osindero, Vinyals, Graves, Silver, Kavukcuoglu, ICML 2017), for fb.MLP.
+
+For an MLP h_0 = x, a_l = W_l h_{l-1} + b_l, h_l = f_l(a_l), l = 1..L, a set
+D of decoupled hidden layers (1-based indices l in 1..L-1; h_l is the
+*post-activation* output of hidden layer l) and the per-sample loss L_i:
+
+* next to each l in D a module M_l predicts g^_l = M_l(h_l [, c]) ~ dL_i/dh_l,
+  c the one-hot label (cDNI, ``conditioned=True``; the target row when the
+  targets are rows). M_l is linear (``sg_hidden=0``) or has one hidden ReLU
+  layer; its last layer starts at zero, so training starts from g^_l = 0;
+* the backward pass is backprop's, cut at every l in D: the gradient that
+  arrives at h_l from above, G_l = W_{l+1}^T delta_{l+1} (per sample), is
+  replaced by g^_l, so layer l (and the layers below it down to the next
+  decoupled layer) update along the synthetic gradient pushed through their
+  own Jacobians only: delta_l = g^_l * f_l'(a_l), dW_l = mean_i delta_l h_{l-1}^T;
+* M_l minimises mean_batch 1/2 ||g^_l - G_l||^2 over its own parameters
+  (h_l, c, G_l held constant). G_l is the true backpropagated gradient when
+  no layer above l is decoupled, and the bootstrapped one otherwise: the
+  synthetic gradient g^_j of the next decoupled layer j > l pushed back
+  through layers j..l+1 (with j = l+1: W_{l+1}^T (g^_{l+1} * f'(a_{l+1}))).
+
+The implementation lives in :mod:`alternatives._sg_kernels` (locked schedule)
+and :mod:`alternatives._sg_concurrent` (one thread per layer group).
+"""
+import numpy as np
+
+from fastbp._validation import check_seed
+from fastbp.kernels import codes
+from fastbp.kernels.linalg import blas_flag
+from fastbp.kernels.mlp import epoch_seed, shuffle_in_place
+from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.models import MLP
+from fastbp.optim import Adam, get_optimizer
+from fastbp.trainers import Trainer
+
+from . import _sg_concurrent
+from . import _sg_kernels as K
+from .target_propagation import auxiliary_parameters
+
+__all__ = ["SyntheticGradientTrainer"]
+
+SCHEDULES = ("locked", "concurrent")
+
+
+def _check_int(value, argument, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{argument} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+class SyntheticGradientTrainer(Trainer):
+    """Synthetic gradients / decoupled neural interfaces (Jaderberg et al.
+    2017) for :class:`fastbp.MLP`; DNI, or cDNI with ``conditioned=True``.
+
+    Parameters
+    ----------
+    model : fb.MLP
+        Other models raise TypeError (the ElmanRNN/truncated-BPTT variant is
+        not available yet).
+    loss, optimizer
+        As for :class:`fastbp.Trainer` (the optimizer updates the model).
+    sg_hidden : int >= 0
+        0: linear modules; m > 0: one hidden ReLU layer of m units per module.
+    conditioned : bool
+        cDNI: the modules also read the label as a one-hot row (or the
+        target row, for targets given as rows).
+    decoupled : 'all' or sequence of int
+        The hidden layers that get a module: 1-based indices in 1..L-1
+        (l means h_l, the output of W_l). 'all' decouples every hidden layer;
+        an empty list gives plain backprop.
+    sg_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3))
+        Updates the modules; must not be ``optimizer``. No weight decay or
+        clipping applies to the modules.
+    weight_decay, clip_norm
+        As for :class:`fastbp.Trainer`, on the model's update only. In the
+        concurrent schedule the norm is clipped per layer group.
+    schedule : {'locked', 'concurrent'}
+        How ``fit`` runs. 'locked': one thread, every batch's updates from one
+        forward pass with the parameters before the batch (see
+        :mod:`alternatives._sg_kernels`). 'concurrent': one thread per layer
+        group (groups end at the decoupled layers), GIL-free kernels, bounded
+        queues between groups; the modules' training targets arrive
+        ``staleness`` batches late (see :mod:`alternatives._sg_concurrent`).
+        ``step`` and ``update_directions`` are always locked.
+    staleness : int >= 0
+        Concurrent schedule only: module l is updated on batch t - staleness
+        while its layer group runs batch t. 0 reproduces the locked schedule
+        exactly (and leaves nothing to overlap).
+    sg_seed : int or None
+        Seed of the modules' first-layer initialisation (sg_hidden > 0:
+        He-normal; the last layer is always zero).
+
+    Attributes
+    ----------
+    decoupled : tuple of int
+        The decoupled layers, ascending.
+    sg_params : ndarray
+        Flat buffer of every module's parameters, module after module.
+    modules : list of list of ndarray
+        Per decoupled layer l (n = n_l units, k = n_outputs, m = sg_hidden),
+        views into ``sg_params``: linear: [Wh (n, n), Wc (n, k), b (n)];
+        hidden: [Ph (m, n), Pc (m, k), p (m), U (n, m), u (n)]; the Wc/Pc
+        entries only when conditioned. prediction = h Wh^T + c Wc^T + b, or
+        relu(h Ph^T + c Pc^T + p) U^T + u.
+    sg_losses : list of float
+        The mean module loss (summed over modules) of each ``fit`` epoch.
+    last_sg_loss : float or None
+        The module loss of the last ``step``.
+
+    Examples
+    --------
+    >>> import alternatives
+    >>> model = fb.MLP([64, 256, 256, 10], activation="relu", output="softmax", seed=0)
+    >>> trainer = alternatives.SyntheticGradientTrainer(model, optimizer=fb.Adam(1e-3),
+    ...                                                 conditioned=True)
+    >>> history = trainer.fit(X, y, epochs=30, batch_size=32)      # doctest: +SKIP
+    """
+
+    name = "sg"
+    supported_models = (MLP,)
+
+    def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=False,
+                 decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
+                 schedule="locked", staleness=1, sg_seed=None):
+        if not self.supports(model):
+            raise TypeError(f"{type(self).__name__} trains fb.MLP models (the fb.ElmanRNN "
+                            f"variant with truncate=k is not available yet); model is "
+                            f"{type(model).__name__}")
+        self.sg_hidden = _check_int(sg_hidden, "sg_hidden", 0)
+        if not isinstance(conditioned, (bool, np.bool_)):
+            raise TypeError(f"conditioned must be a bool, got {conditioned!r}")
+        self.conditioned = bool(conditioned)
+        self.decoupled = self._check_decoupled(decoupled, model.n_layers)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule={schedule!r}; expected one of {list(SCHEDULES)}")
+        self.schedule = schedule
+        self.staleness = _check_int(staleness, "staleness", 0)
+        if schedule == "concurrent" and not self.decoupled:
+            raise ValueError("schedule='concurrent' needs at least one decoupled layer "
+                             "(decoupled=[]: there is nothing to run concurrently)")
+        self.sg_seed = check_seed(sg_seed, "sg_seed")
+        sg_opt = Adam(1e-3) if sg_optimizer is None else get_optimizer(sg_optimizer)
+        super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
+                         clip_norm=clip_norm)
+        layout = model._layout
+        self._sgl = np.array([len(self.decoupled), self.sg_hidden, int(self.conditioned),
+                              model.n_outputs, *self.decoupled], dtype=np.int64)
+        self.sg_optimizer = sg_opt
+        self.sg_params, self._sg_grads, self._sg_train = auxiliary_parameters(
+            self, sg_opt, int(K.sg_size(self._sgl, layout)), "sg_optimizer")
+        self.modules = self._module_views(self.sg_params)
+        if self.sg_hidden:
+            # first layer He-normal over the module's whole input (h_l and c)
+            rng = np.random.default_rng(self.sg_seed)
+            for views, l in zip(self.modules, self.decoupled):
+                fan_in = model.sizes[l] + (model.n_outputs if self.conditioned else 0)
+                for first in views[:2 if self.conditioned else 1]:
+                    first[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=first.shape)
+        sizes = [model.sizes[l] * (model.sizes[l] + model.n_outputs) for l in self.decoupled]
+        sizes += [max(self.sg_hidden, 1) * (model.sizes[l] + model.n_outputs)
+                  for l in self.decoupled]
+        self._max_product = max([model._max_layer_size] + sizes)
+        self._sw = np.zeros(0, dtype=model.dtype)
+        self._sw_rows = 0
+        self._uses_labels = None
+        self._pipeline = None
+        self.sg_losses = []
+        self.last_sg_loss = None
+
+    @staticmethod
+    def _check_decoupled(decoupled, L):
+        hidden = list(range(1, L))
+        if isinstance(decoupled, str):
+            if decoupled != "all":
+                raise ValueError(f"decoupled={decoupled!r}; expected 'all' or a list of "
+                                 f"hidden-layer indices in {hidden}")
+            return tuple(hidden)
+        try:
+            items = list(decoupled)
+        except TypeError:
+            raise TypeError(f"decoupled must be 'all' or a sequence of ints, got "
+                            f"{decoupled!r}") from None
+        out = []
+        for l in items:
+            if isinstance(l, bool) or not isinstance(l, (int, np.integer)):
+                raise TypeError(f"decoupled must hold ints, got {l!r} in {items}")
+            if not 1 <= l <= L - 1:
+                raise ValueError(f"decoupled contains {l}, which is not a hidden layer: "
+                                 f"expected indices in {hidden} (1-based, h_l = output of W_l)")
+            if int(l) in out:
+                raise ValueError(f"decoupled lists layer {l} twice: {items}")
+            out.append(int(l))
+        return tuple(sorted(out))
+
+    def _module_views(self, flat):
+        m, k, cond = self.sg_hidden, self.model.n_outputs, self.conditioned
+        out, off = [], 0
+
+        def take(shape):
+            nonlocal off
+            size = int(np.prod(shape))
+            v = flat[off:off + size].reshape(shape)
+            off += size
+            return v
+
+        for l in self.decoupled:
+            n = self.model.sizes[l]
+            first = n if m == 0 else m
+            views = [take((first, n))]
+            if cond:
+                views.append(take((first, k)))
+            views.append(take((first,)))
+            if m:
+                views += [take((n, m)), take((n,))]
+            out.append(views)
+        assert off == flat.shape[0]
+        return out
+
+    # -- buffers ---------------------------------------------------------------------
+    def _sg_blas(self, rows):
+        return blas_flag(rows, self._max_product)
+
+    def _sg_workspace(self, rows):
+        if rows > self._sw_rows:
+            self._sw = np.zeros(int(K.sw_size(self._sgl, self.model._layout, rows)),
+                                dtype=self.model.dtype)
+            self._sw_rows = rows
+        return self._sw
+
+    # -- steps -----------------------------------------------------------------------
+    def _step_prepared(self, X, labels, targets):
+        m = self.model
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        sw = self._sg_workspace(rows)
+        so = self.sg_optimizer
+        obj, correct, status, sg_loss = K.joint_step(
+            X.reshape(-1), labels, targets, rows, m.flat_params, self._grads,
+            self.optimizer.state, self.optimizer._hyper, self._train_hyper, self.sg_params,
+            self._sg_grads, so.state, so._hyper, self._sg_train, ws, sw, m._layout, self._sgl,
+            self._sg_blas(rows))
+        if status == codes.OK:
+            self.last_sg_loss = float(sg_loss)
+        return obj, correct, status
+
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
+        self._uses_labels = labels.shape[0] > 0
+        if self.schedule == "concurrent":
+            return self._fit_concurrent(X, labels, targets, order, n_epochs, shuffle, seed,
+                                        first_epoch, batch_size, stats)
+        m = self.model
+        ws = self._workspace(batch_size)
+        sw = self._sg_workspace(batch_size)
+        xb, lb, tb = self._gather_buffers(batch_size, self._uses_labels)
+        if self._uses_labels:
+            tb = targets
+        else:
+            lb = labels
+        so = self.sg_optimizer
+        sg_stats = np.zeros(n_epochs, dtype=np.float64)
+        status, ran = K.train_epochs(
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
+            self._train_hyper, self.sg_params, self._sg_grads, so.state, so._hyper,
+            self._sg_train, ws, sw, m._layout, self._sgl, xb, lb, tb, stats, sg_stats,
+            self._sg_blas(batch_size))
+        self.sg_losses.extend(float(v) for v in sg_stats[:ran])
+        return int(status), int(ran)
+
+    def _fit_concurrent(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                        batch_size, stats, threaded=True):
+        if self._pipeline is None:
+            self._pipeline = _sg_concurrent.Pipeline(self)
+        n = X.shape[0]
+        for e in range(n_epochs):
+            if shuffle:
+                shuffle_in_place(order, np.uint64(epoch_seed(np.uint64(seed), first_epoch + e)))
+            status, (obj, correct, steps, sg_loss) = _sg_concurrent.run_epoch(
+                self, X, labels, targets, order, batch_size, self.staleness, threaded)
+            stats[e] = (obj / n, correct, steps)
+            if status != codes.OK:
+                return int(status), e
+            self.sg_losses.append(sg_loss / n)
+        return codes.OK, n_epochs
+
+    # -- inspection ------------------------------------------------------------------
+    def _directions(self, X, y, given=None):
+        """Run the locked directions kernel on one batch; returns rows."""
+        X, labels, targets = self._prepare(X, y)
+        m = self.model
+        rows = X.shape[0]
+        ws = self._workspace(rows)
+        sw = self._sg_workspace(rows)
+        if given is not None:
+            blocks = self._blocks(sw, rows, 0)
+            if not isinstance(given, (list, tuple)) or len(given) != len(blocks):
+                raise ValueError(f"synthetic must be a list of {len(blocks)} arrays (one per "
+                                 f"decoupled layer {list(self.decoupled)}), got "
+                                 f"{type(given).__name__}"
+                                 f"{' of ' + str(len(given)) if hasattr(given, '__len__') else ''}")
+            for i, (b, g) in enumerate(zip(blocks, given)):
+                g = np.asarray(g)
+                if g.shape != b.shape:
+                    raise ValueError(f"synthetic[{i}] has shape {g.shape}; expected {b.shape} "
+                                     f"(rows, n_{self.decoupled[i]})")
+                b[...] = g
+        K.directions(X.reshape(-1), labels, targets, rows, m.flat_params, self._grads,
+                     self.sg_params, ws, sw, m._layout, self._sgl, int(self._train_hyper[LOSS]),
+                     given is not None, self._sg_blas(rows))
+        return rows, labels, targets
+
+    def _blocks(self, sw, rows, which):
+        """The P (which=0) or T (which=1) blocks of the module workspace."""
+        S = sum(self.model.sizes[l] for l in self.decoupled)
+        out, off = [], which * rows * S
+        for l in self.decoupled:
+            n = self.model.sizes[l]
+            out.append(sw[off:off + rows * n].reshape(rows, n))
+            off += rows * n
+        return out
+
+    def update_directions(self, X, y, synthetic=None):
+        """The direction this trainer applies to ``model.params`` on one batch
+        (before clipping), without updating anything.
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs) of the model's dtype
+        y : targets for X (see :func:`fastbp.losses.prepare_targets`)
+        synthetic : list of ndarray or None
+            One (batch, n_l) array per decoupled layer, in ``decoupled``
+            order: per-sample gradients used in place of the modules'
+            predictions (e.g. the true dL_i/dh_l, to check that a perfect
+            module gives backprop's update).
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays aligned with ``model.params``: [dW_1, db_1, ..., dW_L,
+            db_L], of the model's dtype: the synthetic-gradient direction of the
+            mean loss plus ``weight_decay * W_l``.
+        """
+        self._directions(X, y, synthetic)
+        m = self.model
+        if self.weight_decay:
+            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m._views(self._grads)]
+
+    def synthetic_gradients(self, X, y):
+        """The modules' predictions and their training targets on one batch.
+
+        Returns
+        -------
+        predictions, targets : list of ndarray
+            One (batch, n_l) array each per decoupled layer (fresh copies):
+            g^_l = M_l(h_l [, c]) and G_l, the gradient arriving at h_l from
+            above (true or bootstrapped), both per sample (d loss_i / d h_l).
+        """
+        rows, _, _ = self._directions(X, y)
+        sw = self._sw
+        return ([b.copy() for b in self._blocks(sw, rows, 0)],
+                [b.copy() for b in self._blocks(sw, rows, 1)])
+
+    def module_directions(self, X, y):
+        """The modules' training direction on one batch, without updating.
+
+        Returns
+        -------
+        (list of list of ndarray, float)
+            Gradients shaped like ``modules`` (fresh arrays) and the module loss
+            sum_l mean_batch 1/2 ||g^_l - G_l||^2.
+        """
+        rows, labels, targets = self._directions(X, y)
+        m = self.model
+        loss = K.module_directions(rows, self.sg_params, self._sg_grads, self._ws.get(rows),
+                                   self._sw, m._layout, self._sgl, labels, targets,
+                                   self._sg_blas(rows))
+        grads = self._module_views(self._sg_grads)
+        return [[g.copy() for g in views] for views in grads], float(loss)
+
+    def _state_arrays(self):
+        """Model optimizer state, the modules and their optimizer's state."""
+        return {**super()._state_arrays(), "sg_params": self.sg_params,
+                "sg_optimizer_state": self.sg_optimizer.state,
+                "sg_optimizer_hyper": self.sg_optimizer._hyper}
+
+    def __repr__(self):
+        base = super().__repr__()[:-1]
+        extra = ""
+        if self.schedule != "locked":
+            extra = f", schedule={self.schedule!r}, staleness={self.staleness}"
+        return (f"{base}, sg_hidden={self.sg_hidden}, conditioned={self.conditioned}, "
+                f"decoupled={list(self.decoupled)}, sg_optimizer={self.sg_optimizer!r}"
+                f"{extra})")
