@@ -2,7 +2,7 @@
 
 Any trainer that implements ``update_directions(X, y)`` (every trainer in
 ``alternatives/`` does) can be measured against the exact gradient of the
-same objective; :func:`fastbp.compare` records it after every epoch for the
+same objective; `fastbp.compare` records it after every epoch for the
 trainers that have it. (``alternatives.alignment`` offers the same measure as
 a ``fit`` callback.)
 """
@@ -43,7 +43,7 @@ def layer_angles(directions, gradients):
 
 def has_update_directions(trainer):
     """True when ``trainer`` implements ``update_directions`` (the base
-    :class:`fastbp.Trainer` only declares it)."""
+    `fastbp.Trainer` only declares it)."""
     from .trainers import Trainer
     method = getattr(type(trainer), "update_directions", None)
     return callable(method) and method is not Trainer.update_directions
@@ -56,7 +56,7 @@ def gradient_alignment(trainer, X, y):
     Parameters
     ----------
     trainer : fastbp.Trainer
-        A trainer of an :class:`fastbp.MLP` with ``update_directions``.
+        A trainer of an `fastbp.MLP` with ``update_directions``.
     X : ndarray (n, n_inputs) of the model's dtype
     y : targets for X
 

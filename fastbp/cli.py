@@ -103,7 +103,7 @@ def _compare(args, parser):
                           weight_decay=args.weight_decay, dtype=args.dtype, out=args.out,
                           plots=not args.no_plots, progress=not args.no_progress,
                           scheduler=args.scheduler, workers=args.workers,
-                          alignment=not args.no_alignment)
+                          alignment=not args.no_alignment, blas_threads=args.blas_threads)
     except ImportError as exc:
         print(f"fastbp compare: {exc}", file=sys.stderr)
         return 1
@@ -158,6 +158,9 @@ def build_parser():
                       help="run on this Dask distributed scheduler (tcp://host:8786)")
     cmp_.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                       help="run on a local Dask cluster of N worker processes")
+    cmp_.add_argument("--blas-threads", type=_positive_int, default=1, metavar="N",
+                      help="BLAS threads per run (default 1: steady timings on a shared "
+                           "machine, as on Dask workers)")
     cmp_.add_argument("--no-plots", action="store_true", help="write no figures")
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp_.add_argument("--no-alignment", action="store_true",

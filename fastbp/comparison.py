@@ -1,7 +1,7 @@
-"""Every trainer on the same tasks and the same clock: :func:`compare`.
+"""Every trainer on the same tasks and the same clock: `compare`.
 
 The grid is every (task, seed, trainer) combination. Each run (see
-:mod:`fastbp.runs`) starts from the model initialisation of its seed — the
+`fastbp.runs`) starts from the model initialisation of its seed — the
 same for every trainer — and records per-epoch test accuracy and loss,
 kernel seconds, and alignment angles where the trainer has them. Runs execute
 in this process, or on a Dask distributed cluster (``scheduler=`` an address,
@@ -150,17 +150,17 @@ class _Progress:
 def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
             weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
             scheduler=None, workers=None, trainer_options=None, data_seed=0,
-            alignment=True):
+            alignment=True, blas_threads=1):
     """Train every trainer on every task for every seed and compare them.
 
     Parameters
     ----------
     tasks : list of str or None
         Task specs (``"mnist1d"``, ``"adding:length=50"``, see
-        :func:`fastbp.datasets.available_tasks`); None runs
-        :data:`DEFAULT_TASK`.
+        `fastbp.datasets.available_tasks`); None runs
+        `DEFAULT_TASK`.
     trainers : list of str or None
-        Registry names (see :func:`fastbp.available_trainers`); None runs
+        Registry names (see `fastbp.available_trainers`); None runs
         every registered trainer, plug-ins included.
     seeds : int >= 1 or list of int >= 0
         A count n means seeds 0..n-1. The seed fixes the model
@@ -195,6 +195,10 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         Record, after every epoch, the per-layer angle between the update
         direction and the backprop gradient for trainers that have
         ``update_directions`` (MLP tasks).
+    blas_threads : int >= 1 or None
+        BLAS threads per run (default 1, as on Dask workers: steady timings
+        whatever else runs on the machine, and the same arithmetic in-process
+        and on a cluster); None keeps the BLAS library's default.
 
     Returns
     -------
@@ -252,6 +256,8 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         if scheduler is not None:
             raise ValueError(f"workers={workers} starts a local cluster and scheduler="
                              f"{scheduler!r} names an existing one; give one of them")
+    if blas_threads is not None:
+        blas_threads = check_positive_int(blas_threads, "blas_threads")
     if out is not None:
         out = os.fspath(out)
         if os.path.exists(out) and not os.path.isdir(out):
@@ -259,7 +265,8 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
                              "and the figures")
 
     specs = [runs.make_spec(task, trainer, seed, epochs, batch_size, lr, weight_decay,
-                            dtype.name, trainer_options.get(trainer), data_seed, alignment)
+                            dtype.name, trainer_options.get(trainer), data_seed, alignment,
+                            blas_threads)
              for task in task_specs for seed in seed_list for trainer in trainer_names]
     meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
@@ -268,7 +275,8 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
             "trainers": trainer_names, "seeds": seed_list,
             "overrides": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                           "weight_decay": weight_decay, "dtype": dtype.name,
-                          "trainer_options": trainer_options, "data_seed": int(data_seed)},
+                          "trainer_options": trainer_options, "data_seed": int(data_seed),
+                          "blas_threads": blas_threads},
             "execution": ("dask " + scheduler if scheduler else
                           f"dask LocalCluster({workers} processes)" if workers else
                           "in-process"),

@@ -1,16 +1,16 @@
 """Tasks: a data set, the model that learns it, its loss and a default budget.
 
-``fastbp compare`` and :func:`fastbp.compare` run every trainer on the same
-:class:`Task`. Each task names
+``fastbp compare`` and `fastbp.compare` run every trainer on the same
+`Task`. Each task names
 
-* a loader that returns a :class:`Dataset` (train and test arrays, deterministic
+* a loader that returns a `Dataset` (train and test arrays, deterministic
   for a given seed and dtype),
-* its model (a constructor name in :mod:`fastbp` and its arguments; the model
+* its model (a constructor name in `fastbp` and its arguments; the model
   seed is given per run, so every trainer starts from the same initialisation),
 * its loss, optimizer, epochs and batch size,
 * the test accuracy that counts as "reached" for the time-to-target column.
 
-Registered tasks (see :func:`available_tasks`; options after a colon, as in
+Registered tasks (see `available_tasks`; options after a colon, as in
 ``"adding:length=50"``):
 
 ========== ================================== ========================================
@@ -100,7 +100,7 @@ class Task:
     loader : callable
         ``loader(seed, dtype, **options) -> Dataset``.
     model : str
-        Name of the model class in :mod:`fastbp` (``"MLP"`` or ``"ElmanRNN"``).
+        Name of the model class in `fastbp` (``"MLP"`` or ``"ElmanRNN"``).
     model_args : callable
         ``model_args(**options) -> dict`` of constructor arguments (without
         dtype and seed).
@@ -116,6 +116,9 @@ class Task:
         What accuracy means for this task (shown in docs and results.json).
     trainer_args : dict
         Extra trainer arguments every trainer gets (weight_decay, clip_norm).
+    custom_accuracy : bool
+        True when accuracy is not the arg-max accuracy that
+        ``Trainer.evaluate`` reports (see `accuracy`).
     defaults : dict
         Default task options (sequence length, delay, sizes).
     """
@@ -133,9 +136,10 @@ class Task:
     accuracy: str = "fraction of test samples whose arg-max output is the label"
     trainer_args: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
+    custom_accuracy: bool = False
 
     def options(self, **overrides):
-        """The task options: :attr:`defaults` updated by ``overrides``.
+        """The task options: `defaults` updated by ``overrides``.
 
         Raises
         ------
@@ -162,7 +166,7 @@ class Task:
         dtype : np.float32 or np.float64
             dtype of X (and of regression targets).
         **options
-            Task options (see :attr:`defaults`).
+            Task options (see `defaults`).
 
         Returns
         -------
@@ -348,7 +352,7 @@ def load_adding(seed, dtype, length=30, n_train=4000, n_test=1000):
 
     Predicting the mean (1.0) gives a mean squared error of 1/6 (0.167);
     accuracy is the fraction of test sequences predicted within
-    :data:`ADDING_TOLERANCE` (0.04) of the sum.
+    `ADDING_TOLERANCE` (0.04) of the sum.
     """
     length = check_positive_int(length, "length")
     if length < 2:
@@ -424,7 +428,7 @@ TASKS = {}
 
 
 def register_task(task):
-    """Add a :class:`Task` to the registry under ``task.name`` and return it."""
+    """Add a `Task` to the registry under ``task.name`` and return it."""
     if not isinstance(task, Task):
         raise TypeError(f"task must be a fastbp.datasets.Task, got {type(task).__name__}")
     TASKS[task.name] = task
@@ -480,7 +484,7 @@ register_task(Task(
     "mse", ("adam", {"lr": 2e-3}), epochs=30, batch_size=32,
     target_accuracy=0.5,
     accuracy=f"fraction of test sequences predicted within {ADDING_TOLERANCE} of the sum",
-    trainer_args={"clip_norm": 1.0},
+    trainer_args={"clip_norm": 1.0}, custom_accuracy=True,
     defaults={"length": 30, "n_train": 4000, "n_test": 1000}))
 
 register_task(Task(
@@ -493,7 +497,7 @@ register_task(Task(
     "cross_entropy", ("adam", {"lr": 3e-3}), epochs=30, batch_size=32,
     target_accuracy=0.5,
     accuracy="fraction of the recalled symbols (last `length` steps) that are right",
-    trainer_args={"clip_norm": 1.0},
+    trainer_args={"clip_norm": 1.0}, custom_accuracy=True,
     defaults={"delay": 10, "length": 5, "n_symbols": 8, "n_train": 4000, "n_test": 1000}))
 
 
@@ -539,7 +543,7 @@ def _parse_value(text):
 
 
 def get_task(name):
-    """The :class:`Task` registered under ``name``.
+    """The `Task` registered under ``name``.
 
     Raises
     ------
@@ -590,7 +594,7 @@ def accuracy(task, outputs, y, **options):
     Returns
     -------
     float
-        See :attr:`Task.accuracy`.
+        See `Task.accuracy`.
     """
     if isinstance(task, str):
         task = get_task(task)

@@ -2,8 +2,8 @@
 
 ``fastbp explain`` prints the forward values, the loss, and for every weight
 the chain-rule factors whose product is its gradient, then the updated weight.
-The numbers come from the library — :class:`fastbp.MLP` forward passes and
-:meth:`fastbp.BackpropTrainer.gradients` / ``step`` — and each chain-rule
+The numbers come from the library — `fastbp.MLP` forward passes and
+`fastbp.BackpropTrainer.gradients` / ``step`` — and each chain-rule
 product is checked against the library's gradient. With the default values it
 reproduces the classic worked example (i = (0.1, 0.5), w1..w8 = 0.1 .. 0.8,
 b1 = 0.25, b2 = 0.35, targets (0.05, 0.95), rate 0.6): out_o1 = 0.73492,
@@ -55,9 +55,9 @@ class WeightStep:
     product : float
         The product of the factors.
     gradient : float
-        dE/dw from :meth:`fastbp.BackpropTrainer.gradients`.
+        dE/dw from `fastbp.BackpropTrainer.gradients`.
     updated : float
-        The weight after :meth:`fastbp.BackpropTrainer.step`.
+        The weight after `fastbp.BackpropTrainer.step`.
     """
 
     name: str
@@ -70,7 +70,7 @@ class WeightStep:
 
 @dataclass
 class Explanation:
-    """Everything :func:`explain` computed (float64 throughout).
+    """Everything `explain` computed (float64 throughout).
 
     Attributes
     ----------
@@ -176,7 +176,7 @@ def explain(weights=DEFAULT_WEIGHTS, biases=DEFAULT_BIASES, inputs=DEFAULT_INPUT
     ------
     ArithmeticError
         When a chain-rule product disagrees with the library's gradient by
-        more than :data:`CHECK_TOLERANCE` (it never should).
+        more than `CHECK_TOLERANCE` (it never should).
     """
     x = _check_numbers(inputs, 2, "inputs")
     t = _check_numbers(targets, 2, "targets")
@@ -309,7 +309,7 @@ def _weight_line(s, f):
 
 
 def run(print_fn=print, **kwargs):
-    """Print :func:`explain`'s report; returns the :class:`Explanation`."""
+    """Print `explain`'s report; returns the `Explanation`."""
     result = explain(**kwargs)
     for line in result.lines:
         print_fn(line)

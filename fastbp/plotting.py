@@ -83,12 +83,13 @@ def plot_results(results, folder):
             fig, axes = plt.subplots(1, len(aligned), figsize=(4.2 * len(aligned), 3.6),
                                      sharey=True, squeeze=False)
             for ax, name in zip(axes[0], aligned):
-                mine = [np.asarray(r["alignment"], dtype=np.float64)
-                        for r in runs if r["trainer"] == name and r["alignment"]]
+                have = [r for r in runs if r["trainer"] == name and r["alignment"]]
+                mine = [np.asarray(r["alignment"], dtype=np.float64) for r in have]
                 n = min(len(a) for a in mine)
-                mean = np.nanmean([a[:n] for a in mine], axis=0)  # (epochs, L)
+                x = np.asarray((have[0].get("alignment_epochs") or range(1, n + 1))[:n])
+                mean = np.nanmean([a[:n] for a in mine], axis=0)  # (points, L)
                 for layer in range(mean.shape[1]):
-                    ax.plot(np.arange(1, n + 1), mean[:, layer], label=f"layer {layer + 1}")
+                    ax.plot(x, mean[:, layer], marker=".", label=f"layer {layer + 1}")
                 ax.set_title(name)
                 ax.set_xlabel("epoch")
                 ax.set_ylim(0, 180)

@@ -1,4 +1,4 @@
-"""What :func:`fastbp.compare` returns: every run, summaries, table, JSON, plots."""
+"""What `fastbp.compare` returns: every run, summaries, table, JSON, plots."""
 import json
 import math
 import os
@@ -27,7 +27,7 @@ class Results:
     Parameters
     ----------
     runs : list of dict
-        Run records as :func:`fastbp.runs.run` returns them.
+        Run records as `fastbp.runs.run` returns them.
     meta : dict
         Grid configuration, machine and versions; ``complete`` is False while
         (or when, after Ctrl-C) runs are missing.
@@ -200,7 +200,7 @@ class Results:
 
     @classmethod
     def from_json(cls, path):
-        """Read a file written by :meth:`to_json`.
+        """Read a file written by `to_json`.
 
         Raises
         ------

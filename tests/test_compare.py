@@ -150,6 +150,7 @@ def test_dask_local_cluster_equals_in_process(tmp_path):
      "not among the trainers"),
     ({"tasks": [], "trainers": ["backprop"]}, ValueError, "tasks is empty"),
     ({"dtype": "int32"}, TypeError, "not supported"),
+    ({"blas_threads": 0}, ValueError, "blas_threads must be >= 1"),
 ])
 def test_bad_arguments(kwargs, error, match):
     args = {"tasks": ["xor"], "epochs": 1, "progress": False}
@@ -164,3 +165,13 @@ def test_unknown_trainer_option_is_reported_per_run():
     r = res.runs[0]
     assert r["status"] == "failed" and "no_such_option" in r["reason"]
     assert "failed" in res.table()
+
+
+def test_runs_use_one_blas_thread(grid):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    res, _ = grid
+    assert all(r["settings"]["blas_threads"] == 1 for r in res.runs if r["settings"])
+    with runs.blas_limit(1):
+        inside = [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                  if p["user_api"] == "blas"]
+    assert inside and set(inside) == {1}
