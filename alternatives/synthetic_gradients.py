@@ -82,6 +82,8 @@ class SyntheticGradientTrainer(Trainer):
         group (groups end at the decoupled layers), GIL-free kernels, bounded
         queues between groups; the modules' training targets arrive
         ``staleness`` batches late (see :mod:`alternatives._sg_concurrent`).
+        While it runs, BLAS uses one thread per call (through threadpoolctl,
+        when installed): the groups' threads already occupy the cores.
         ``step`` and ``update_directions`` are always locked.
     staleness : int >= 0
         Concurrent schedule only: module l is updated on batch t - staleness
@@ -274,15 +276,17 @@ class SyntheticGradientTrainer(Trainer):
         if self._pipeline is None:
             self._pipeline = _sg_concurrent.Pipeline(self)
         n = X.shape[0]
-        for e in range(n_epochs):
-            if shuffle:
-                shuffle_in_place(order, np.uint64(epoch_seed(np.uint64(seed), first_epoch + e)))
-            status, (obj, correct, steps, sg_loss) = _sg_concurrent.run_epoch(
-                self, X, labels, targets, order, batch_size, self.staleness, threaded)
-            stats[e] = (obj / n, correct, steps)
-            if status != codes.OK:
-                return int(status), e
-            self.sg_losses.append(sg_loss / n)
+        with _sg_concurrent.single_threaded_blas():
+            for e in range(n_epochs):
+                if shuffle:
+                    shuffle_in_place(order,
+                                     np.uint64(epoch_seed(np.uint64(seed), first_epoch + e)))
+                status, (obj, correct, steps, sg_loss) = _sg_concurrent.run_epoch(
+                    self, X, labels, targets, order, batch_size, self.staleness, threaded)
+                stats[e] = (obj / n, correct, steps)
+                if status != codes.OK:
+                    return int(status), e
+                self.sg_losses.append(sg_loss / n)
         return codes.OK, n_epochs
 
     # -- inspection ------------------------------------------------------------------

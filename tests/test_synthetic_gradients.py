@@ -313,9 +313,11 @@ def test_concurrent_with_staleness_zero_is_the_locked_schedule(decoupled):
     locked, conc = make("locked"), make("concurrent")
     h1 = locked.fit(X, y, epochs=3, batch_size=16, seed=1)
     h2 = conc.fit(X, y, epochs=3, batch_size=16, seed=1)
-    np.testing.assert_allclose(conc.model.flat_params, locked.model.flat_params, rtol=1e-12,
-                               atol=1e-14)
-    np.testing.assert_allclose(conc.sg_params, locked.sg_params, rtol=1e-12, atol=1e-14)
+    # the same operations on the same numbers: the same bits
+    np.testing.assert_array_equal(conc.model.flat_params, locked.model.flat_params)
+    np.testing.assert_array_equal(conc.sg_params, locked.sg_params)
+    np.testing.assert_array_equal(conc.optimizer.state, locked.optimizer.state)
+    np.testing.assert_array_equal(conc.sg_optimizer.state, locked.sg_optimizer.state)
     np.testing.assert_allclose(h2.loss, h1.loss, rtol=1e-12)
     np.testing.assert_allclose(conc.sg_losses, locked.sg_losses, rtol=1e-10)
     assert h2.accuracy == h1.accuracy

@@ -1,0 +1,123 @@
+"""Synthetic gradients (alternatives.SyntheticGradientTrainer) on the clock.
+
+Groups (``--benchmark-group-by=group,param:dtype``):
+
+* ``sg-step-<sizes>-b<batch>``: one ``trainer.step(X, y)`` (input validation
+  included) of backprop and of the SG trainer with every hidden layer
+  decoupled: DNI (linear modules), cDNI (linear, label-conditioned) and cDNI
+  with a hidden module layer of 64 units. Same model, batch and SGD
+  learning rate; ``extra_info`` holds the loss before the first and after
+  the k-th warm-up step, and the loss must fall.
+* ``sg-epoch-784-256-256-10-b128``: one ``fit`` epoch (16 batches of 128) of
+  cDNI, locked against concurrent (one thread per layer group, staleness 1),
+  with one decoupled layer (2 groups) and with both (3 groups). The locked
+  rows run with BLAS's default threads and with one BLAS thread
+  (``-blas1``); the concurrent schedule always uses one BLAS thread per call
+  (its groups' threads already occupy the cores). ``extra_info`` holds the
+  epoch's mean training loss.
+
+Run::
+
+    python -m pytest benchmarks/test_bench_sg.py --benchmark-only \
+        --benchmark-group-by=group,param:dtype
+"""
+import numpy as np
+import pytest
+
+import alternatives  # noqa: F401  (registers "sg")
+import fastbp as fb
+from alternatives import SyntheticGradientTrainer
+from bench_utils import DTYPES, check_loss, loss_trajectory, record_trajectory
+
+STEP_WORKLOADS = {
+    "40-100-100-10-b32": dict(sizes=[40, 100, 100, 10], batch=32, rounds=None, k=20),
+    "784-256-256-10-b128": dict(sizes=[784, 256, 256, 10], batch=128, rounds=100, k=10),
+}
+VARIANTS = {
+    "backprop": None,
+    "sg-dni": dict(conditioned=False, sg_hidden=0),
+    "sg-cdni": dict(conditioned=True, sg_hidden=0),
+    "sg-cdni-h64": dict(conditioned=True, sg_hidden=64),
+}
+
+
+def _model(sizes, dtype):
+    return fb.MLP(sizes, activation="tanh", output="softmax", dtype=np.dtype(dtype), seed=0)
+
+
+def _batch(sizes, rows, dtype, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], size=rows)
+    return X, y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("workload", list(STEP_WORKLOADS))
+def test_sg_step(benchmark, workload, variant, dtype):
+    benchmark.group = f"sg-step-{workload}"
+    w = STEP_WORKLOADS[workload]
+    model = _model(w["sizes"], dtype)
+    opts = VARIANTS[variant]
+    if opts is None:
+        trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.SGD(0.05))
+    else:
+        trainer = SyntheticGradientTrainer(model, loss="cross_entropy", optimizer=fb.SGD(0.05),
+                                           sg_optimizer=fb.SGD(0.05), sg_seed=0, **opts)
+    X, y = _batch(w["sizes"], w["batch"], dtype)
+    losses = loss_trajectory(trainer.step, X, y, w["k"])   # compiles, then checks
+    record_trajectory(benchmark, losses)
+    benchmark.extra_info["trainer"] = variant
+    if w["rounds"] is None:
+        loss = benchmark(trainer.step, X, y)
+    else:
+        loss = benchmark.pedantic(trainer.step, args=(X, y), rounds=w["rounds"],
+                                  warmup_rounds=2)
+    check_loss(loss)
+    assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
+
+
+EPOCH_SIZES = [784, 256, 256, 10]
+EPOCH_BATCH = 128
+EPOCH_SAMPLES = 16 * EPOCH_BATCH
+SCHEDULES = {
+    "locked": ("locked", None),
+    "locked-blas1": ("locked", 1),
+    "concurrent": ("concurrent", None),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32"])
+@pytest.mark.parametrize("decoupled", ["1", "all"])
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_sg_epoch_schedule(benchmark, schedule, decoupled, dtype):
+    benchmark.group = "sg-epoch-784-256-256-10-b128"
+    kind, blas_threads = SCHEDULES[schedule]
+    model = _model(EPOCH_SIZES, dtype)
+    trainer = SyntheticGradientTrainer(
+        model, loss="cross_entropy", optimizer=fb.SGD(0.02), sg_optimizer=fb.SGD(0.02),
+        conditioned=True, decoupled=[1] if decoupled == "1" else "all", schedule=kind,
+        staleness=1)
+    X, y = _batch(EPOCH_SIZES, EPOCH_SAMPLES, dtype)
+    benchmark.extra_info.update(trainer=f"sg-cdni-{schedule}", decoupled=decoupled,
+                                groups=len(trainer.decoupled) + 1, samples=EPOCH_SAMPLES)
+
+    def epoch():
+        return trainer.fit(X, y, epochs=1, batch_size=EPOCH_BATCH, seed=0).loss[-1]
+
+    def run():
+        if blas_threads is None:
+            return epoch()
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(blas_threads, user_api="blas"):
+            return epoch()
+
+    if blas_threads is not None:
+        pytest.importorskip("threadpoolctl")
+    first = run()                           # compiles
+    loss = benchmark.pedantic(run, rounds=8, warmup_rounds=1)
+    benchmark.extra_info["loss_first_epoch"] = float(first)
+    benchmark.extra_info["loss_last_epoch"] = float(loss)
+    check_loss(loss)
+    assert loss < first, f"{schedule} did not reduce the training loss"
