@@ -10,16 +10,27 @@ import warnings
 
 import numpy as np
 
-from ._validation import (check_features, check_nonnegative_float, check_positive_float,
-                          check_positive_int, check_seed, check_sequences)
+from ._validation import (
+    check_features,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+    check_sequences,
+)
 from .errors import DivergenceError
 from .history import History
 from .kernels import codes
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
 from .kernels.optim import LOSS, add_weight_decay
-from .losses import (LOSSES, check_loss, is_classification, prepare_sequence_targets,
-                     prepare_targets)
+from .losses import (
+    LOSSES,
+    check_loss,
+    is_classification,
+    prepare_sequence_targets,
+    prepare_targets,
+)
 from .models import MLP, ElmanRNN, Workspace
 from .optim import get_optimizer
 from .progress import progress_bar

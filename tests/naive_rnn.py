@@ -4,9 +4,8 @@ for obviousness, not speed): forward pass, loss, backpropagation through time
 
 params: [W_in (h, i), W_rec (h, h), b (h,), W_out (o, h), b_out (o,)].
 """
-import numpy as np
-
 import naive
+import numpy as np
 
 
 def _f64(params):

@@ -3,12 +3,12 @@ twin in naive_rnn.py, BPTT and truncated-BPTT gradients against central
 finite differences in float64, truncated training against the twin's
 window-by-window SGD, and the trainer machinery (fit, evaluate, save/load,
 divergence) on recurrent models."""
+import naive
+import naive_rnn
 import numpy as np
 import pytest
 
 import fastbp as fb
-import naive
-import naive_rnn
 
 STEP = 1e-6
 MAX_REL_ERROR = 1e-6
@@ -128,7 +128,7 @@ def test_state_carries_across_predict_calls(readout):
 
 
 def test_predict_in_chunks_equals_one_pass(monkeypatch):
-    import fastbp.models as models
+    from fastbp import models
     rng = np.random.default_rng(4)
     rnn = fb.ElmanRNN(2, 5, 2, readout="all", dtype=np.float64, seed=0)
     X = sequences(rng, n=23, T=6, i=2)

@@ -45,7 +45,6 @@ Truncated BPTT with window k splits steps 1..T into windows
 boundary, but no gradient flows back across it (the state entering a window
 is a constant for that window's backward pass).
 """
-import numpy as np
 from numba import njit
 
 from .activations import activate_inplace, backprop_activation

@@ -1,0 +1,195 @@
+"""Kernels of synthetic-gradient truncated BPTT for Elman networks (Jaderberg
+et al. 2017, section 3.1): the network kernels of :mod:`fastbp.kernels.rnn`
+plus a synthetic-gradient module M, a small MLP (h -> [hidden ->] h) stored
+with :mod:`fastbp.kernels.mlp`'s layout, that predicts the gradient of all
+future losses with respect to a state.
+
+Per window (t0, t1] of ``k`` steps, the state h_{t0} carried in::
+
+    forward h_{t0+1}..h_{t1}; window loss J_w (mean over its loss terms)
+    inject  dJ/dh_{t1} += scale * M(h_{t1}) / rows      (only when t1 < T and
+                                                         the warm-up is over)
+    BPTT    through the window; g_{t0} = dJ/dh_{t0} (the carry out)
+    update  the network along the window's gradient
+    train M on (h_{t0}, rows * g_{t0})   for t0 > 0: squared error, own optimizer
+
+M predicts per-sequence gradients (the gradient of J_w times the batch size),
+so its targets do not depend on the batch size. ``g_{t0}`` contains the
+injected prediction at h_{t1} pushed back through the window: M's target is
+bootstrapped in time. During the warm-up nothing is injected, so the network
+update is exactly plain truncated BPTT's, and M learns the one-window
+gradient.
+"""
+import numpy as np
+from numba import njit
+
+from fastbp.kernels.codes import KERNEL, OK, SQUARED_ERROR
+from fastbp.kernels.mlp import (
+    epoch_seed,
+    output_offsets,
+    record_epoch,
+    shuffle_in_place,
+)
+from fastbp.kernels.mlp import forward as mlp_forward
+from fastbp.kernels.mlp import loss_gradients as mlp_loss_gradients
+from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
+from fastbp.kernels.optim import T as STEP_COUNT
+from fastbp.kernels.rnn import (
+    HID,
+    backward_window,
+    forward_window,
+    gather_sequences,
+    n_weights,
+    offsets,
+    window_loss,
+    zero_initial_state,
+)
+
+
+@njit(**KERNEL)
+def predict_gradient(states, rows, mparams, mlayout, mws, out, mblas):
+    """out (rows * h,) = M(states) for a flat (rows, h) block of states."""
+    mlp_forward(states, rows, mparams, mlayout, mws, mblas)
+    h_off = output_offsets(mlayout, rows)[0]
+    n = out.shape[0]
+    for j in range(n):
+        out[j] = mws[h_off + j]
+
+
+@njit(**KERNEL)
+def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
+                truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels,
+                mtargets, inject, scale, warmup, apply, acc, blas, mblas):
+    """One gathered batch of synthetic-gradient truncated BPTT (see the module
+    docstring). With ``apply`` False nothing is updated: each window's
+    gradient (from the current parameters, injection included once the
+    warm-up is over) is added to ``acc`` instead.
+
+    Returns (objective summed over loss terms, number correct, loss terms,
+    network updates, M's squared error summed over rows, rows M trained on,
+    status).
+    """
+    loss_code = int(train_hyper[LOSS])
+    nw = n_weights(layout)
+    h = layout[HID]
+    blk = rows * h
+    wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
+    zero_initial_state(ws, layout, rows, T)
+    loss_acc = 0.0
+    correct = 0.0
+    terms = 0
+    updates = 0
+    m_err = 0.0
+    m_rows = 0
+    for t0 in range(0, T, truncate):
+        t1 = min(t0 + truncate, T)
+        forward_window(params, layout, ws, rows, T, t0, t1, blas)
+        loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code)
+        injecting = t1 < T and opt_hyper[STEP_COUNT] >= warmup
+        train_m = apply and t0 > 0
+        # the network learns from a window with a loss or an injected gradient
+        learn = n > 0 or injecting
+        if not learn and not train_m:
+            continue
+        if injecting:
+            last = hs + t1 * blk
+            predict_gradient(ws[last:last + blk], rows, mparams, mlayout, mws, inject[:blk],
+                             mblas)
+            factor = scale / rows
+            for j in range(blk):
+                inject[j] *= factor
+            backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, inject[:blk],
+                            train_m, blas)
+        else:
+            backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, inject[:0],
+                            train_m, blas)
+        if not apply:
+            if not learn:
+                continue
+            for j in range(acc.shape[0]):
+                acc[j] += grads[j]
+            continue
+        data_loss = loss / n if n > 0 else 0.0
+        if train_m:
+            for r in range(rows):
+                for j in range(h):
+                    mtargets[r, j] = rows * ws[z + r * h + j]
+            first = hs + t0 * blk
+            m_loss, _ = mlp_loss_gradients(ws[first:first + blk], mlabels, mtargets, rows,
+                                           mparams, mgrads, mws, mlayout, SQUARED_ERROR, mblas)
+            _, m_status = check_step(mparams, mgrads, mstate, mhyper, mtrain, 0, m_loss / rows)
+            if m_status != OK:
+                return loss_acc, correct, terms, updates, m_err, m_rows, m_status
+        if learn:
+            obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
+                                      data_loss)
+            if status != OK:
+                return loss_acc, correct, terms, updates, m_err, m_rows, status
+            loss_acc += obj * n
+            correct += c
+            terms += n
+            updates += 1
+        if train_m:
+            apply_update(mparams, mgrads, mstate, mhyper)
+            m_err += m_loss
+            m_rows += rows
+    return loss_acc, correct, terms, updates, m_err, m_rows, OK
+
+
+@njit(**KERNEL)
+def train_step(X, labels, targets, order, params, grads, state, opt_hyper, train_hyper, ws,
+               layout, lb, tb, truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout,
+               mlabels, mtargets, inject, scale, warmup, apply, acc, blas, mblas):
+    """:func:`train_batch` on the batch X (rows, T, i) (``order`` (0,): in
+    order). Returns (mean objective over loss terms, number correct, status,
+    M's mean squared error over the rows it trained on, or -1 if none)."""
+    rows, T = X.shape[0], X.shape[1]
+    gather_sequences(X, labels, targets, order, 0, rows, ws, offsets(layout, rows, T)[2], lb,
+                     tb)
+    loss_acc, correct, terms, updates, m_err, m_rows, status = train_batch(
+        params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb, truncate,
+        mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels, mtargets, inject, scale,
+        warmup, apply, acc, blas, mblas)
+    return loss_acc / max(terms, 1), correct, status, m_err / m_rows if m_rows else -1.0
+
+
+@njit(**KERNEL)
+def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
+                 params, grads, state, opt_hyper, train_hyper, ws, layout, lb, tb, stats,
+                 truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels,
+                 mtargets, inject, scale, warmup, m_stats, blas, mblas):
+    """Whole epochs of synthetic-gradient TBPTT in one call; as
+    :func:`fastbp.kernels.rnn.train_epochs`, plus ``m_stats`` (n_epochs,)
+    receiving M's mean squared error per row of each epoch (NaN when M did
+    not train)."""
+    n, T = X.shape[0], X.shape[1]
+    for e in range(n_epochs):
+        if shuffle:
+            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
+        loss_acc = 0.0
+        correct_acc = 0.0
+        terms_acc = 0
+        steps = 0
+        m_err = 0.0
+        m_rows = 0
+        for start in range(0, n, batch_size):
+            rows = min(batch_size, n - start)
+            gather_sequences(X, labels, targets, order, start, rows, ws,
+                             offsets(layout, rows, T)[2], lb, tb)
+            loss, c, terms, updates, err, er, status = train_batch(
+                params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
+                truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels,
+                mtargets, inject, scale, warmup, True, params[:0], blas, mblas)
+            loss_acc += loss
+            correct_acc += c
+            terms_acc += terms
+            steps += updates
+            m_err += err
+            m_rows += er
+            if status != OK:
+                record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
+                m_stats[e] = m_err / m_rows if m_rows else np.nan
+                return status, e
+        record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
+        m_stats[e] = m_err / m_rows if m_rows else np.nan
+    return OK, n_epochs

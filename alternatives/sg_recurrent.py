@@ -1,0 +1,246 @@
+"""Synthetic gradients for truncated backpropagation through time in
+:class:`fastbp.ElmanRNN` (Jaderberg et al. 2017, "Decoupled neural interfaces
+using synthetic gradients", section 3.1).
+
+Truncated BPTT cuts the gradient at every window boundary, so a window never
+learns how its last state affects later losses. Here a small network M
+predicts that missing gradient from the state: at the end of each window
+(except the last) its prediction, scaled, is injected as dJ/dh_{t1} into the
+window's BPTT, and M is trained toward the gradient that reaches the window's
+first state (the window's own losses plus the injected prediction, i.e.
+bootstrapped in time, like a temporal-difference value estimate).
+"""
+import numpy as np
+
+from fastbp._validation import check_nonnegative_float, check_positive_int, check_seed
+from fastbp.kernels import codes
+from fastbp.kernels.linalg import blas_flag
+from fastbp.models import ElmanRNN, init_dense
+from fastbp.optim import Adam, get_optimizer
+from fastbp.trainers import _IN_ORDER, Trainer
+
+from . import _sg_rnn_kernels as K
+from .target_propagation import auxiliary_parameters
+
+__all__ = ["RecurrentSyntheticGradientTrainer"]
+
+_NO_LABELS = np.empty(0, dtype=np.int64)
+
+
+class RecurrentSyntheticGradientTrainer(Trainer):
+    """Truncated BPTT with synthetic gradients for :class:`fastbp.ElmanRNN`.
+
+    Usually built through ``alternatives.SyntheticGradientTrainer(rnn, ...,
+    truncate=k)``.
+
+    For each batch of sequences the steps are cut into windows of ``truncate``
+    steps processed in order, the state carried across (as
+    ``fb.BackpropTrainer(rnn, truncate=k)`` does). For window (t0, t1]:
+
+    * dJ/dh_{t1} += sg_scale * M(h_{t1}) / batch, when t1 < T and at least
+      ``warmup`` updates have been applied (the synthetic gradient of every
+      loss after the window);
+    * BPTT through the window, one update of the network;
+    * for t0 > 0, M is trained by squared error on the pair (h_{t0}, batch *
+      dJ/dh_{t0}): the per-sequence gradient that reached the window's first
+      state, which includes the injected prediction (bootstrapping).
+
+    With readout 'last' only the final window has a loss; the earlier windows
+    then learn from the synthetic gradient alone, which is what lets the
+    network use information from before the final window.
+
+    Parameters
+    ----------
+    model : fb.ElmanRNN
+    loss, optimizer, weight_decay, clip_norm
+        As for :class:`fastbp.Trainer` (for the network).
+    truncate : int >= 1
+        Window length k.
+    sg_hidden : int >= 0
+        0: M is linear (h -> h); n > 0: one hidden ReLU layer of n units.
+        M's last layer starts at zero, so the first predictions are zero.
+    sg_optimizer : fb.SGD, fb.Adam, name or None
+        M's optimizer (default Adam(1e-3)); must not be ``optimizer`` itself.
+    sg_scale : float >= 0
+        Factor on the injected prediction (0.1 in the paper's setting; it also
+        discounts the bootstrapped future window by window).
+    warmup : int >= 0
+        Network updates of plain truncated BPTT (nothing injected, M trains)
+        before the synthetic gradient is used.
+    sg_seed : int or None
+        Seed of M's hidden layer initialisation.
+
+    Attributes
+    ----------
+    sg_params : ndarray
+        M's flat parameters (fastbp MLP layout: weights, then biases).
+    sg_errors : list of float
+        M's mean squared error (1/2 ||M(h) - g||^2 per row) for every epoch of
+        ``fit`` (NaN for an epoch in which it did not train).
+    """
+
+    name = "sg"
+    supported_models = (ElmanRNN,)
+
+    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
+                 truncate=None, sg_hidden=0, sg_optimizer=None, sg_scale=0.1, warmup=0,
+                 sg_seed=None):
+        if truncate is None:
+            raise ValueError("truncate is required for synthetic-gradient training of a "
+                             "recurrent model: give the window length, e.g. truncate=8")
+        self.truncate = check_positive_int(truncate, "truncate")
+        if isinstance(sg_hidden, bool) or not isinstance(sg_hidden, (int, np.integer)) \
+                or sg_hidden < 0:
+            raise ValueError(f"sg_hidden must be an int >= 0, got {sg_hidden!r}")
+        self.sg_hidden = int(sg_hidden)
+        self.sg_scale = check_nonnegative_float(sg_scale, "sg_scale")
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+            raise ValueError(f"warmup must be an int >= 0 (network updates), got {warmup!r}")
+        self.warmup = int(warmup)
+        self.sg_seed = check_seed(sg_seed, "sg_seed")
+        sg_opt = Adam(1e-3) if sg_optimizer is None else get_optimizer(sg_optimizer)
+        super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
+                         clip_norm=clip_norm)
+        h = model.hidden_size
+        sizes = [h, self.sg_hidden, h] if self.sg_hidden else [h, h]
+        acts = [codes.RELU] * (len(sizes) - 2) + [codes.IDENTITY]
+        self._m_layout = np.array([len(sizes) - 1] + sizes + acts, dtype=np.int64)
+        self._m_sizes = sizes
+        n_m = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) + sum(sizes[1:])
+        self.sg_optimizer = sg_opt
+        self.sg_params, self._m_grads, self._m_train = auxiliary_parameters(
+            self, sg_opt, n_m, "sg_optimizer")
+        self._m_max_layer = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if self.sg_hidden:
+            W1, b1 = self._sg_views(self.sg_params)[:2]
+            init_dense(np.random.default_rng(self.sg_seed), W1, b1, "he")
+        self._m_rows = 0
+        self._m_ws = self._m_targets = self._inject = None
+        self.sg_errors = []
+
+    def _sg_views(self, flat):
+        """[W_1, b_1, ..., W_L, b_L] of M, views into a buffer like sg_params."""
+        views, woff = [], 0
+        boff = sum(a * b for a, b in zip(self._m_sizes[:-1], self._m_sizes[1:]))
+        for n_in, n_out in zip(self._m_sizes[:-1], self._m_sizes[1:]):
+            views.append(flat[woff:woff + n_in * n_out].reshape(n_out, n_in))
+            views.append(flat[boff:boff + n_out])
+            woff += n_in * n_out
+            boff += n_out
+        return views
+
+    @property
+    def sg_module(self):
+        """M's parameters [W_1, b_1, ...] (views into ``sg_params``)."""
+        return self._sg_views(self.sg_params)
+
+    def _m_buffers(self, rows):
+        """M's workspace, target rows (rows, h) and the injection buffer, grown
+        to ``rows`` sequences (never per step)."""
+        if rows > self._m_rows:
+            h = self.model.hidden_size
+            widths = self._m_sizes[1:]
+            size = rows * (sum(widths) + widths[-1] + 2 * max(widths))
+            dtype = self.model.dtype
+            self._m_ws = np.empty(size, dtype=dtype)
+            self._m_targets = np.empty((rows, h), dtype=dtype)
+            self._inject = np.empty(rows * h, dtype=dtype)
+            self._m_rows = rows
+        return self._m_ws, self._m_targets, self._inject
+
+    def _m_blas(self, rows):
+        return blas_flag(rows, self._m_max_layer)
+
+    def _kernel_args(self, rows, T):
+        ws = self._workspace(rows, T)
+        mws, mtargets, inject = self._m_buffers(rows)
+        return ws, mws, mtargets, inject
+
+    # -- training ------------------------------------------------------------------
+    def _step_prepared(self, X, labels, targets):
+        obj, correct, status, _ = self._run_batch(X, labels, targets, apply=True)
+        return obj, correct, status
+
+    def _run_batch(self, X, labels, targets, apply, acc=None):
+        m = self.model
+        rows, T = X.shape[0], X.shape[1]
+        ws, mws, mtargets, inject = self._kernel_args(rows, T)
+        lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
+        if acc is None:
+            acc = m.flat_params[:0]
+        return K.train_step(X, labels, targets, _IN_ORDER, m.flat_params, self._grads,
+                            self.optimizer.state, self.optimizer._hyper, self._train_hyper, ws,
+                            m._layout, lb, tb, self.truncate, self.sg_params, self._m_grads,
+                            self.sg_optimizer.state, self.sg_optimizer._hyper, self._m_train,
+                            mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale,
+                            self.warmup, apply, acc, m._blas(rows, T), self._m_blas(rows))
+
+    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
+        m = self.model
+        T = X.shape[1]
+        ws, mws, mtargets, inject = self._kernel_args(batch_size, T)
+        lb, tb = self._sequence_buffers(batch_size, T, labels.size > 0)
+        m_stats = np.full(n_epochs, np.nan)
+        status, ran = K.train_epochs(
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
+            self._train_hyper, ws, m._layout, lb, tb, stats, self.truncate, self.sg_params,
+            self._m_grads, self.sg_optimizer.state, self.sg_optimizer._hyper, self._m_train,
+            mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale, self.warmup,
+            m_stats, m._blas(batch_size, T), self._m_blas(batch_size))
+        self.sg_errors.extend(float(v) for v in m_stats[:ran])
+        return int(status), int(ran)
+
+    def synthetic_gradient(self, states):
+        """M's prediction of the per-sequence gradient of all future losses
+        with respect to the given states (unscaled).
+
+        Parameters
+        ----------
+        states : ndarray (n, hidden_size) of the model's dtype
+
+        Returns
+        -------
+        ndarray (n, hidden_size)
+        """
+        from fastbp._validation import check_features
+        m = self.model
+        states = check_features(states, m.hidden_size, m.dtype, "states",
+                                shape_hint="(n, hidden_size)")
+        n = states.shape[0]
+        mws, _, _ = self._m_buffers(n)
+        out = np.empty(n * m.hidden_size, dtype=m.dtype)
+        K.predict_gradient(states.reshape(-1), n, self.sg_params, self._m_layout, mws, out,
+                           self._m_blas(n))
+        return out.reshape(n, m.hidden_size)
+
+    def update_directions(self, X, y):
+        """The sum over the windows of one batch of the gradients this trainer
+        would follow (injected synthetic gradients included once the warm-up is
+        over), all at the current parameters; nothing is updated.
+
+        Parameters
+        ----------
+        X : ndarray (batch, T, input_size); y : targets for X
+
+        Returns
+        -------
+        list of ndarray aligned with ``model.params``
+        """
+        X, labels, targets = self._prepare(X, y)
+        acc = np.zeros(self.model.n_params, dtype=self.model.dtype)
+        self._run_batch(X, labels, targets, apply=False, acc=acc)
+        return [v.copy() for v in self.model._views(acc)]
+
+    # -- saving --------------------------------------------------------------------
+    def _state_arrays(self):
+        """The network optimizer's state plus M and its optimizer's state."""
+        return {**super()._state_arrays(), "sg_params": self.sg_params,
+                "sg_optimizer_state": self.sg_optimizer.state,
+                "sg_optimizer_hyper": self.sg_optimizer._hyper}
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, "
+                f"optimizer={self.optimizer!r}, truncate={self.truncate}, "
+                f"sg_hidden={self.sg_hidden}, sg_scale={self.sg_scale}, warmup={self.warmup})")
