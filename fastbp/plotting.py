@@ -80,9 +80,13 @@ def plot_results(results, folder):
         aligned = [name for name in trainers
                    if any(r["alignment"] for r in runs if r["trainer"] == name)]
         if aligned:
-            fig, axes = plt.subplots(1, len(aligned), figsize=(4.2 * len(aligned), 3.6),
+            ncols = min(3, len(aligned))
+            nrows = -(-len(aligned) // ncols)
+            fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows),
                                      sharey=True, squeeze=False)
-            for ax, name in zip(axes[0], aligned):
+            for ax in axes.ravel()[len(aligned):]:
+                ax.set_visible(False)
+            for ax, name in zip(axes.ravel(), aligned):
                 have = [r for r in runs if r["trainer"] == name and r["alignment"]]
                 mine = [np.asarray(r["alignment"], dtype=np.float64) for r in have]
                 n = min(len(a) for a in mine)
@@ -96,7 +100,8 @@ def plot_results(results, folder):
                 ax.axhline(90, color="grey", linestyle=":", linewidth=1)
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize="small")
-            axes[0][0].set_ylabel("angle to the backprop gradient (degrees)")
+            for row in axes:
+                row[0].set_ylabel("angle to gradient (degrees)")
             fig.suptitle(f"{task}: update direction vs gradient, per layer")
             fig.tight_layout()
             path = os.path.join(folder, f"{_slug(task)}-alignment.png")
