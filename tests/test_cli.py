@@ -66,3 +66,22 @@ def test_console_script_entry_point():
     assert out.returncode == 0
     for command in ("compare", "explain", "tasks", "demo"):
         assert command in out.stdout
+
+
+def test_compare_on_a_dask_scheduler_address(tmp_path, capsys):
+    """--scheduler sends the runs to an existing cluster; same numbers as in-process."""
+    distributed = pytest.importorskip("distributed")
+    from fastbp import compare
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        code = main(["compare", "--task", "xor", "--trainers", "backprop", "--seeds", "0,3",
+                     "--epochs", "2", "--out", str(tmp_path), "--no-progress", "--no-plots",
+                     "--scheduler", cluster.scheduler_address])
+    assert code == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["execution"].startswith("dask tcp://")
+    local = compare(tasks=["xor"], trainers=["backprop"], seeds=[0, 3], epochs=2,
+                    progress=False)
+    for a, b in zip(local.runs, data["runs"]):
+        assert a["seed"] == b["seed"] and a["test_accuracy"] == b["test_accuracy"]
+        assert a["train_loss"] == b["train_loss"] and a["final"] == b["final"]
