@@ -207,6 +207,9 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
 
     Raises
     ------
+    ImportError
+        Before any run, when a task, the figures or Dask need an optional
+        package that is missing; the message gives the install command.
     KeyboardInterrupt
         After writing every finished run to ``out/results.json``.
 
@@ -268,6 +271,14 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
                             dtype.name, trainer_options.get(trainer), data_seed, alignment,
                             blas_threads)
              for task in task_specs for seed in seed_list for trainer in trainer_names]
+    # missing optional packages stop the grid before any run, with the install
+    # command, instead of failing every run
+    if plots and out is not None:
+        datasets.require("matplotlib", "compare's figures")
+    if scheduler is not None or workers is not None:
+        datasets.require("distributed", "running compare on Dask (--scheduler/--workers)")
+    for spec in {s["task"]: s for s in specs}.values():
+        runs.load_data(spec)
     meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
             "tasks": {t: datasets.describe(datasets.parse_task_spec(t)[0])

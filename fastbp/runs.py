@@ -130,6 +130,15 @@ def build_trainer(cls, model, task, spec):
 _DATA = {}
 
 
+def load_data(spec):
+    """The data of a spec's task (cached per process: a grid loads each task
+    once per process). Raises ImportError with the install command when the
+    task needs a missing optional package."""
+    name, options = datasets.parse_task_spec(spec["task"])
+    task = datasets.get_task(name)
+    return _data(task, spec, task.options(**options))
+
+
 def _data(task, spec, options):
     key = (task.name, tuple(sorted(options.items())), spec["data_seed"], spec["dtype"])
     if key not in _DATA:

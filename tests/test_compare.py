@@ -175,3 +175,24 @@ def test_runs_use_one_blas_thread(grid):
         inside = [p["num_threads"] for p in threadpoolctl.threadpool_info()
                   if p["user_api"] == "blas"]
     assert inside and set(inside) == {1}
+
+
+def test_missing_optional_package_stops_before_any_run(monkeypatch, capsys):
+    from fastbp import datasets
+    from fastbp.cli import main
+    real = datasets.require
+
+    def no_matplotlib(module, purpose):
+        if module.startswith("matplotlib"):
+            raise ImportError(f"{purpose} needs the optional package 'matplotlib': "
+                              f"{datasets.INSTALL_HINT}")
+        return real(module, purpose)
+
+    monkeypatch.setattr(datasets, "require", no_matplotlib)
+    monkeypatch.setattr(runs, "run_safely", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(ImportError, match=r'pip install "fastbp\[compare\]"'):
+        fb.compare(tasks=["xor"], epochs=1, out="unused", progress=False)
+    assert main(["compare", "--task", "xor", "--out", "unused", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fastbp compare: compare's figures needs the optional package "
+                   "'matplotlib': pip install \"fastbp[compare]\""]
