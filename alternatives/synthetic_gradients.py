@@ -92,6 +92,9 @@ class SyntheticGradientTrainer(Trainer):
     sg_seed : int or None
         Seed of the modules' first-layer initialisation (sg_hidden > 0:
         He-normal; the last layer is always zero).
+    truncate : None
+        Reserved for the recurrent variant (fb.ElmanRNN with truncated BPTT,
+        not available yet); must be None.
 
     Attributes
     ----------
@@ -124,7 +127,13 @@ class SyntheticGradientTrainer(Trainer):
 
     def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=False,
                  decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
-                 schedule="locked", staleness=1, sg_seed=None):
+                 schedule="locked", staleness=1, sg_seed=None, truncate=None):
+        if truncate is not None:
+            # the slot of the recurrent variant (synthetic gradients at the end of
+            # each truncated-BPTT window), which only fb.ElmanRNN models will take
+            raise ValueError(f"truncate={truncate!r} applies to recurrent models "
+                             f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
+                             "truncate=None")
         if not self.supports(model):
             raise TypeError(f"{type(self).__name__} trains fb.MLP models (the fb.ElmanRNN "
                             f"variant with truncate=k is not available yet); model is "

@@ -8,9 +8,11 @@ Groups (``--benchmark-group-by=group,param:dtype``):
   with a hidden module layer of 64 units. Same model, batch and SGD
   learning rate; ``extra_info`` holds the loss before the first and after
   the k-th warm-up step, and the loss must fall.
-* ``sg-epoch-784-256-256-10-b128``: one ``fit`` epoch (16 batches of 128) of
-  cDNI, locked against concurrent (one thread per layer group, staleness 1),
-  with one decoupled layer (2 groups) and with both (3 groups). The locked
+* ``sg-epoch-<workload>``: one ``fit`` epoch (16 batches of 128) of cDNI,
+  locked against concurrent (one thread per layer group, staleness 1), on
+  784-256-256-10 with one decoupled layer (2 groups, the first holding about
+  3/4 of the work) and with both (3 groups), and on a 256x5-10 network cut
+  into two groups of equal work. The locked
   rows run with BLAS's default threads and with one BLAS thread
   (``-blas1``); the concurrent schedule always uses one BLAS thread per call
   (its groups' threads already occupy the cores). ``extra_info`` holds the
@@ -78,9 +80,14 @@ def test_sg_step(benchmark, workload, variant, dtype):
     assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
 
 
-EPOCH_SIZES = [784, 256, 256, 10]
-EPOCH_BATCH = 128
-EPOCH_SAMPLES = 16 * EPOCH_BATCH
+#: epoch workloads: sizes, batch, decoupled layers (1 or 2 cuts: 2 or 3 groups)
+EPOCH_WORKLOADS = {
+    "784-256-256-10-b128-D1": ([784, 256, 256, 10], 128, [1]),
+    "784-256-256-10-b128-Dall": ([784, 256, 256, 10], 128, "all"),
+    # two groups of equal work: layers 1-2 (+ the module at h_2) and layers 3-5
+    "256x5-10-b128-D2": ([256, 256, 256, 256, 256, 10], 128, [2]),
+}
+EPOCH_BATCHES = 16
 SCHEDULES = {
     "locked": ("locked", None),
     "locked-blas1": ("locked", 1),
@@ -89,22 +96,24 @@ SCHEDULES = {
 
 
 @pytest.mark.parametrize("dtype", ["float32"])
-@pytest.mark.parametrize("decoupled", ["1", "all"])
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
-def test_sg_epoch_schedule(benchmark, schedule, decoupled, dtype):
-    benchmark.group = "sg-epoch-784-256-256-10-b128"
+@pytest.mark.parametrize("workload", list(EPOCH_WORKLOADS))
+def test_sg_epoch_schedule(benchmark, workload, schedule, dtype):
+    sizes, batch, decoupled = EPOCH_WORKLOADS[workload]
+    benchmark.group = f"sg-epoch-{workload}"
     kind, blas_threads = SCHEDULES[schedule]
-    model = _model(EPOCH_SIZES, dtype)
+    if blas_threads is not None:
+        pytest.importorskip("threadpoolctl")
+    model = _model(sizes, dtype)
     trainer = SyntheticGradientTrainer(
         model, loss="cross_entropy", optimizer=fb.SGD(0.02), sg_optimizer=fb.SGD(0.02),
-        conditioned=True, decoupled=[1] if decoupled == "1" else "all", schedule=kind,
-        staleness=1)
-    X, y = _batch(EPOCH_SIZES, EPOCH_SAMPLES, dtype)
-    benchmark.extra_info.update(trainer=f"sg-cdni-{schedule}", decoupled=decoupled,
-                                groups=len(trainer.decoupled) + 1, samples=EPOCH_SAMPLES)
+        conditioned=True, decoupled=decoupled, schedule=kind, staleness=1)
+    X, y = _batch(sizes, EPOCH_BATCHES * batch, dtype)
+    benchmark.extra_info.update(trainer=f"sg-cdni-{schedule}", groups=len(trainer.decoupled) + 1,
+                                samples=EPOCH_BATCHES * batch)
 
     def epoch():
-        return trainer.fit(X, y, epochs=1, batch_size=EPOCH_BATCH, seed=0).loss[-1]
+        return trainer.fit(X, y, epochs=1, batch_size=batch, seed=0).loss[-1]
 
     def run():
         if blas_threads is None:
@@ -113,8 +122,6 @@ def test_sg_epoch_schedule(benchmark, schedule, decoupled, dtype):
         with threadpool_limits(blas_threads, user_api="blas"):
             return epoch()
 
-    if blas_threads is not None:
-        pytest.importorskip("threadpoolctl")
     first = run()                           # compiles
     loss = benchmark.pedantic(run, rounds=8, warmup_rounds=1)
     benchmark.extra_info["loss_first_epoch"] = float(first)
