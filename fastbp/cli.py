@@ -7,6 +7,19 @@ def _csv(text):
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _task_list(text):
+    """Task specs separated by commas; a piece with '=' but no ':' is one
+    more option of the spec before it ("adding:length=10,n_train=256,digits"
+    is two tasks)."""
+    specs = []
+    for part in _csv(text):
+        if "=" in part and ":" not in part and specs:
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -136,7 +149,7 @@ def build_parser():
                     "seed; print a table, write results.json (after every run) and PNG "
                     "figures. Without arguments: every registered trainer on the default "
                     "task (mnist1d), 3 seeds.")
-    cmp_.add_argument("--task", type=_csv, default=None, metavar="TASK[,TASK]",
+    cmp_.add_argument("--task", type=_task_list, default=None, metavar="TASK[,TASK]",
                       help="task specs, e.g. mnist1d or adding:length=50 (see `fastbp tasks`;"
                            " default mnist1d)")
     cmp_.add_argument("--trainers", type=_csv, default=None, metavar="NAME[,NAME]",

@@ -85,3 +85,10 @@ def test_compare_on_a_dask_scheduler_address(tmp_path, capsys):
     for a, b in zip(local.runs, data["runs"]):
         assert a["seed"] == b["seed"] and a["test_accuracy"] == b["test_accuracy"]
         assert a["train_loss"] == b["train_loss"] and a["final"] == b["final"]
+
+
+def test_task_list_keeps_options_with_their_task():
+    from fastbp.cli import _task_list
+    assert _task_list("adding:length=10,n_train=256,digits") == [
+        "adding:length=10,n_train=256", "digits"]
+    assert _task_list("mnist1d,copy:delay=20") == ["mnist1d", "copy:delay=20"]
