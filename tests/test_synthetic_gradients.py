@@ -324,6 +324,27 @@ def test_concurrent_with_staleness_zero_is_the_locked_schedule(decoupled):
     assert conc.optimizer.t == locked.optimizer.t and conc.sg_optimizer.t == locked.sg_optimizer.t
 
 
+def test_concurrent_staleness_zero_is_locked_for_regression_with_decay():
+    # target rows as the context, an MSE loss, weight decay, unconditioned and
+    # linear modules too, and float32
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(45, 5)).astype(np.float32)
+    Y = rng.normal(size=(45, 3)).astype(np.float32)
+    for cond, hid in ((True, 0), (False, 4)):
+        def make(schedule):
+            model = fb.MLP([5, 9, 8, 7, 3], activation=["relu", "tanh", "sigmoid"],
+                           output="identity", seed=0)
+            return SG(model, loss="mse", optimizer=fb.SGD(0.05, momentum=0.9),
+                      sg_optimizer=fb.Adam(1e-2), conditioned=cond, sg_hidden=hid, sg_seed=0,
+                      weight_decay=0.01, decoupled=[1, 3], schedule=schedule, staleness=0)
+        locked, conc = make("locked"), make("concurrent")
+        h1 = locked.fit(X, Y, epochs=2, batch_size=10, seed=3)
+        h2 = conc.fit(X, Y, epochs=2, batch_size=10, seed=3)
+        np.testing.assert_array_equal(conc.model.flat_params, locked.model.flat_params)
+        np.testing.assert_array_equal(conc.sg_params, locked.sg_params)
+        np.testing.assert_allclose(h2.loss, h1.loss, rtol=1e-5)
+
+
 @pytest.mark.parametrize("staleness", [1, 3])
 def test_concurrent_threads_equal_their_sequential_interleaving(staleness):
     # every group computes from the messages it receives, in batch order: the
