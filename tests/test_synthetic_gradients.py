@@ -410,7 +410,7 @@ DIGITS_SETTINGS = dict(epochs=30, batch_size=32)
 def test_digits_every_hidden_layer_decoupled(conditioned, threshold):
     # 64-128-128-10 relu, float32, both hidden layers decoupled, linear modules,
     # Adam(1e-3) for the model and Adam(1e-2) for the modules, 30 epochs of batch 32,
-    # seed 0. Measured: cDNI 0.973, DNI 0.964 (backprop: about 0.97)
+    # seed 0. Measured: cDNI 0.973, DNI 0.964 (backprop, Adam(1e-3): 0.987)
     Xtr, Xte, ytr, yte = _digits()
     model = fb.MLP([64, 128, 128, 10], activation="relu", output="softmax", seed=0)
     tr = SG(model, optimizer=fb.Adam(1e-3), conditioned=conditioned, decoupled="all",
