@@ -30,7 +30,7 @@ from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
 from fastbp.kernels.mlp import epoch_seed, shuffle_in_place
 from fastbp.kernels.optim import LOSS, add_weight_decay
-from fastbp.models import MLP
+from fastbp.models import MLP, ElmanRNN
 from fastbp.optim import Adam, get_optimizer
 from fastbp.trainers import Trainer
 
@@ -55,9 +55,12 @@ class SyntheticGradientTrainer(Trainer):
 
     Parameters
     ----------
-    model : fb.MLP
-        Other models raise TypeError (the ElmanRNN/truncated-BPTT variant is
-        not available yet).
+    model : fb.MLP or fb.ElmanRNN
+        An ElmanRNN gets the truncated-BPTT variant,
+        :class:`alternatives.sg_recurrent.RecurrentSyntheticGradientTrainer`
+        (``truncate`` required; ``sg_scale`` and ``warmup`` accepted; the
+        MLP-only options ``conditioned``, ``decoupled``, ``schedule`` and
+        ``staleness`` must keep their defaults).
     loss, optimizer
         As for :class:`fastbp.Trainer` (the optimizer updates the model).
     sg_hidden : int >= 0
@@ -123,21 +126,31 @@ class SyntheticGradientTrainer(Trainer):
     """
 
     name = "sg"
-    supported_models = (MLP,)
+    supported_models = (MLP, ElmanRNN)
+
+    #: options that only the MLP form takes, with their defaults
+    _MLP_ONLY = {"conditioned": False, "decoupled": "all", "schedule": "locked",
+                 "staleness": 1}
+    #: options that only the recurrent form takes
+    _RNN_ONLY = ("sg_scale", "warmup")
+
+    def __new__(cls, model=None, *args, **kwargs):
+        # an ElmanRNN gets the truncated-BPTT variant: the same registry name and
+        # constructor, a trainer of its own (see alternatives.sg_recurrent)
+        if cls is SyntheticGradientTrainer and isinstance(model, ElmanRNN):
+            return _recurrent_trainer(model, args, kwargs)
+        return super().__new__(cls)
 
     def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=False,
                  decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
                  schedule="locked", staleness=1, sg_seed=None, truncate=None):
         if truncate is not None:
-            # the slot of the recurrent variant (synthetic gradients at the end of
-            # each truncated-BPTT window), which only fb.ElmanRNN models will take
             raise ValueError(f"truncate={truncate!r} applies to recurrent models "
                              f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
                              "truncate=None")
-        if not self.supports(model):
-            raise TypeError(f"{type(self).__name__} trains fb.MLP models (the fb.ElmanRNN "
-                            f"variant with truncate=k is not available yet); model is "
-                            f"{type(model).__name__}")
+        if not isinstance(model, MLP):
+            raise TypeError(f"{type(self).__name__} trains fb.MLP models, and fb.ElmanRNN "
+                            f"models with truncate=k; model is {type(model).__name__}")
         self.sg_hidden = _check_int(sg_hidden, "sg_hidden", 0)
         if not isinstance(conditioned, (bool, np.bool_)):
             raise TypeError(f"conditioned must be a bool, got {conditioned!r}")
@@ -407,3 +420,26 @@ class SyntheticGradientTrainer(Trainer):
         return (f"{base}, sg_hidden={self.sg_hidden}, conditioned={self.conditioned}, "
                 f"decoupled={list(self.decoupled)}, sg_optimizer={self.sg_optimizer!r}"
                 f"{extra})")
+
+
+def _recurrent_trainer(model, args, kwargs):
+    """SyntheticGradientTrainer(rnn, ...) -> RecurrentSyntheticGradientTrainer,
+    with the arguments given by the MLP form's names."""
+    import inspect
+
+    from .sg_recurrent import RecurrentSyntheticGradientTrainer
+
+    own = {k: kwargs.pop(k) for k in SyntheticGradientTrainer._RNN_ONLY if k in kwargs}
+    try:
+        bound = inspect.signature(SyntheticGradientTrainer.__init__).bind(
+            None, model, *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"SyntheticGradientTrainer for an ElmanRNN: {exc}") from None
+    given = dict(bound.arguments)
+    given.pop("self")
+    for name, default in SyntheticGradientTrainer._MLP_ONLY.items():
+        if name in given and given.pop(name) != default:
+            raise ValueError(f"{name} applies to fb.MLP models only; the recurrent "
+                             f"synthetic-gradient trainer takes truncate, sg_hidden, "
+                             f"sg_optimizer, sg_scale, warmup and sg_seed")
+    return RecurrentSyntheticGradientTrainer(**given, **own)

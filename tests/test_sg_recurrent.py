@@ -153,3 +153,20 @@ def test_bad_arguments():
         trainer.step(np.zeros((3, 5), np.float32), np.zeros((3, 1), np.float32))
     with pytest.raises(ValueError, match="states has 3 features"):
         trainer.synthetic_gradient(np.zeros((2, 3), np.float32))
+
+
+def test_the_registered_trainer_dispatches_recurrent_models():
+    import alternatives
+
+    rnn = fb.ElmanRNN(2, 4, 1, seed=0)
+    trainer = alternatives.SyntheticGradientTrainer(rnn, loss="mse", optimizer=fb.Adam(1e-3),
+                                                    truncate=5, sg_scale=0.2, warmup=3)
+    assert isinstance(trainer, SGRNN)
+    assert (trainer.truncate, trainer.sg_scale, trainer.warmup) == (5, 0.2, 3)
+    assert fb.get_trainer("sg").supports(rnn)
+    with pytest.raises(ValueError, match="conditioned applies to fb.MLP models only"):
+        alternatives.SyntheticGradientTrainer(rnn, truncate=4, conditioned=True)
+    with pytest.raises(ValueError, match="truncate is required"):
+        alternatives.SyntheticGradientTrainer(rnn)
+    mlp_trainer = alternatives.SyntheticGradientTrainer(fb.MLP([2, 3, 3, 1]))
+    assert type(mlp_trainer) is alternatives.SyntheticGradientTrainer
