@@ -196,3 +196,13 @@ def test_missing_optional_package_stops_before_any_run(monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["fastbp compare: compare's figures needs the optional package "
                    "'matplotlib': pip install \"fastbp[compare]\""]
+
+
+def test_a_diverging_run_is_reported_and_saved(tmp_path):
+    res = fb.compare(tasks=["digits"], trainers=["backprop"], seeds=1, epochs=3, lr=1e30,
+                     out=tmp_path, progress=False, plots=False)
+    r = res.runs[0]
+    assert r["status"] == "diverged" and "smaller learning rate" in r["reason"]
+    assert "diverged: 1 of 1 seeds diverged" in res.table()
+    saved = Results.from_json(tmp_path / "results.json")  # NaN written as null
+    assert saved.runs[0]["status"] == "diverged"
