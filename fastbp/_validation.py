@@ -77,31 +77,21 @@ def all_finite(a):
     return bool(np.isfinite(a).all())
 
 
-def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n_features)"):
-    """Validate a 2-D feature array for a model taking ``n_features`` inputs.
+def _as_array(X, dtype, argument, shape_hint):
+    """X itself when it is an ndarray, else converted to ``dtype`` (lists,
+    tuples), or TypeError naming the expected shape."""
+    if isinstance(X, np.ndarray):
+        return X
+    try:
+        return np.asarray(X, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
+                        f"got {type(X).__name__} ({exc})") from None
 
-    Returns X itself when it is already a C-contiguous array of ``dtype``
-    (no copy), otherwise a C-contiguous copy for non-array input and
-    non-contiguous arrays. Arrays of another dtype are rejected, never cast.
-    """
-    if not isinstance(X, np.ndarray):
-        try:
-            X = np.asarray(X, dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
-                            f"got {type(X).__name__} ({exc})") from None
-    if X.ndim != 2:
-        hint = ""
-        if X.ndim == 1:
-            hint = (f"; for one sample use {argument}.reshape(1, -1), for one feature "
-                    f"{argument}.reshape(-1, 1)")
-        raise ValueError(f"{argument} must be 2-D of shape {shape_hint} with "
-                         f"n_features={n_features}, got {X.ndim}-D shape {X.shape}{hint}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{argument} is empty (shape {X.shape}); expected at least one sample")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{argument} has {X.shape[1]} features (shape {X.shape}), but the "
-                         f"model expects {n_features}: shape (n_samples, {n_features})")
+
+def _finish_array(X, dtype, argument):
+    """The checks every input array shares once its shape is right: exactly
+    the model's dtype (never cast), finite values; returned C-contiguous."""
     if X.dtype != dtype:
         raise TypeError(f"{argument} has dtype {X.dtype}, but the model is "
                         f"{np.dtype(dtype).name}; convert it with "
@@ -116,17 +106,35 @@ def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n
     return X
 
 
+def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n_features)"):
+    """Validate a 2-D feature array for a model taking ``n_features`` inputs.
+
+    Returns X itself when it is already a C-contiguous array of ``dtype``
+    (no copy), otherwise a C-contiguous copy for non-array input and
+    non-contiguous arrays. Arrays of another dtype are rejected, never cast.
+    """
+    X = _as_array(X, dtype, argument, shape_hint)
+    if X.ndim != 2:
+        hint = ""
+        if X.ndim == 1:
+            hint = (f"; for one sample use {argument}.reshape(1, -1), for one feature "
+                    f"{argument}.reshape(-1, 1)")
+        raise ValueError(f"{argument} must be 2-D of shape {shape_hint} with "
+                         f"n_features={n_features}, got {X.ndim}-D shape {X.shape}{hint}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{argument} is empty (shape {X.shape}); expected at least one sample")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{argument} has {X.shape[1]} features (shape {X.shape}), but the "
+                         f"model expects {n_features}: shape (n_samples, {n_features})")
+    return _finish_array(X, dtype, argument)
+
+
 def check_sequences(X, input_size, dtype, argument="X"):
     """Validate a batch of sequences of shape (n_sequences, T, input_size) for a
     recurrent model; same rules as :func:`check_features` (no silent casts,
     finite values), returning a C-contiguous array."""
     shape_hint = "(n_sequences, T, input_size)"
-    if not isinstance(X, np.ndarray):
-        try:
-            X = np.asarray(X, dtype=dtype)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
-                            f"got {type(X).__name__} ({exc})") from None
+    X = _as_array(X, dtype, argument, shape_hint)
     if X.ndim != 3:
         hint = ""
         if X.ndim == 2:
@@ -142,15 +150,4 @@ def check_sequences(X, input_size, dtype, argument="X"):
         raise ValueError(f"{argument} has {X.shape[2]} features per step (shape {X.shape}), "
                          f"but the model expects {input_size}: shape "
                          f"(n_sequences, T, {input_size})")
-    if X.dtype != dtype:
-        raise TypeError(f"{argument} has dtype {X.dtype}, but the model is "
-                        f"{np.dtype(dtype).name}; convert it with "
-                        f"{argument}.astype(np.{np.dtype(dtype).name}) "
-                        "(fastbp never casts silently)")
-    if not all_finite(X):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
-        raise ValueError(f"{argument} contains NaN or inf (first at index {bad}: "
-                         f"{X[bad]}); expected finite values")
-    if not X.flags.c_contiguous:
-        X = np.ascontiguousarray(X)
-    return X
+    return _finish_array(X, dtype, argument)

@@ -48,6 +48,25 @@ class Workspace:
         return self.buffer
 
 
+class _Model:
+    """What every model shares beyond its shapes: copying and saving, both
+    defined by ``get_config`` and the one ``flat_params`` buffer."""
+
+    def copy(self):
+        """An independent model with the same architecture and parameters."""
+        other = type(self)(**self.get_config())
+        other.flat_params[...] = self.flat_params
+        return other
+
+    def save(self, path):
+        """Write architecture, dtype and parameters to one ``.npz`` file.
+
+        See :func:`fastbp.load`.
+        """
+        from .io import save_model
+        save_model(self, path)
+
+
 def _rng(seed):
     seed = check_seed(seed, "seed", allow_generator=True)
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -94,7 +113,7 @@ def init_dense(rng, W, b, init):
         b[...] = rng.uniform(-r, r, size=b.shape)
 
 
-class MLP:
+class MLP(_Model):
     """Fully connected feed-forward network.
 
     h_0 = x;  h_l = f_l(W_l h_{l-1} + b_l), l = 1..L.
@@ -234,21 +253,6 @@ class MLP:
         return {"sizes": list(self.sizes), "activation": list(self.activations),
                 "output": self.output, "dtype": self.dtype.name, "init": self.init}
 
-    def copy(self):
-        """An independent model with the same architecture and parameters."""
-        cfg = self.get_config()
-        other = type(self)(**cfg)
-        other.flat_params[...] = self.flat_params
-        return other
-
-    def save(self, path):
-        """Write architecture, dtype and parameters to one ``.npz`` file.
-
-        See :func:`fastbp.load`.
-        """
-        from .io import save_model
-        save_model(self, path)
-
     def __repr__(self):
         acts = self.activations[0] if len(set(self.activations)) == 1 else self.activations
         if not self.activations:
@@ -269,7 +273,7 @@ def _check_size(value, argument):
     return int(value)
 
 
-class ElmanRNN:
+class ElmanRNN(_Model):
     """Elman (simple) recurrent network.
 
     h_0 = 0 (or a given state);  h_t = f(W_in x_t + W_rec h_{t-1} + b);
@@ -432,20 +436,6 @@ class ElmanRNN:
                 "output_size": self.output_size, "activation": self.activation,
                 "readout": self.readout, "output": self.output, "dtype": self.dtype.name,
                 "init": self.init, "recurrent_init": self.recurrent_init}
-
-    def copy(self):
-        """An independent model with the same architecture and parameters."""
-        other = type(self)(**self.get_config())
-        other.flat_params[...] = self.flat_params
-        return other
-
-    def save(self, path):
-        """Write architecture, dtype and parameters to one ``.npz`` file.
-
-        See :func:`fastbp.load`.
-        """
-        from .io import save_model
-        save_model(self, path)
 
     def __repr__(self):
         return (f"ElmanRNN(input_size={self.input_size}, hidden_size={self.hidden_size}, "

@@ -97,7 +97,7 @@ class Trainer:
         self._grads = np.zeros(model.n_params, dtype=model.dtype)
         self._ws = Workspace(model)
         self._gather = None
-        self._seq_gather = None
+        self._labels_buffers = None
 
     # -- preparation -----------------------------------------------------------
     def _prepare(self, X, y, names=("X", "y")):
@@ -119,40 +119,42 @@ class Trainer:
         (of ``steps`` time steps for a recurrent model)."""
         return self._ws.get(rows, steps)
 
-    def _sequence_buffers(self, rows, steps, use_labels):
-        """Time-major label and target buffers of recurrent kernels for
-        ``rows`` sequences of ``steps`` steps: int64 labels (rows * Tl,) and
-        target rows (rows * Tl, n_outputs), Tl = steps for readout 'all' and
-        1 for 'last', the unused one empty. Grown, never per step."""
+    def _label_target_buffers(self, slot, rows, use_labels):
+        """Kernel label and target buffers of ``rows`` rows, kept in attribute
+        ``slot`` and grown, never per step: int64 labels (rows,) and empty
+        targets (0, 0), or empty labels (0,) and target rows (rows,
+        n_outputs)."""
         m = self.model
-        need = rows * (steps if m.readout == "all" else 1)
-        g = self._seq_gather
-        if g is None or g[0] < need or g[1] != use_labels:
+        cached = getattr(self, slot)
+        if cached is None or cached[0] < rows or cached[1] != use_labels:
             if use_labels:
-                lb = np.empty(need, dtype=np.int64)
+                lb = np.empty(rows, dtype=np.int64)
                 tb = np.empty((0, 0), dtype=m.dtype)
             else:
                 lb = np.empty(0, dtype=np.int64)
-                tb = np.empty((need, m.n_outputs), dtype=m.dtype)
-            g = self._seq_gather = (need, use_labels, lb, tb)
-        return g[2], g[3]
+                tb = np.empty((rows, m.n_outputs), dtype=m.dtype)
+            cached = (rows, use_labels, lb, tb)
+            setattr(self, slot, cached)
+        return cached[2], cached[3]
+
     def _gather_buffers(self, batch_size, use_labels):
         """Batch buffers for fused epoch kernels (see
         :func:`fastbp.kernels.mlp.gather_batch`): flat inputs of batch_size *
         n_inputs, and int64 labels (batch_size,) or target rows
         (batch_size, n_outputs), the unused one empty. Kept between calls."""
         m = self.model
-        g = self._gather
-        if g is None or g[0] < batch_size or g[1] != use_labels:
-            xb = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
-            if use_labels:
-                lb = np.empty(batch_size, dtype=np.int64)
-                tb = np.empty((0, 0), dtype=m.dtype)
-            else:
-                lb = np.empty(0, dtype=np.int64)
-                tb = np.empty((batch_size, m.n_outputs), dtype=m.dtype)
-            g = self._gather = (batch_size, use_labels, xb, lb, tb)
-        return g[2], g[3], g[4]
+        if self._gather is None or self._gather.shape[0] < batch_size * m.n_inputs:
+            self._gather = np.empty(batch_size * m.n_inputs, dtype=m.dtype)
+        lb, tb = self._label_target_buffers("_labels_buffers", batch_size, use_labels)
+        return self._gather, lb, tb
+
+    def _sequence_buffers(self, rows, steps, use_labels):
+        """Time-major label and target buffers of recurrent kernels for
+        ``rows`` sequences of ``steps`` steps: int64 labels (rows * Tl,) and
+        target rows (rows * Tl, n_outputs), Tl = steps for readout 'all' and
+        1 for 'last', the unused one empty. Grown, never per step."""
+        need = rows * (steps if self.model.readout == "all" else 1)
+        return self._label_target_buffers("_labels_buffers", need, use_labels)
 
     def _n_terms(self, labels, targets):
         """Loss terms in a prepared target set: samples (MLP, RNN readout
