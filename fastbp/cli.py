@@ -20,6 +20,25 @@ def _task_list(text):
     return specs
 
 
+def _trainer_option(text):
+    """'sg.truncate=10' -> ('sg', 'truncate', 10); values parsed as int,
+    float, true/false/none, else kept as str."""
+    name, dot, rest = text.partition(".")
+    key, eq, value = rest.partition("=")
+    if not (dot and eq and name and key):
+        raise argparse.ArgumentTypeError(f"expected NAME.KEY=VALUE such as sg.truncate=10, "
+                                         f"got {text!r}")
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        parsed = low == "true"
+    elif low == "none":
+        parsed = None
+    else:
+        from .datasets import parse_task_spec
+        parsed = parse_task_spec(f"x:v={value.strip()}")[1]["v"] if value.strip() else ""
+    return name.strip(), key.strip(), parsed
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -106,6 +125,17 @@ def _compare(args, parser):
             except ValueError:
                 parser.error(f"--trainers: {name!r} is not a registered trainer; known: "
                              f"{','.join(available_trainers())}")
+    trainer_options = {}
+    for name, key, value in args.trainer_option:
+        if trainers is not None and name not in trainers:
+            parser.error(f"--trainer-option {name}.{key}: {name!r} is not among --trainers "
+                         f"{','.join(trainers)}")
+        try:
+            get_trainer(name)
+        except ValueError:
+            parser.error(f"--trainer-option {name}.{key}: {name!r} is not a registered "
+                         f"trainer; known: {','.join(available_trainers())}")
+        trainer_options.setdefault(name, {})[key] = value
     if args.scheduler and args.workers:
         parser.error("--workers starts a local cluster and --scheduler names an existing "
                      "one; give one of them")
@@ -116,7 +146,8 @@ def _compare(args, parser):
                           weight_decay=args.weight_decay, dtype=args.dtype, out=args.out,
                           plots=not args.no_plots, progress=not args.no_progress,
                           scheduler=args.scheduler, workers=args.workers,
-                          alignment=not args.no_alignment, blas_threads=args.blas_threads)
+                          alignment=not args.no_alignment, blas_threads=args.blas_threads,
+                          trainer_options=trainer_options or None)
     except ImportError as exc:
         print(f"fastbp compare: {exc}", file=sys.stderr)
         return 1
@@ -171,6 +202,10 @@ def build_parser():
                       help="run on this Dask distributed scheduler (tcp://host:8786)")
     cmp_.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                       help="run on a local Dask cluster of N worker processes")
+    cmp_.add_argument("--trainer-option", type=_trainer_option, action="append", default=[],
+                      metavar="NAME.KEY=VALUE", dest="trainer_option",
+                      help="extra constructor argument for one trainer, e.g. sg.truncate=10 "
+                           "(repeatable)")
     cmp_.add_argument("--blas-threads", type=_positive_int, default=1, metavar="N",
                       help="BLAS threads per run (default 1: steady timings on a shared "
                            "machine, as on Dask workers)")

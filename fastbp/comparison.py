@@ -243,7 +243,7 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         raise TypeError(f"trainer_options must be a dict of trainer name -> dict, "
                         f"got {type(trainer_options).__name__}")
     for name, opts in trainer_options.items():
-        if name not in trainer_names:
+        if name not in trainer_names and trainers is not None:
             raise ValueError(f"trainer_options names {name!r}, which is not among the "
                              f"trainers compared: {trainer_names}")
         if not isinstance(opts, dict):
@@ -267,6 +267,10 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
             raise ValueError(f"out={out!r} is a file; expected a folder for results.json "
                              "and the figures")
 
+    unknown = [n for n in trainer_options if n not in trainer_names]
+    if unknown:
+        raise ValueError(f"trainer_options names {unknown[0]!r}, which is not among the "
+                         f"trainers compared: {trainer_names}")
     specs = [runs.make_spec(task, trainer, seed, epochs, batch_size, lr, weight_decay,
                             dtype.name, trainer_options.get(trainer), data_seed, alignment,
                             blas_threads)

@@ -115,7 +115,10 @@ def trainer_kwargs(cls, task, spec):
 
 
 def build_trainer(cls, model, task, spec):
-    """(trainer, None) or (None, reason) when ``cls`` rejects the model."""
+    """(trainer, None), or (None, reason) when ``cls`` rejects the model
+    (TypeError) or needs an option the task does not give (ValueError, for
+    example a truncation window for synthetic-gradient BPTT). With explicit
+    ``trainer_options`` such errors are the user's and propagate."""
     why = applicability(cls, model)
     if why:
         return None, why
@@ -125,6 +128,13 @@ def build_trainer(cls, model, task, spec):
         if spec["trainer_options"]:
             raise
         return None, str(exc)
+    except ValueError as exc:
+        if spec["trainer_options"]:
+            raise
+        name = spec["trainer"]
+        return None, (f"{exc} (as configured by the task; give options with "
+                      f"--trainer-option {name}.KEY=VALUE or "
+                      f"trainer_options={{'{name}': {{...}}}})")
 
 
 _DATA = {}

@@ -92,3 +92,19 @@ def test_task_list_keeps_options_with_their_task():
     assert _task_list("adding:length=10,n_train=256,digits") == [
         "adding:length=10,n_train=256", "digits"]
     assert _task_list("mnist1d,copy:delay=20") == ["mnist1d", "copy:delay=20"]
+
+
+def test_trainer_option_parsing(capsys):
+    from fastbp.cli import _trainer_option
+    assert _trainer_option("sg.truncate=10") == ("sg", "truncate", 10)
+    assert _trainer_option("dtp.target_step=0.2") == ("dtp", "target_step", 0.2)
+    assert _trainer_option("dtp.difference=false") == ("dtp", "difference", False)
+    assert _trainer_option("dtp.schedule=joint") == ("dtp", "schedule", "joint")
+    for argv, message in [(["compare", "--trainer-option", "sg-truncate"], "NAME.KEY=VALUE"),
+                          (["compare", "--trainers", "backprop", "--trainer-option",
+                            "fa.feedback_scale=2"], "'fa' is not among --trainers"),
+                          (["compare", "--trainer-option", "nope.x=1"],
+                           "'nope' is not a registered trainer")]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err

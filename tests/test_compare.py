@@ -206,3 +206,24 @@ def test_a_diverging_run_is_reported_and_saved(tmp_path):
     assert "diverged: 1 of 1 seeds diverged" in res.table()
     saved = Results.from_json(tmp_path / "results.json")  # NaN written as null
     assert saved.runs[0]["status"] == "diverged"
+
+
+def test_a_trainer_needing_an_option_is_not_applicable_until_given(monkeypatch):
+    from fastbp import trainers
+
+    class NeedsWindow(fb.BackpropTrainer):
+        def __init__(self, model, window=None, **kwargs):
+            if window is None:
+                raise ValueError("window is required")
+            super().__init__(model, **kwargs)
+
+    monkeypatch.setitem(trainers.TRAINERS, "needs-window", NeedsWindow)
+    res = fb.compare(tasks=["xor"], trainers=["needs-window"], seeds=1, epochs=2,
+                     progress=False)
+    r = res.runs[0]
+    assert r["status"] == "not_applicable"
+    assert "window is required" in r["reason"] and "--trainer-option needs-window." in r["reason"]
+    res = fb.compare(tasks=["xor"], trainers=["needs-window"], seeds=1, epochs=2,
+                     progress=False, trainer_options={"needs-window": {"window": 3}})
+    assert res.runs[0]["status"] == "ok"
+    assert res.runs[0]["settings"]["trainer_args"]["window"] == 3
