@@ -1,0 +1,55 @@
+"""The float64 tanh (fastbp.kernels.activations.tanh_float64) against tanh
+computed in long double (x87 80-bit on x86-64, 11 more bits than float64)."""
+import numpy as np
+import pytest
+from numba import njit
+
+from fastbp.kernels.activations import activate_inplace, tanh_float64
+from fastbp.kernels.codes import TANH
+
+
+@njit
+def _apply(x, out):
+    for i in range(x.shape[0]):
+        out[i] = tanh_float64(x[i])
+
+
+def _ulp_error(x):
+    out = np.empty_like(x)
+    _apply(x, out)
+    exact = np.tanh(x.astype(np.longdouble))
+    ulp = np.spacing(np.abs(exact.astype(np.float64)))
+    return np.abs(out.astype(np.longdouble) - exact).astype(np.float64) / ulp
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60,
+                    reason="needs an extended-precision long double for the reference")
+def test_within_one_and_a_half_ulp_of_the_exact_value():
+    x = np.concatenate([np.linspace(-25, 25, 2_000_001), np.linspace(-1, 1, 1_000_001),
+                        np.geomspace(1e-300, 1e-3, 10_001), -np.geomspace(1e-300, 1e-3, 10_001),
+                        [0.625, np.nextafter(0.625, 0), 22.0, 21.9, 44.0]])
+    errors = _ulp_error(x)
+    assert errors.max() <= 1.5
+    assert np.mean(errors > 0.5) < 0.1      # mostly correctly rounded
+
+
+def test_close_to_numpy_and_special_values():
+    x = np.linspace(-30, 30, 600_001)
+    out = np.empty_like(x)
+    _apply(x, out)
+    np.testing.assert_allclose(out, np.tanh(x), rtol=5e-16, atol=0)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 710.0, -1e300, 5e-324])
+    out = np.empty_like(special)
+    _apply(special, out)
+    np.testing.assert_array_equal(out[:4], [0.0, -0.0, 1.0, -1.0])
+    assert np.signbit(out[1]) and not np.signbit(out[0])
+    assert np.isnan(out[4])
+    np.testing.assert_array_equal(out[5:], [1.0, -1.0, 5e-324])
+
+
+def test_activation_uses_it_for_float64():
+    z = np.linspace(-5, 5, 1001)
+    expected = np.empty_like(z)
+    _apply(z, expected)
+    activate_inplace(z, 0, 1, z.shape[0], TANH)
+    np.testing.assert_array_equal(z, expected)
