@@ -131,9 +131,6 @@ class SyntheticGradientTrainer(Trainer):
     #: options that only the MLP form takes, with their defaults
     _MLP_ONLY = {"conditioned": False, "decoupled": "all", "schedule": "locked",
                  "staleness": 1}
-    #: options that only the recurrent form takes
-    _RNN_ONLY = ("sg_scale", "warmup")
-
     def __new__(cls, model=None, *args, **kwargs):
         # an ElmanRNN gets the truncated-BPTT variant: the same registry name and
         # constructor, a trainer of its own (see alternatives.sg_recurrent)
@@ -143,11 +140,14 @@ class SyntheticGradientTrainer(Trainer):
 
     def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=False,
                  decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
-                 schedule="locked", staleness=1, sg_seed=None, truncate=None):
-        if truncate is not None:
-            raise ValueError(f"truncate={truncate!r} applies to recurrent models "
-                             f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
-                             "truncate=None")
+                 schedule="locked", staleness=1, sg_seed=None, truncate=None, sg_scale=None,
+                 warmup=None):
+        for name, value in (("truncate", truncate), ("sg_scale", sg_scale),
+                            ("warmup", warmup)):
+            if value is not None:
+                raise ValueError(f"{name}={value!r} applies to recurrent models "
+                                 f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
+                                 f"{name}=None")
         if not isinstance(model, MLP):
             raise TypeError(f"{type(self).__name__} trains fb.MLP models, and fb.ElmanRNN "
                             f"models with truncate=k; model is {type(model).__name__}")
@@ -429,7 +429,6 @@ def _recurrent_trainer(model, args, kwargs):
 
     from .sg_recurrent import RecurrentSyntheticGradientTrainer
 
-    own = {k: kwargs.pop(k) for k in SyntheticGradientTrainer._RNN_ONLY if k in kwargs}
     try:
         bound = inspect.signature(SyntheticGradientTrainer.__init__).bind(
             None, model, *args, **kwargs)
@@ -442,4 +441,4 @@ def _recurrent_trainer(model, args, kwargs):
             raise ValueError(f"{name} applies to fb.MLP models only; the recurrent "
                              f"synthetic-gradient trainer takes truncate, sg_hidden, "
                              f"sg_optimizer, sg_scale, warmup and sg_seed")
-    return RecurrentSyntheticGradientTrainer(**given, **own)
+    return RecurrentSyntheticGradientTrainer(**given)

@@ -121,6 +121,10 @@ class Task:
         ``Trainer.evaluate`` reports (see `accuracy`).
     defaults : dict
         Default task options (sequence length, delay, sizes).
+    trainer_options : dict
+        Default options per trainer registry name, for trainers that need
+        one (the truncation window of synthetic-gradient BPTT on sequence
+        tasks); options given to ``compare`` take precedence.
     """
 
     name: str
@@ -137,6 +141,7 @@ class Task:
     trainer_args: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
     custom_accuracy: bool = False
+    trainer_options: dict = field(default_factory=dict)
 
     def options(self, **overrides):
         """The task options: `defaults` updated by ``overrides``.
@@ -458,7 +463,7 @@ register_task(Task(
                            "recurrent_init": "orthogonal"},
     "cross_entropy", ("adam", {"lr": 3e-3}), epochs=20, batch_size=32,
     target_accuracy=0.90, trainer_args={"clip_norm": 1.0},
-    defaults={"test_fraction": 0.25}))
+    defaults={"test_fraction": 0.25}, trainer_options={"sg": {"truncate": 4}}))
 
 register_task(Task(
     "mnist1d", "MNIST-1D (generated offline), MLP 40-100-100-10 leaky_relu",
@@ -473,7 +478,8 @@ register_task(Task(
     lambda: {"input_size": 1, "hidden_size": 128, "output_size": 10, "activation": "tanh",
              "readout": "last", "output": "softmax", "recurrent_init": "orthogonal"},
     "cross_entropy", ("adam", {"lr": 1e-3}), epochs=30, batch_size=32,
-    target_accuracy=0.60, trainer_args={"clip_norm": 1.0}))
+    target_accuracy=0.60, trainer_args={"clip_norm": 1.0},
+    trainer_options={"sg": {"truncate": 10}}))
 
 register_task(Task(
     "adding", "adding problem (T=30 by default), IRNN 2-32-1 (relu, identity W_rec)",
@@ -485,7 +491,8 @@ register_task(Task(
     target_accuracy=0.5,
     accuracy=f"fraction of test sequences predicted within {ADDING_TOLERANCE} of the sum",
     trainer_args={"clip_norm": 1.0}, custom_accuracy=True,
-    defaults={"length": 30, "n_train": 4000, "n_test": 1000}))
+    defaults={"length": 30, "n_train": 4000, "n_test": 1000},
+    trainer_options={"sg": {"truncate": 10}}))
 
 register_task(Task(
     "copy", "copy-memory task (5 symbols, delay 10 by default), ElmanRNN, every step",
@@ -498,7 +505,8 @@ register_task(Task(
     target_accuracy=0.5,
     accuracy="fraction of the recalled symbols (last `length` steps) that are right",
     trainer_args={"clip_norm": 1.0}, custom_accuracy=True,
-    defaults={"delay": 10, "length": 5, "n_symbols": 8, "n_train": 4000, "n_test": 1000}))
+    defaults={"delay": 10, "length": 5, "n_symbols": 8, "n_train": 4000, "n_test": 1000},
+    trainer_options={"sg": {"truncate": 5}}))
 
 
 def available_tasks():

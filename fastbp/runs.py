@@ -105,7 +105,9 @@ def trainer_kwargs(cls, task, spec):
     for name in params:
         if name == "seed" or name.endswith("_seed"):
             kwargs[name] = spec["seed"]
-    for key, value in spec["trainer_options"].items():
+    options = dict(task.trainer_options.get(spec["trainer"], {}))
+    options.update(spec["trainer_options"])
+    for key, value in options.items():
         if key not in params and not accepts_any:
             raise ValueError(f"trainer_options for {spec['trainer']!r} has {key!r}, which "
                              f"{cls.__name__} does not take; it takes "

@@ -170,3 +170,16 @@ def test_the_registered_trainer_dispatches_recurrent_models():
         alternatives.SyntheticGradientTrainer(rnn)
     mlp_trainer = alternatives.SyntheticGradientTrainer(fb.MLP([2, 3, 3, 1]))
     assert type(mlp_trainer) is alternatives.SyntheticGradientTrainer
+
+
+def test_compare_runs_it_on_a_sequence_task_with_the_task_window():
+    from fastbp import datasets, runs
+
+    task = datasets.get_task("adding")
+    assert task.trainer_options["sg"]["truncate"] == 10
+    spec = {"trainer": "sg", "lr": None, "weight_decay": None, "seed": 0,
+            "trainer_options": {}}
+    kwargs = runs.trainer_kwargs(fb.get_trainer("sg"), task, spec)
+    assert kwargs["truncate"] == 10
+    spec["trainer_options"] = {"truncate": 6}
+    assert runs.trainer_kwargs(fb.get_trainer("sg"), task, spec)["truncate"] == 6
