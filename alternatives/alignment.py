@@ -1,34 +1,8 @@
 """Angles between a trainer's updates and the true gradient, per layer."""
-import numpy as np
+from fastbp import SGD, BackpropTrainer
+from fastbp.angles import layer_angles
 
-from fastbp import BackpropTrainer, SGD
-
-
-def layer_angles(directions, gradients):
-    """Angle in degrees, per layer, between two lists aligned with ``model.params``.
-
-    Parameters
-    ----------
-    directions, gradients : list of ndarray
-        [W_1, b_1, ..., W_L, b_L]-shaped arrays; each layer's weight and bias
-        entries are taken together as one vector.
-
-    Returns
-    -------
-    ndarray (L,) float64
-        arccos of the cosine similarity, in [0, 180]; NaN for a layer where
-        either vector is zero.
-    """
-    angles = []
-    for l in range(0, len(directions), 2):
-        a = np.concatenate([directions[l].ravel(), directions[l + 1].ravel()]).astype(np.float64)
-        b = np.concatenate([gradients[l].ravel(), gradients[l + 1].ravel()]).astype(np.float64)
-        na, nb = np.linalg.norm(a), np.linalg.norm(b)
-        if na == 0 or nb == 0:
-            angles.append(np.nan)
-        else:
-            angles.append(np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0))))
-    return np.array(angles)
+__all__ = ["AlignmentRecorder", "alignment", "layer_angles"]
 
 
 def alignment(trainer, X, y):

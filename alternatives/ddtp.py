@@ -70,17 +70,19 @@ class DDTPTrainer(Trainer):
         start of the first ``fit`` of this trainer, before any forward update;
         later ``fit`` calls do not repeat them. ``step`` never pretrains.
 
-    ``step`` and every ``fit`` epoch make one joint update per batch: the
-    forward weights (targets from the feedback before the step) and the
-    feedback, both from the same forward pass, all-or-nothing (a non-finite
-    loss or update in either leaves everything unchanged).
-
     Attributes
     ----------
     feedback_params : ndarray
         Flat buffer: Q_1..Q_{L-1}, row-major.
     feedback : list of ndarray
         [Q_1, ..., Q_{L-1}], Q_l of shape (n_l, n_L), views into ``feedback_params``.
+
+    Notes
+    -----
+    ``step`` and every ``fit`` epoch make one joint update per batch: the
+    forward weights (targets from the feedback before the step) and the
+    feedback, both from the same forward pass, all-or-nothing (a non-finite
+    loss or update in either leaves everything unchanged).
 
     Examples
     --------
