@@ -80,6 +80,39 @@ def test_a_perfect_synthetic_gradient_turns_windows_into_full_bptt():
         np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-9)
 
 
+def test_a_perfect_synthetic_gradient_with_a_loss_at_every_step():
+    """readout 'all', two windows of 4 steps: with M(h_4) the true
+    per-sequence gradient of the second window's mean loss, the windows'
+    gradients sum to the gradient of J_1 + J_2, i.e. twice the full mean loss's
+    (each window averages over half of the terms)."""
+    rng = np.random.default_rng(0)
+    n, T, k = 4, 8, 4
+    X, y = rng.normal(size=(n, T, 2)), rng.normal(size=(n, T, 1))
+    rnn = fb.ElmanRNN(2, 3, 1, readout="all", dtype=np.float64, seed=2)
+    _, H, _ = naive_rnn.forward(rnn.params, X[:, :k], "tanh", "all")
+    h_k = H[:, k]
+    target = np.zeros((n, 3))
+    eps = 1e-6
+    for s in range(n):
+        for j in range(3):
+            values = []
+            for sign in (1, -1):
+                h0 = h_k.copy()
+                h0[s, j] += sign * eps
+                values.append(naive_rnn.loss(rnn.params, X[:, k:], y[:, k:], "tanh", "all",
+                                             "mse", "identity", h0))
+            target[s, j] = (values[0] - values[1]) / (2 * eps) * n
+    solution = np.linalg.solve(np.hstack([h_k, np.ones((n, 1))]), target)
+    trainer = SGRNN(rnn, loss="mse", optimizer=fb.SGD(0.1), truncate=k, sg_scale=1.0)
+    W, b = trainer.sg_module
+    W[...] = solution[:3].T
+    b[...] = solution[3]
+    windows = trainer.update_directions(X, y)
+    full = fb.BackpropTrainer(rnn, loss="mse").gradients(X, y)
+    for a, e in zip(windows, full):
+        np.testing.assert_allclose(a, 2 * e, rtol=1e-6, atol=1e-9)
+
+
 def test_synthetic_gradient_error_falls_while_training():
     X, y = adding_problem(512, 24, 0)
     rnn = fb.ElmanRNN(2, 16, 1, recurrent_init="orthogonal", seed=0)
