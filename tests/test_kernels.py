@@ -1255,3 +1255,27 @@ def test_public_trainer_step_matches_twin(name, dtype):
                                   nstate)
         assert_close(model.flat_params, p64, dtype, scale=10, factor=10 * step)
     assert opt.t == 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_update_flushes_subnormals_to_zero(dtype, kind):
+    """Values that would be stored subnormal become 0 (flush-to-zero), so
+    weight decay cannot leave slow subnormal weights or moments behind; normal
+    values are untouched."""
+    from fastbp.kernels.optim import apply_update
+    tiny = np.finfo(dtype).tiny
+    opt = {"sgd": fb.SGD(0.5), "momentum": fb.SGD(0.5, momentum=0.9),
+           "adam": fb.Adam(1e-3)}[kind]
+    opt.bind(4, dtype)
+    params = np.array([tiny * 0.25, -tiny * 0.5, 1.0, tiny * 4], dtype=dtype)
+    grads = np.zeros(4, dtype=dtype)
+    if kind == "adam":
+        opt.state[0] = np.array([tiny * 0.1, 1.0, 1.0, 1.0], dtype=dtype)
+        opt.state[1] = np.array([tiny * 0.1, 1.0, 1.0, 1.0], dtype=dtype)
+    apply_update(params, grads, opt.state, opt._hyper)
+    if kind != "adam":   # Adam moves even a zero-gradient entry by its moments
+        assert params[0] == 0 and params[1] == 0
+    assert params[2] != 0
+    assert not np.any((params != 0) & (np.abs(params) < tiny))
+    assert not np.any((opt.state != 0) & (np.abs(opt.state) < tiny))

@@ -99,27 +99,49 @@ def apply_update(params, grads, state, opt_hyper):
     SGD (torch.optim.SGD convention): v = mu v + g; p -= lr v, or with Nesterov
     p -= lr (g + mu v). Adam (Kingma & Ba 2015, Algorithm 1) with bias
     correction folded into the step size.
+
+    Every new parameter and state value below the dtype's smallest normal
+    number (1.2e-38 in float32) is stored as 0, as a CPU in flush-to-zero
+    mode would. Weight decay shrinks unused weights (dead ReLU units) and
+    their Adam moments geometrically; once subnormal, each arithmetic
+    operation on them takes ~100 cycles, and a 40-100-100-10 epoch went from
+    5 to 50-150 ms after 200 epochs. The values flushed are far below any
+    gradient a step can produce.
     """
     n = params.shape[0]
     lr = opt_hyper[LR]
     opt_hyper[T] += 1.0
+    tiny = _smallest_normal(params)
     if opt_hyper[KIND] == ADAM:
         c = _adam_constants(params, opt_hyper, opt_hyper[T])
         for i in range(n):
             p, m, v = _adam_element(params[i], grads[i], state[0, i], state[1, i], c)
-            params[i] = p
-            state[0, i] = m
-            state[1, i] = v
+            params[i] = _flush(p, tiny)
+            state[0, i] = _flush(m, tiny)
+            state[1, i] = _flush(v, tiny)
     elif opt_hyper[A] == 0.0:
         for i in range(n):
-            params[i] -= lr * grads[i]
+            params[i] = _flush(params[i] - lr * grads[i], tiny)
     else:
         mu = opt_hyper[A]
         nesterov = opt_hyper[B] != 0.0
         for i in range(n):
             p, v = _momentum_element(params[i], grads[i], state[0, i], lr, mu, nesterov)
-            params[i] = p
-            state[0, i] = v
+            params[i] = _flush(p, tiny)
+            state[0, i] = _flush(v, tiny)
+
+
+@njit(inline="always", **KERNEL)
+def _smallest_normal(params):
+    """The smallest positive normal number of params' dtype."""
+    f = params.dtype.type
+    return f(1.1754943508222875e-38) if params.itemsize == 4 else f(2.2250738585072014e-308)
+
+
+@njit(inline="always", **KERNEL)
+def _flush(x, tiny):
+    """x, or 0 when |x| is subnormal (NaN and inf pass through)."""
+    return x if not abs(x) < tiny else x * 0
 
 
 @njit(**KERNEL)
