@@ -37,3 +37,38 @@ def check_loss(value, name="loss"):
 def gemm_flops(shapes):
     """FLOPs (2 per multiply-add) of a list of (m, n, k) products."""
     return sum(2 * m * n * k for m, n, k in shapes)
+
+
+def fit_round(impl, runner, X, y, epochs, batch_size):
+    """The timed body of a fused-``fit`` benchmark: ``epochs`` epochs over (X, y)
+    in batches of ``batch_size``, returning (last epoch's mean loss, updates).
+
+    impl "fastbp": ``runner`` is a trainer, whose ``fit`` is compiled first on
+    two batches outside the timing. Otherwise ``runner`` is a baseline with
+    ``step(X, y) -> loss``, looped in Python with a fresh permutation per
+    epoch (what a NumPy user writes).
+    """
+    n = X.shape[0]
+    if impl == "fastbp":
+        runner.fit(X[:2 * batch_size], y[:2 * batch_size], epochs=1, batch_size=batch_size,
+                   seed=0)  # compiles
+
+        def run():
+            hist = runner.fit(X, y, epochs=epochs, batch_size=batch_size, seed=0)
+            return hist.loss[-1], hist.iterations
+        return run
+    import numpy as np
+    rng = np.random.default_rng(0)
+    runner.step(X[:batch_size], y[:batch_size])
+
+    def run():
+        total, steps = 0.0, 0
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                total += runner.step(X[idx], y[idx]) * len(idx)
+                steps += 1
+        return total / n, steps
+    return run

@@ -19,11 +19,18 @@ cannot hide a wrong result.
 """
 import numpy as np
 import pytest
+from bench_utils import (
+    DTYPES,
+    check_loss,
+    fit_round,
+    gemm_flops,
+    loss_trajectory,
+    median_seconds,
+    record_trajectory,
+)
+from numpy_mlp import NumpyMLP
 
 import fastbp as fb
-from bench_utils import (DTYPES, check_loss, gemm_flops, loss_trajectory, median_seconds,
-                         record_trajectory)
-from numpy_mlp import NumpyMLP
 
 # name -> architecture, batch, loss, learning rate, how to time it
 WORKLOADS = {
@@ -228,28 +235,7 @@ def test_fit(benchmark, fit, dtype, impl):
     model = make_model(workload, dtype)
     X, y = make_dataset(workload, n, dtype)
 
-    if impl == "fastbp":
-        trainer = make_impl("fastbp", model, w)
-        trainer.fit(X[:2 * bs], y[:2 * bs], epochs=1, batch_size=bs, seed=0)  # compiles
-
-        def run():
-            hist = trainer.fit(X, y, epochs=epochs, batch_size=bs, seed=0)
-            return hist.loss[-1], hist.iterations
-    else:
-        net = make_impl("numpy", model, w)
-        rng = np.random.default_rng(0)
-        net.step(X[:bs], y[:bs])
-
-        def run():
-            total, steps = 0.0, 0
-            for _ in range(epochs):
-                order = rng.permutation(n)
-                total = 0.0
-                for start in range(0, n, bs):
-                    idx = order[start:start + bs]
-                    total += net.step(X[idx], y[idx]) * len(idx)
-                    steps += 1
-            return total / n, steps
+    run = fit_round(impl, make_impl(impl, model, w), X, y, epochs, bs)
 
     loss, steps = benchmark(run)
     benchmark.extra_info["steps_per_round"] = int(steps)

@@ -25,10 +25,17 @@ the NumPy baseline's, so a speed-up cannot hide a wrong result.
 """
 import numpy as np
 import pytest
+from bench_utils import (
+    DTYPES,
+    check_loss,
+    fit_round,
+    loss_trajectory,
+    median_seconds,
+    record_trajectory,
+)
+from numpy_rnn import NumpyRNN
 
 import fastbp as fb
-from bench_utils import DTYPES, check_loss, loss_trajectory, median_seconds, record_trajectory
-from numpy_rnn import NumpyRNN
 
 WORKLOADS = {
     "h128-T40-b32": dict(input=1, hidden=128, T=40, batch=32, output=10,
@@ -147,28 +154,7 @@ def test_fit(benchmark, workload, dtype, impl):
     model = make_model(workload, dtype)
     X, y = make_dataset(workload, n, dtype)
 
-    if impl == "fastbp":
-        trainer = make_impl("fastbp", model, w)
-        trainer.fit(X[:2 * bs], y[:2 * bs], epochs=1, batch_size=bs, seed=0)  # compiles
-
-        def run():
-            hist = trainer.fit(X, y, epochs=epochs, batch_size=bs, seed=0)
-            return hist.loss[-1], hist.iterations
-    else:
-        net = make_impl("numpy", model, w)
-        rng = np.random.default_rng(0)
-        net.step(X[:bs], y[:bs])
-
-        def run():
-            total, steps = 0.0, 0
-            for _ in range(epochs):
-                order = rng.permutation(n)
-                total = 0.0
-                for start in range(0, n, bs):
-                    idx = order[start:start + bs]
-                    total += net.step(X[idx], y[idx]) * len(idx)
-                    steps += 1
-            return total / n, steps
+    run = fit_round(impl, make_impl(impl, model, w), X, y, epochs, bs)
 
     loss, steps = benchmark(run)
     assert steps == epochs * -(-n // bs), "one update per batch"
