@@ -38,6 +38,7 @@ import numpy as np
 
 from fastbp.kernels import codes
 from fastbp.kernels.optim import T
+from fastbp.models import mlp_workspace_size
 
 from . import _sg_kernels as K
 
@@ -111,8 +112,7 @@ class Group:
         m = trainer.model
         dt = m.dtype
         sizes = list(self.layout[1:self.layout[0] + 2])
-        widths = sizes[1:]
-        self.ws = np.zeros(rows * (sum(widths) + widths[-1] + 2 * max(widths)), dt)
+        self.ws = np.zeros(mlp_workspace_size(sizes, rows), dt)
         k = m.n_outputs
         if trainer._uses_labels:
             self.lb = np.zeros(rows, np.int64)

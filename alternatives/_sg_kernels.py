@@ -39,7 +39,6 @@ G_l = delta_{l+1} W_{l+1} (per sample), becomes module l's target T_l, and is
 replaced by the prediction P_l before the pass continues through f_l'(a_l) and
 layer l. Module l then minimises mean_batch 1/2 ||P_l - T_l||^2.
 """
-import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation

@@ -21,6 +21,7 @@ import numpy as np
 
 from fastbp._validation import (
     check_features,
+    check_int_at_least,
     check_nonnegative_float,
     check_positive_float,
     check_seed,
@@ -99,11 +100,7 @@ class DDTPTrainer(Trainer):
                  pretrain_epochs=1):
         self.target_step = check_positive_float(target_step, "target_step")
         self.sigma = check_nonnegative_float(sigma, "sigma")
-        if isinstance(pretrain_epochs, bool) or not isinstance(pretrain_epochs,
-                                                               (int, np.integer)) \
-                or pretrain_epochs < 0:
-            raise ValueError(f"pretrain_epochs must be an int >= 0, got {pretrain_epochs!r}")
-        self.pretrain_epochs = int(pretrain_epochs)
+        self.pretrain_epochs = check_int_at_least(pretrain_epochs, "pretrain_epochs", 0)
         self.feedback_seed = check_seed(feedback_seed, "feedback_seed")
         f_opt = Adam(1e-3) if feedback_optimizer is None else get_optimizer(feedback_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,

@@ -12,10 +12,15 @@ bootstrapped in time, like a temporal-difference value estimate).
 """
 import numpy as np
 
-from fastbp._validation import check_nonnegative_float, check_positive_int, check_seed
+from fastbp._validation import (
+    check_int_at_least,
+    check_nonnegative_float,
+    check_positive_int,
+    check_seed,
+)
 from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
-from fastbp.models import ElmanRNN, init_dense
+from fastbp.models import ElmanRNN, dense_views, init_dense, mlp_workspace_size
 from fastbp.optim import Adam, get_optimizer
 from fastbp.trainers import _IN_ORDER, Trainer
 
@@ -89,14 +94,9 @@ class RecurrentSyntheticGradientTrainer(Trainer):
             raise ValueError("truncate is required for synthetic-gradient training of a "
                              "recurrent model: give the window length, e.g. truncate=8")
         self.truncate = check_positive_int(truncate, "truncate")
-        if isinstance(sg_hidden, bool) or not isinstance(sg_hidden, (int, np.integer)) \
-                or sg_hidden < 0:
-            raise ValueError(f"sg_hidden must be an int >= 0, got {sg_hidden!r}")
-        self.sg_hidden = int(sg_hidden)
+        self.sg_hidden = check_int_at_least(sg_hidden, "sg_hidden", 0)
         self.sg_scale = check_nonnegative_float(sg_scale, "sg_scale")
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
-            raise ValueError(f"warmup must be an int >= 0 (network updates), got {warmup!r}")
-        self.warmup = int(warmup)
+        self.warmup = check_int_at_least(warmup, "warmup", 0)
         self.sg_seed = check_seed(sg_seed, "sg_seed")
         sg_opt = Adam(1e-3) if sg_optimizer is None else get_optimizer(sg_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
@@ -120,14 +120,7 @@ class RecurrentSyntheticGradientTrainer(Trainer):
 
     def _sg_views(self, flat):
         """[W_1, b_1, ..., W_L, b_L] of M, views into a buffer like sg_params."""
-        views, woff = [], 0
-        boff = sum(a * b for a, b in zip(self._m_sizes[:-1], self._m_sizes[1:]))
-        for n_in, n_out in zip(self._m_sizes[:-1], self._m_sizes[1:]):
-            views.append(flat[woff:woff + n_in * n_out].reshape(n_out, n_in))
-            views.append(flat[boff:boff + n_out])
-            woff += n_in * n_out
-            boff += n_out
-        return views
+        return dense_views(flat, self._m_sizes)
 
     @property
     def sg_module(self):
@@ -139,10 +132,8 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         to ``rows`` sequences (never per step)."""
         if rows > self._m_rows:
             h = self.model.hidden_size
-            widths = self._m_sizes[1:]
-            size = rows * (sum(widths) + widths[-1] + 2 * max(widths))
             dtype = self.model.dtype
-            self._m_ws = np.empty(size, dtype=dtype)
+            self._m_ws = np.empty(mlp_workspace_size(self._m_sizes, rows), dtype=dtype)
             self._m_targets = np.empty((rows, h), dtype=dtype)
             self._inject = np.empty(rows * h, dtype=dtype)
             self._m_rows = rows

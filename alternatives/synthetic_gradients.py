@@ -25,7 +25,7 @@ and :mod:`alternatives._sg_concurrent` (one thread per layer group).
 """
 import numpy as np
 
-from fastbp._validation import check_seed
+from fastbp._validation import check_int_at_least, check_seed
 from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
 from fastbp.kernels.mlp import epoch_seed, shuffle_in_place
@@ -41,12 +41,6 @@ from .target_propagation import auxiliary_parameters
 __all__ = ["SyntheticGradientTrainer"]
 
 SCHEDULES = ("locked", "concurrent")
-
-
-def _check_int(value, argument, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{argument} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 class SyntheticGradientTrainer(Trainer):
@@ -151,7 +145,7 @@ class SyntheticGradientTrainer(Trainer):
         if not isinstance(model, MLP):
             raise TypeError(f"{type(self).__name__} trains fb.MLP models, and fb.ElmanRNN "
                             f"models with truncate=k; model is {type(model).__name__}")
-        self.sg_hidden = _check_int(sg_hidden, "sg_hidden", 0)
+        self.sg_hidden = check_int_at_least(sg_hidden, "sg_hidden", 0)
         if not isinstance(conditioned, (bool, np.bool_)):
             raise TypeError(f"conditioned must be a bool, got {conditioned!r}")
         self.conditioned = bool(conditioned)
@@ -159,7 +153,7 @@ class SyntheticGradientTrainer(Trainer):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule={schedule!r}; expected one of {list(SCHEDULES)}")
         self.schedule = schedule
-        self.staleness = _check_int(staleness, "staleness", 0)
+        self.staleness = check_int_at_least(staleness, "staleness", 0)
         if schedule == "concurrent" and not self.decoupled:
             raise ValueError("schedule='concurrent' needs at least one decoupled layer "
                              "(decoupled=[]: there is nothing to run concurrently)")

@@ -48,6 +48,14 @@ def check_positive_int(value, argument, allow_none=False):
     return int(value)
 
 
+def check_int_at_least(value, argument, low):
+    """Validate an integer >= ``low`` and return it as int; ValueError (naming
+    the argument, the bound and the value) for anything else, bools included."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{argument} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
 def check_nonnegative_float(value, argument):
     """Validate a finite real >= 0 and return it as float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

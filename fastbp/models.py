@@ -29,6 +29,20 @@ def mlp_workspace_size(sizes, capacity):
     return capacity * (sum(widths) + widths[-1] + 2 * max(widths))
 
 
+def dense_views(flat, sizes):
+    """[W_1, b_1, ..., W_L, b_L] as views into a flat buffer in the MLP layout
+    (every W_l (sizes[l], sizes[l-1]) row-major first, then every b_l)."""
+    views = []
+    woff = 0
+    boff = sum(n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        views.append(flat[woff:woff + n_in * n_out].reshape(n_out, n_in))
+        views.append(flat[boff:boff + n_out])
+        woff += n_in * n_out
+        boff += n_out
+    return views
+
+
 class Workspace:
     """A model's kernel workspace, grown (never shrunk) to the largest batch
     seen, so that repeated calls with any batch size (and, for recurrent
@@ -191,14 +205,7 @@ class MLP(_Model):
     # -- storage -------------------------------------------------------------
     def _views(self, flat):
         """[W_1, b_1, ..., W_L, b_L] as views into a buffer laid out like flat_params."""
-        views = []
-        woff, boff = 0, self.n_weights
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
-            views.append(flat[woff:woff + n_in * n_out].reshape(n_out, n_in))
-            views.append(flat[boff:boff + n_out])
-            woff += n_in * n_out
-            boff += n_out
-        return views
+        return dense_views(flat, self.sizes)
 
     def initialize(self, seed=None):
         """Draw fresh parameters in place (the views in ``params`` stay valid)."""
