@@ -28,6 +28,32 @@ def record_trajectory(benchmark, losses):
     benchmark.extra_info["loss_after_k"] = float(losses[-1])
 
 
+def warm_up(benchmark, step, X, y, k):
+    """The untimed warm-up of a step benchmark: ``k`` steps from the shared
+    starting parameters (the first one compiles), recorded with
+    :func:`record_trajectory`. Returns the losses."""
+    losses = loss_trajectory(step, X, y, k)
+    record_trajectory(benchmark, losses)
+    return losses
+
+
+def assert_same_trajectory(losses, reference, dtype, impl):
+    """An implementation's warm-up losses must equal the NumPy baseline's
+    (rtol 1e-3 in float32, 1e-7 in float64) before its speed counts."""
+    import numpy as np
+    rtol = 1e-3 if dtype == "float32" else 1e-7
+    np.testing.assert_allclose(losses, reference, rtol=rtol,
+                               err_msg=f"{impl} and the NumPy baseline disagree")
+
+
+def run_timed(benchmark, w, fn, *args):
+    """benchmark's automatic calibration for small workloads; fixed rounds
+    (``w["rounds"]``) for the large ones."""
+    if w["rounds"] is None:
+        return benchmark(fn, *args)
+    return benchmark.pedantic(fn, args=args, rounds=w["rounds"], warmup_rounds=2)
+
+
 def check_loss(value, name="loss"):
     value = float(value)
     assert math.isfinite(value), f"{name} is not finite: {value}"

@@ -14,9 +14,9 @@ Each fastbp kernel is checked against its NumPy twin before timing.
 """
 import numpy as np
 import pytest
+from bench_utils import DTYPES, gemm_flops, median_seconds
 
 import fastbp as fb
-from bench_utils import DTYPES, gemm_flops, median_seconds
 from fastbp.kernels.mlp import loss_gradients
 from fastbp.kernels.optim import apply_update
 from fastbp.losses import LOSSES

@@ -21,12 +21,14 @@ import numpy as np
 import pytest
 from bench_utils import (
     DTYPES,
+    assert_same_trajectory,
     check_loss,
     fit_round,
     gemm_flops,
     loss_trajectory,
     median_seconds,
-    record_trajectory,
+    run_timed,
+    warm_up,
 )
 from numpy_mlp import NumpyMLP
 
@@ -118,14 +120,6 @@ def step_gemm_shapes(sizes, batch):
     return shapes
 
 
-def run_timed(benchmark, w, fn, *args):
-    """benchmark's automatic calibration for small workloads; fixed rounds
-    (``w["rounds"]``) for the large ones."""
-    if w["rounds"] is None:
-        return benchmark(fn, *args)
-    return benchmark.pedantic(fn, args=args, rounds=w["rounds"], warmup_rounds=2)
-
-
 # -- the matrix products alone ---------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("workload", BLAS_WORKLOADS)
@@ -179,11 +173,8 @@ def test_step(benchmark, blas_medians, reference_losses, workload, dtype, impl):
 
     # warm-up and check in one: k steps from the shared starting point (the
     # first one compiles fastbp's kernels or JAX's step; never timed)
-    losses = loss_trajectory(net.step, X, y, w["k"])
-    record_trajectory(benchmark, losses)
-    rtol = 1e-3 if dtype == "float32" else 1e-7
-    np.testing.assert_allclose(losses, ref, rtol=rtol,
-                               err_msg=f"{impl} and the NumPy baseline disagree")
+    losses = warm_up(benchmark, net.step, X, y, w["k"])
+    assert_same_trajectory(losses, ref, dtype, impl)
     if workload == "2-2-2":
         assert abs(losses[0] - 0.298371109) < 1e-6
 

@@ -27,11 +27,12 @@ import numpy as np
 import pytest
 from bench_utils import (
     DTYPES,
+    assert_same_trajectory,
     check_loss,
     fit_round,
     loss_trajectory,
     median_seconds,
-    record_trajectory,
+    warm_up,
 )
 from numpy_rnn import NumpyRNN
 
@@ -107,11 +108,8 @@ def test_step(benchmark, reference_losses, workload, dtype, impl):
 
     # warm-up and check in one: k steps from the shared starting point (the
     # first one compiles fastbp's kernels or JAX's step; never timed)
-    losses = loss_trajectory(net.step, X, y, w["k"])
-    record_trajectory(benchmark, losses)
-    rtol = 1e-3 if dtype == "float32" else 1e-7
-    np.testing.assert_allclose(losses, ref, rtol=rtol,
-                               err_msg=f"{impl} and the NumPy baseline disagree")
+    losses = warm_up(benchmark, net.step, X, y, w["k"])
+    assert_same_trajectory(losses, ref, dtype, impl)
     assert losses[-1] < losses[0], "k steps on one batch should lower its loss"
 
     loss = check_loss(benchmark(net.step, X, y))

@@ -25,11 +25,11 @@ Run::
 """
 import numpy as np
 import pytest
+from bench_utils import DTYPES, check_loss, run_timed, warm_up
 
 import alternatives  # noqa: F401  (registers "sg")
 import fastbp as fb
 from alternatives import SyntheticGradientTrainer
-from bench_utils import DTYPES, check_loss, loss_trajectory, record_trajectory
 
 STEP_WORKLOADS = {
     "40-100-100-10-b32": dict(sizes=[40, 100, 100, 10], batch=32, rounds=None, k=20),
@@ -68,15 +68,9 @@ def test_sg_step(benchmark, workload, variant, dtype):
         trainer = SyntheticGradientTrainer(model, loss="cross_entropy", optimizer=fb.SGD(0.05),
                                            sg_optimizer=fb.SGD(0.05), sg_seed=0, **opts)
     X, y = _batch(w["sizes"], w["batch"], dtype)
-    losses = loss_trajectory(trainer.step, X, y, w["k"])   # compiles, then checks
-    record_trajectory(benchmark, losses)
+    losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
     benchmark.extra_info["trainer"] = variant
-    if w["rounds"] is None:
-        loss = benchmark(trainer.step, X, y)
-    else:
-        loss = benchmark.pedantic(trainer.step, args=(X, y), rounds=w["rounds"],
-                                  warmup_rounds=2)
-    check_loss(loss)
+    check_loss(run_timed(benchmark, w, trainer.step, X, y))
     assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
 
 

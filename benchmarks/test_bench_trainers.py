@@ -10,10 +10,10 @@ that stops learning shows up.
 """
 import numpy as np
 import pytest
+from bench_utils import DTYPES, check_loss, run_timed, warm_up
 
 import alternatives  # noqa: F401  (registers the alternative trainers)
 import fastbp as fb
-from bench_utils import DTYPES, check_loss, loss_trajectory, record_trajectory
 
 WORKLOADS = {
     "40-100-100-10-b32": dict(sizes=[40, 100, 100, 10], batch=32, rounds=None, k=20),
@@ -47,13 +47,7 @@ def test_trainer_step(benchmark, workload, name, dtype):
     w = WORKLOADS[workload]
     trainer = make_trainer(name, workload, dtype)
     X, y = make_batch(workload, dtype)
-    losses = loss_trajectory(trainer.step, X, y, w["k"])   # compiles, then checks
-    record_trajectory(benchmark, losses)
+    losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
     benchmark.extra_info["trainer"] = name
-    if w["rounds"] is None:
-        loss = benchmark(trainer.step, X, y)
-    else:
-        loss = benchmark.pedantic(trainer.step, args=(X, y), rounds=w["rounds"],
-                                  warmup_rounds=2)
-    check_loss(loss)
+    check_loss(run_timed(benchmark, w, trainer.step, X, y))
     assert losses[-1] < losses[0], f"{name} did not reduce the loss on a fixed batch"
