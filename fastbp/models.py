@@ -51,14 +51,19 @@ class Workspace:
     def __init__(self, model):
         self.model = model
         self.buffer = np.empty(0, dtype=model.dtype)
+        self._rows = self._steps = -1   # the last request, known to fit
 
     def get(self, rows, steps=None):
         """The flat workspace, large enough for ``rows`` samples (of ``steps``
         time steps for a recurrent model)."""
-        need = (self.model.workspace_size(rows) if steps is None
-                else self.model.workspace_size(rows, steps))
-        if need > self.buffer.shape[0]:
-            self.buffer = np.empty(need, dtype=self.model.dtype)
+        # a training loop asks for the same shape every step: answer that
+        # without recomputing the size (a measurable part of a tiny step)
+        if rows != self._rows or steps != self._steps:
+            need = (self.model.workspace_size(rows) if steps is None
+                    else self.model.workspace_size(rows, steps))
+            if need > self.buffer.shape[0]:
+                self.buffer = np.empty(need, dtype=self.model.dtype)
+            self._rows, self._steps = rows, steps
         return self.buffer
 
 
