@@ -23,6 +23,7 @@ mnist1d    MNIST-1D (Greydanus 2020), (n, 40) MLP 40-100-100-10 leaky_relu/softm
 mnist1d-seq MNIST-1D as sequences (n, 40, 1)  ElmanRNN 1-128-10, last state
 adding     adding problem, (n, T, 2)          IRNN 2-32-1 relu, last state, regression
 copy       copy-memory task, (n, 2S+D, K+2)   ElmanRNN K+2 -128- K+1, every step
+echo       delayed echo of bits, (n, T, 2)    ElmanRNN 2-32-2 tanh, every step
 ========== ================================== ========================================
 
 Optional packages (scikit-learn for digits, mnist1d for MNIST-1D) are in the
@@ -407,6 +408,58 @@ def make_copy(n, n_symbols, length, delay, rng, dtype):
     return X, y
 
 
+def make_echo(n, length, delay, rng, dtype):
+    """Delayed-echo task: a stream of random bits; the target at step t is the
+    bit shown ``delay`` steps earlier.
+
+    Every step has a loss, and the only information that predicts a target
+    lies exactly ``delay`` steps back, so a recurrent network learns the task
+    only from credit that crosses ``delay`` steps: truncated BPTT with a window
+    of ``delay`` steps or fewer gets no gradient toward it at all.
+
+    Parameters
+    ----------
+    n : int
+    length : int > delay
+    delay : int >= 1
+    rng : numpy Generator
+    dtype : float dtype
+
+    Returns
+    -------
+    X : ndarray (n, length, 2)
+        One-hot bits.
+    y : ndarray int64 (n, length)
+        y[:, t] = bit at t - delay for t >= delay; 0 for the first ``delay``
+        steps (no bit to echo yet).
+    """
+    bits = rng.integers(0, 2, size=(n, length))
+    X = np.zeros((n, length, 2), dtype=dtype)
+    np.put_along_axis(X, bits[:, :, None], 1.0, axis=2)
+    y = np.zeros((n, length), dtype=np.int64)
+    y[:, delay:] = bits[:, :length - delay]
+    return X, y
+
+
+def load_echo(seed, dtype, delay=6, length=40, n_train=2000, n_test=500):
+    """Delayed-echo task: X (n, length, 2), y int64 (n, length).
+
+    Accuracy is the fraction of echoed bits (steps ``delay`` and later) that
+    are right; chance is 0.5.
+    """
+    delay = check_positive_int(delay, "delay")
+    length = check_positive_int(length, "length")
+    if length <= delay:
+        raise ValueError(f"length must be greater than delay (some step must echo a bit), "
+                         f"got length={length}, delay={delay}")
+    rng = np.random.default_rng(seed)
+    Xtr, ytr = make_echo(check_positive_int(n_train, "n_train"), length, delay, rng, dtype)
+    Xte, yte = make_echo(check_positive_int(n_test, "n_test"), length, delay, rng, dtype)
+    return Dataset(Xtr, ytr, Xte, yte, {"source": "delayed-echo task", "delay": delay,
+                                        "length": length, "n_train": n_train,
+                                        "n_test": n_test, "chance_accuracy": 0.5})
+
+
 def load_copy(seed, dtype, delay=10, length=5, n_symbols=8, n_train=4000, n_test=1000):
     """Copy-memory task: X (n, 2*length+delay, n_symbols+2), y int64 (n, T).
 
@@ -507,6 +560,19 @@ register_task(Task(
     trainer_args={"clip_norm": 1.0}, custom_accuracy=True,
     defaults={"delay": 10, "length": 5, "n_symbols": 8, "n_train": 4000, "n_test": 1000},
     trainer_options={"sg": {"truncate": 5}}))
+
+register_task(Task(
+    "echo", "delayed echo of random bits (delay 6, T=40), ElmanRNN 2-32-2 tanh, every step",
+    load_echo, "ElmanRNN",
+    lambda delay, length, n_train, n_test: {
+        "input_size": 2, "hidden_size": 32, "output_size": 2, "activation": "tanh",
+        "readout": "all", "output": "softmax", "recurrent_init": "orthogonal"},
+    "cross_entropy", ("adam", {"lr": 1e-3}), epochs=40, batch_size=32,
+    target_accuracy=0.9,
+    accuracy="fraction of the echoed bits (steps `delay` and later) that are right",
+    trainer_args={"clip_norm": 1.0}, custom_accuracy=True,
+    defaults={"delay": 6, "length": 40, "n_train": 2000, "n_test": 500},
+    trainer_options={"sg": {"truncate": 4, "sg_scale": 1.0}}))
 
 
 def available_tasks():
@@ -614,6 +680,9 @@ def accuracy(task, outputs, y, **options):
         k = opts["length"]
         pred = outputs[:, -k:, :].argmax(axis=-1)
         return float(np.mean(pred == y[:, -k:]))
+    if task.name == "echo":
+        d = opts["delay"]
+        return float(np.mean(outputs[:, d:, :].argmax(axis=-1) == y[:, d:]))
     if outputs.ndim == 3:
         return float(np.mean(outputs.argmax(axis=-1) == y))
     return float(np.mean(outputs.argmax(axis=1) == y))
@@ -631,4 +700,5 @@ def describe(name):
 
 __all__ = ["Task", "Dataset", "TASKS", "register_task", "available_tasks", "get_task",
            "load", "parse_task_spec", "accuracy", "describe", "make_adding", "make_copy",
+           "make_echo",
            "ADDING_TOLERANCE", "require"]

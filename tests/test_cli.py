@@ -25,7 +25,7 @@ def test_explain_with_other_weights(capsys):
 def test_tasks_lists_the_registry(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
-    for name in ("xor", "digits", "digits-seq", "mnist1d", "mnist1d-seq", "adding", "copy"):
+    for name in ("xor", "digits", "digits-seq", "mnist1d", "mnist1d-seq", "adding", "copy", "echo"):
         assert f"\n{name} " in "\n" + out
 
 

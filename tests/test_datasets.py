@@ -17,7 +17,7 @@ def _same(a, b):
 
 def test_registry_lists_every_task():
     assert datasets.available_tasks() == sorted(
-        ["xor", "digits", "digits-seq", "mnist1d", "mnist1d-seq", "adding", "copy"])
+        ["xor", "digits", "digits-seq", "mnist1d", "mnist1d-seq", "adding", "copy", "echo"])
     with pytest.raises(ValueError, match="'nope' is not registered; known: .*mnist1d"):
         datasets.get_task("nope")
 
@@ -126,6 +126,26 @@ def test_copy():
     _same(d, datasets.load("copy:delay=7,length=4,n_symbols=5,n_train=200,n_test=20", seed=1))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_echo(dtype):
+    d = datasets.load("echo:delay=3,length=9,n_train=50,n_test=7", seed=2, dtype=dtype)
+    assert d.X_train.shape == (50, 9, 2) and d.X_train.dtype == dtype
+    assert d.y_train.shape == (50, 9) and d.y_train.dtype == np.int64
+    assert d.X_test.shape == (7, 9, 2)
+    assert (d.X_train.sum(axis=2) == 1).all()                # one-hot bits
+    bits = d.X_train.argmax(axis=2)
+    np.testing.assert_array_equal(d.y_train[:, 3:], bits[:, :-3])   # the bit 3 steps back
+    assert (d.y_train[:, :3] == 0).all()
+    assert 0.4 < bits.mean() < 0.6
+    _same(d, datasets.load("echo:delay=3,length=9,n_train=50,n_test=7", seed=2, dtype=dtype))
+    assert not np.array_equal(d.X_train, datasets.load(
+        "echo:delay=3,length=9,n_train=50,n_test=7", seed=3, dtype=dtype).X_train)
+    with pytest.raises(ValueError, match="length must be greater than delay.*length=4, delay=4"):
+        datasets.load("echo:delay=4,length=4")
+    with pytest.raises(ValueError, match="delay"):
+        datasets.load("echo:delay=0")
+
+
 def test_accuracy_definitions():
     y = np.array([[1.0], [0.5]])
     assert datasets.accuracy("adding", np.array([[1.03], [0.6]]), y) == 0.5
@@ -136,6 +156,10 @@ def test_accuracy_definitions():
     # all-blank output is right on every non-recall step but gets no recalled symbol
     assert datasets.accuracy("copy", blank, d.y_test, delay=3, length=2, n_symbols=3) == 0.0
     assert datasets.accuracy("digits", np.eye(3)[[0, 2, 1]], np.array([0, 2, 2])) == 2 / 3
+    # echo counts only the echoed steps: wrong on the first `delay` steps costs nothing
+    y = np.array([[0, 0, 1, 0, 1]])
+    out = np.eye(2)[[[1, 1, 1, 0, 0]]]
+    assert datasets.accuracy("echo", out, y, delay=2) == 2 / 3
 
 
 def test_bad_specs_and_options():
@@ -184,15 +208,15 @@ def test_mlp_tasks_build_their_model(name):
     assert task.make_optimizer() is not task.make_optimizer()
 
 
-@pytest.mark.parametrize("name", ["digits-seq", "mnist1d-seq", "adding", "copy"])
+@pytest.mark.parametrize("name", ["digits-seq", "mnist1d-seq", "adding", "copy", "echo"])
 def test_sequence_tasks_build_their_rnn(name):
     task = datasets.get_task(name)
-    opts = {"n_train": 20, "n_test": 10} if name in ("adding", "copy") else {}
+    opts = {"n_train": 20, "n_test": 10} if name in ("adding", "copy", "echo") else {}
     d = task.load(seed=0, **opts)
     rnn = task.build_model(seed=1, **opts)
     assert type(rnn).__name__ == "ElmanRNN"
     out = rnn.predict(d.X_test[:3])
-    if name == "copy":
+    if name in ("copy", "echo"):
         assert out.shape == (3, d.X_test.shape[1], rnn.params[3].shape[0])
     else:
         assert out.shape[0] == 3
