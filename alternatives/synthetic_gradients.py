@@ -66,7 +66,7 @@ class SyntheticGradientTrainer(Trainer):
         The hidden layers that get a module: 1-based indices in 1..L-1
         (l means h_l, the output of W_l). 'all' decouples every hidden layer;
         an empty list gives plain backprop.
-    sg_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3))
+    sg_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3); Adam(1e-2) for fb.ElmanRNN)
         Updates the modules; must not be ``optimizer``. No weight decay or
         clipping applies to the modules.
     weight_decay, clip_norm
