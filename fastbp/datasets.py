@@ -413,9 +413,11 @@ def make_echo(n, length, delay, rng, dtype):
     bit shown ``delay`` steps earlier.
 
     Every step has a loss, and the only information that predicts a target
-    lies exactly ``delay`` steps back, so a recurrent network learns the task
-    only from credit that crosses ``delay`` steps: truncated BPTT with a window
-    of ``delay`` steps or fewer gets no gradient toward it at all.
+    lies exactly ``delay`` steps back. Truncated BPTT with a window of
+    ``delay`` steps or fewer never sees a target together with the input that
+    predicts it, so its recurrent weights get no gradient toward keeping that
+    input (the readout can still decode what the untrained recurrence happens
+    to keep; see docs/recurrent.md for what training then does to it).
 
     Parameters
     ----------

@@ -228,8 +228,10 @@ def echo_cross_entropy(model, data, delay):
 @pytest.mark.parametrize("delay", [6, 8])
 def test_synthetic_gradients_learn_a_dependency_longer_than_the_window(delay):
     """The echo task (target = the bit shown `delay` steps earlier) with a
-    window of 4: plain truncated BPTT gets no gradient toward any target and
-    stays at chance (cross-entropy ln 2 = 0.69); synthetic gradients carry the
+    window of 4: plain truncated BPTT cannot teach the recurrent weights to
+    keep a bit that long and ends at chance (cross-entropy ln 2 = 0.69; its
+    readout decodes the untrained recurrence's memory after one epoch, and
+    the truncated updates then erase it); synthetic gradients carry the
     credit across windows. Mean over seeds 0-2 with the task's settings (tanh
     32, Adam(1e-3), clip 1, 40 epochs; M linear at Adam(1e-2), sg_scale 1:
     the undiscounted bootstrap, which reaches twice the window; the paper's
