@@ -8,6 +8,14 @@ Groups (``--benchmark-group-by=group,param:dtype``):
   with a hidden module layer of 64 units. Same model, batch and SGD
   learning rate; ``extra_info`` holds the loss before the first and after
   the k-th warm-up step, and the loss must fall.
+* ``sg-rnn-step-<workload>``: one ``trainer.step(X, y)`` of an ElmanRNN on the
+  workloads of the recurrent benchmarks (``benchmarks/test_bench_rnn.py``:
+  h128-T40-b32, 10 classes; h16-T100-b1, regression; tanh, readout of the
+  last state, SGD), plain truncated BPTT against synthetic-gradient TBPTT
+  with the same window of 10 steps (``sg_scale`` 0.1, M linear at SGD), and
+  full BPTT. With a loss only at the last step, plain TBPTT backpropagates
+  through the last window alone, while SG-TBPTT runs every window's backward
+  pass (driven by M) plus M's forward and update at each boundary.
 * ``sg-epoch-<workload>``: one ``fit`` epoch (16 batches of 128) of cDNI,
   locked against concurrent (one thread per layer group, staleness 1), on
   784-256-256-10 with one decoupled layer (2 groups, the first holding about
@@ -68,6 +76,42 @@ def test_sg_step(benchmark, workload, variant, dtype):
         trainer = SyntheticGradientTrainer(model, loss="cross_entropy", optimizer=fb.SGD(0.05),
                                            sg_optimizer=fb.SGD(0.05), sg_seed=0, **opts)
     X, y = _batch(w["sizes"], w["batch"], dtype)
+    losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
+    benchmark.extra_info["trainer"] = variant
+    check_loss(run_timed(benchmark, w, trainer.step, X, y))
+    assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
+
+
+RNN_WORKLOADS = {
+    "h128-T40-b32": dict(hidden=128, T=40, batch=32, output=10, loss="cross_entropy",
+                         lr=0.05, rounds=None, k=10),
+    "h16-T100-b1": dict(hidden=16, T=100, batch=1, output=1, loss="mse", lr=0.002,
+                        rounds=None, k=20),
+}
+RNN_WINDOW = 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", ["full-bptt", "tbptt10", "sg-tbptt10"])
+@pytest.mark.parametrize("workload", list(RNN_WORKLOADS))
+def test_sg_rnn_step(benchmark, workload, variant, dtype):
+    benchmark.group = f"sg-rnn-step-{workload}"
+    w = RNN_WORKLOADS[workload]
+    model = fb.ElmanRNN(1, w["hidden"], w["output"], activation="tanh", readout="last",
+                        dtype=np.dtype(dtype), seed=0)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((w["batch"], w["T"], 1)).astype(dtype)
+    if w["loss"] == "cross_entropy":
+        y = rng.integers(0, w["output"], size=w["batch"])
+    else:
+        y = rng.standard_normal((w["batch"], w["output"])).astype(dtype)
+    if variant == "sg-tbptt10":
+        trainer = SyntheticGradientTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
+                                           truncate=RNN_WINDOW, sg_scale=0.1,
+                                           sg_optimizer=fb.SGD(w["lr"]))
+    else:
+        trainer = fb.BackpropTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
+                                     truncate=RNN_WINDOW if variant == "tbptt10" else None)
     losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
     benchmark.extra_info["trainer"] = variant
     check_loss(run_timed(benchmark, w, trainer.step, X, y))
