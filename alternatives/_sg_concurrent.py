@@ -70,7 +70,7 @@ class Group:
     def __init__(self, trainer, index, first, last, module):
         m = trainer.model
         sizes = m.sizes
-        layout = m._layout
+        layout = m.layout
         L = m.n_layers
         self.index = index
         self.first, self.last = first, last          # layers first..last (1-based)
@@ -138,12 +138,12 @@ class Group:
         st = trainer.optimizer.state
         self.s[:, :nw] = st[:, self.w0:self.w1]
         self.s[:, nw:] = st[:, self.b0:self.b1]
-        self.h[:] = trainer.optimizer._hyper
+        self.h[:] = trainer.optimizer.hyper
         self.train[:] = trainer._train_hyper
         if not self.top:
             self.mp[:] = trainer.sg_params[self.m0:self.m1]
             self.ms[:] = trainer.sg_optimizer.state[:, self.m0:self.m1]
-            self.mh[:] = trainer.sg_optimizer._hyper
+            self.mh[:] = trainer.sg_optimizer.hyper
 
     def store(self, trainer):
         """Write the group's layers, module and optimizer state back."""
@@ -389,6 +389,6 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
         return failures[0][0], total
     for grp in groups:
         grp.store(trainer)
-    trainer.optimizer._hyper[T] = groups[-1].h[T]
-    trainer.sg_optimizer._hyper[T] = groups[0].mh[T]
+    trainer.optimizer.hyper[T] = groups[-1].h[T]
+    trainer.sg_optimizer.hyper[T] = groups[0].mh[T]
     return codes.OK, total

@@ -105,7 +105,7 @@ class DDTPTrainer(Trainer):
         f_opt = Adam(1e-3) if feedback_optimizer is None else get_optimizer(feedback_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        layout = model._layout
+        layout = model.layout
         self.feedback_optimizer = f_opt
         self.feedback_params, self._fb_grads, self._fb_train = auxiliary_parameters(
             self, f_opt, int(K.feedback_size(layout)), "feedback_optimizer")
@@ -155,8 +155,8 @@ class DDTPTrainer(Trainer):
         fo = self.feedback_optimizer
         return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                             self.feedback_params, self._grads, self._fb_grads,
-                            self.optimizer.state, self.optimizer._hyper, self._train_hyper,
-                            fo.state, fo._hyper, self._fb_train, ws, tgt, eps, tw, m._layout,
+                            self.optimizer.state, self.optimizer.hyper, self._train_hyper,
+                            fo.state, fo.hyper, self._fb_train, ws, tgt, eps, tw, m.layout,
                             self.target_step, self.sigma, m._blas(rows))
 
     def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
@@ -175,8 +175,8 @@ class DDTPTrainer(Trainer):
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
             batch_size, m.flat_params, self.feedback_params, self._grads, self._fb_grads,
-            self.optimizer.state, self.optimizer._hyper, self._train_hyper, fo.state,
-            fo._hyper, self._fb_train, ws, tgt, eps, tw, m._layout, xb, lb, tb, stats,
+            self.optimizer.state, self.optimizer.hyper, self._train_hyper, fo.state,
+            fo.hyper, self._fb_train, ws, tgt, eps, tw, m.layout, xb, lb, tb, stats,
             self.target_step, self.sigma, pretrain, m._blas(batch_size))
         if status == codes.OK or ran > 0:
             self._pretrained[0] = 1
@@ -192,8 +192,8 @@ class DDTPTrainer(Trainer):
         _, eps, tw = self._buffers(rows)
         fo = self.feedback_optimizer
         loss, status = K.feedback_step(X.reshape(-1), rows, m.flat_params, self.feedback_params,
-                                       self._fb_grads, fo.state, fo._hyper, self._fb_train, ws,
-                                       eps, tw, m._layout, self.sigma, m._blas(rows))
+                                       self._fb_grads, fo.state, fo.hyper, self._fb_train, ws,
+                                       eps, tw, m.layout, self.sigma, m._blas(rows))
         if status != codes.OK:
             raise DivergenceError("a non-finite feedback loss or update; the feedback was "
                                   "left as they were")
@@ -227,9 +227,9 @@ class DDTPTrainer(Trainer):
                 raise ValueError(f"noise must hold {len(blocks)} arrays, got {len(noise)}")
             for b, e in zip(blocks, noise):
                 b[...] = e
-        forward(X.reshape(-1), rows, m.flat_params, m._layout, ws, m._blas(rows))
+        forward(X.reshape(-1), rows, m.flat_params, m.layout, ws, m._blas(rows))
         loss = K.feedback_directions(rows, m.flat_params, self.feedback_params, self._fb_grads,
-                                     ws, eps, tw, m._layout, m._blas(rows))
+                                     ws, eps, tw, m.layout, m._blas(rows))
         return [g.copy() for g in self._feedback_views(self._fb_grads)], float(loss)
 
     def _forward_directions(self, X, y):
@@ -239,7 +239,7 @@ class DDTPTrainer(Trainer):
         ws = self._workspace(rows)
         tgt, _, tw = self._buffers(rows)
         K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                             self.feedback_params, self._grads, ws, tgt, tw, m._layout,
+                             self.feedback_params, self._grads, ws, tgt, tw, m.layout,
                              int(self._train_hyper[LOSS]), self.target_step, m._blas(rows))
         return rows
 
@@ -254,7 +254,7 @@ class DDTPTrainer(Trainer):
         whether the feedback pre-training has run."""
         return {**super()._state_arrays(), "feedback_params": self.feedback_params,
                 "feedback_optimizer_state": self.feedback_optimizer.state,
-                "feedback_optimizer_hyper": self.feedback_optimizer._hyper,
+                "feedback_optimizer_hyper": self.feedback_optimizer.hyper,
                 "pretrained": self._pretrained}
 
     def update_directions(self, X, y):

@@ -66,7 +66,7 @@ class _FeedbackTrainer(Trainer):
         ws = self._workspace(rows)
         return _kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                                    self._feedback, self._grads, self.optimizer.state,
-                                   self.optimizer._hyper, self._train_hyper, ws, m._layout,
+                                   self.optimizer.hyper, self._train_hyper, ws, m.layout,
                                    self._mode, m._blas(rows))
 
     def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
@@ -82,7 +82,7 @@ class _FeedbackTrainer(Trainer):
         status, ran = _kernels.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
             batch_size, m.flat_params, self._feedback, self._grads, self.optimizer.state,
-            self.optimizer._hyper, self._train_hyper, ws, m._layout, xb, lb, tb, stats,
+            self.optimizer.hyper, self._train_hyper, ws, m.layout, xb, lb, tb, stats,
             self._mode, m._blas(batch_size))
         return int(status), int(ran)
 
@@ -113,7 +113,7 @@ class _FeedbackTrainer(Trainer):
         rows = X.shape[0]
         ws = self._workspace(rows)
         _kernels.loss_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                 self._feedback, self._grads, ws, m._layout,
+                                 self._feedback, self._grads, ws, m.layout,
                                  int(self._train_hyper[LOSS]), self._mode, m._blas(rows))
         if self.weight_decay:
             add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)

@@ -163,9 +163,9 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         if acc is None:
             acc = m.flat_params[:0]
         return K.train_step(X, labels, targets, _IN_ORDER, m.flat_params, self._grads,
-                            self.optimizer.state, self.optimizer._hyper, self._train_hyper, ws,
-                            m._layout, lb, tb, self.truncate, self.sg_params, self._m_grads,
-                            self.sg_optimizer.state, self.sg_optimizer._hyper, self._m_train,
+                            self.optimizer.state, self.optimizer.hyper, self._train_hyper, ws,
+                            m.layout, lb, tb, self.truncate, self.sg_params, self._m_grads,
+                            self.sg_optimizer.state, self.sg_optimizer.hyper, self._m_train,
                             mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale,
                             self.warmup, apply, acc, m._blas(rows, T), self._m_blas(rows))
 
@@ -178,9 +178,9 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         m_stats = np.full(n_epochs, np.nan)
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
-            self._train_hyper, ws, m._layout, lb, tb, stats, self.truncate, self.sg_params,
-            self._m_grads, self.sg_optimizer.state, self.sg_optimizer._hyper, self._m_train,
+            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer.hyper,
+            self._train_hyper, ws, m.layout, lb, tb, stats, self.truncate, self.sg_params,
+            self._m_grads, self.sg_optimizer.state, self.sg_optimizer.hyper, self._m_train,
             mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale, self.warmup,
             m_stats, m._blas(batch_size, T), self._m_blas(batch_size))
         self.sg_errors.extend(float(v) for v in m_stats[:ran])
@@ -232,7 +232,7 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         """The network optimizer's state plus M and its optimizer's state."""
         return {**super()._state_arrays(), "sg_params": self.sg_params,
                 "sg_optimizer_state": self.sg_optimizer.state,
-                "sg_optimizer_hyper": self.sg_optimizer._hyper}
+                "sg_optimizer_hyper": self.sg_optimizer.hyper}
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, "

@@ -161,7 +161,7 @@ class SyntheticGradientTrainer(Trainer):
         sg_opt = Adam(1e-3) if sg_optimizer is None else get_optimizer(sg_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        layout = model._layout
+        layout = model.layout
         self._sgl = np.array([len(self.decoupled), self.sg_hidden, int(self.conditioned),
                               model.n_outputs, *self.decoupled], dtype=np.int64)
         self.sg_optimizer = sg_opt
@@ -241,7 +241,7 @@ class SyntheticGradientTrainer(Trainer):
 
     def _sg_workspace(self, rows):
         if rows > self._sw_rows:
-            self._sw = np.zeros(int(K.sw_size(self._sgl, self.model._layout, rows)),
+            self._sw = np.zeros(int(K.sw_size(self._sgl, self.model.layout, rows)),
                                 dtype=self.model.dtype)
             self._sw_rows = rows
         return self._sw
@@ -255,8 +255,8 @@ class SyntheticGradientTrainer(Trainer):
         so = self.sg_optimizer
         obj, correct, status, sg_loss = K.joint_step(
             X.reshape(-1), labels, targets, rows, m.flat_params, self._grads,
-            self.optimizer.state, self.optimizer._hyper, self._train_hyper, self.sg_params,
-            self._sg_grads, so.state, so._hyper, self._sg_train, ws, sw, m._layout, self._sgl,
+            self.optimizer.state, self.optimizer.hyper, self._train_hyper, self.sg_params,
+            self._sg_grads, so.state, so.hyper, self._sg_train, ws, sw, m.layout, self._sgl,
             self._sg_blas(rows))
         if status == codes.OK:
             self.last_sg_loss = float(sg_loss)
@@ -280,9 +280,9 @@ class SyntheticGradientTrainer(Trainer):
         sg_stats = np.zeros(n_epochs, dtype=np.float64)
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
-            self._train_hyper, self.sg_params, self._sg_grads, so.state, so._hyper,
-            self._sg_train, ws, sw, m._layout, self._sgl, xb, lb, tb, stats, sg_stats,
+            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer.hyper,
+            self._train_hyper, self.sg_params, self._sg_grads, so.state, so.hyper,
+            self._sg_train, ws, sw, m.layout, self._sgl, xb, lb, tb, stats, sg_stats,
             self._sg_blas(batch_size))
         self.sg_losses.extend(float(v) for v in sg_stats[:ran])
         return int(status), int(ran)
@@ -327,7 +327,7 @@ class SyntheticGradientTrainer(Trainer):
                                      f"(rows, n_{self.decoupled[i]})")
                 b[...] = g
         K.directions(X.reshape(-1), labels, targets, rows, m.flat_params, self._grads,
-                     self.sg_params, ws, sw, m._layout, self._sgl, int(self._train_hyper[LOSS]),
+                     self.sg_params, ws, sw, m.layout, self._sgl, int(self._train_hyper[LOSS]),
                      given is not None, self._sg_blas(rows))
         return rows, labels, targets
 
@@ -395,7 +395,7 @@ class SyntheticGradientTrainer(Trainer):
         rows, labels, targets = self._directions(X, y)
         m = self.model
         loss = K.module_directions(rows, self.sg_params, self._sg_grads, self._ws.get(rows),
-                                   self._sw, m._layout, self._sgl, labels, targets,
+                                   self._sw, m.layout, self._sgl, labels, targets,
                                    self._sg_blas(rows))
         grads = self._module_views(self._sg_grads)
         return [[g.copy() for g in views] for views in grads], float(loss)
@@ -404,7 +404,7 @@ class SyntheticGradientTrainer(Trainer):
         """Model optimizer state, the modules and their optimizer's state."""
         return {**super()._state_arrays(), "sg_params": self.sg_params,
                 "sg_optimizer_state": self.sg_optimizer.state,
-                "sg_optimizer_hyper": self.sg_optimizer._hyper}
+                "sg_optimizer_hyper": self.sg_optimizer.hyper}
 
     def __repr__(self):
         base = super().__repr__()[:-1]

@@ -120,7 +120,7 @@ class DTPTrainer(Trainer):
         inv_opt = get_optimizer(inverse_optimizer)
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        layout = model._layout
+        layout = model.layout
         self.inverse_optimizer = inv_opt
         self.inverse_params, self._inv_grads, self._inv_train = auxiliary_parameters(
             self, inv_opt, int(K.inverse_size(layout)), "inverse_optimizer")
@@ -178,8 +178,8 @@ class DTPTrainer(Trainer):
         io = self.inverse_optimizer
         return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                             self.inverse_params, self._grads, self._inv_grads,
-                            self.optimizer.state, self.optimizer._hyper, self._train_hyper,
-                            io.state, io._hyper, self._inv_train, ws, tw, m._layout,
+                            self.optimizer.state, self.optimizer.hyper, self._train_hyper,
+                            io.state, io.hyper, self._inv_train, ws, tw, m.layout,
                             self.target_step, self.difference, self.sigma, self._inv_code,
                             True, m._blas(rows))
 
@@ -198,8 +198,8 @@ class DTPTrainer(Trainer):
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
             batch_size, m.flat_params, self.inverse_params, self._grads, self._inv_grads,
-            self.optimizer.state, self.optimizer._hyper, self._train_hyper, io.state,
-            io._hyper, self._inv_train, ws, tw, m._layout, xb, lb, tb, stats,
+            self.optimizer.state, self.optimizer.hyper, self._train_hyper, io.state,
+            io.hyper, self._inv_train, ws, tw, m.layout, xb, lb, tb, stats,
             self.target_step, self.difference, self.sigma, self._inv_code,
             self.schedule == "alternate", m._blas(batch_size))
         return int(status), int(ran)
@@ -217,8 +217,8 @@ class DTPTrainer(Trainer):
         tw = self._target_ws(rows)
         io = self.inverse_optimizer
         loss, status = K.inverse_step(X.reshape(-1), rows, m.flat_params, self.inverse_params,
-                                      self._inv_grads, io.state, io._hyper, self._inv_train,
-                                      ws, tw, m._layout, self.sigma, self._inv_code,
+                                      self._inv_grads, io.state, io.hyper, self._inv_train,
+                                      ws, tw, m.layout, self.sigma, self._inv_code,
                                       m._blas(rows))
         if status != codes.OK:
             raise DivergenceError("a non-finite inverse loss or update; the inverses were "
@@ -229,7 +229,7 @@ class DTPTrainer(Trainer):
         """Forward optimizer state, the inverses and their optimizer's state."""
         return {**super()._state_arrays(), "inverse_params": self.inverse_params,
                 "inverse_optimizer_state": self.inverse_optimizer.state,
-                "inverse_optimizer_hyper": self.inverse_optimizer._hyper}
+                "inverse_optimizer_hyper": self.inverse_optimizer.hyper}
 
     def update_directions(self, X, y):
         """The DTP direction of the forward parameters on one batch (before
@@ -248,7 +248,7 @@ class DTPTrainer(Trainer):
         ws = self._workspace(rows)
         tw = self._target_ws(rows)
         K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                             self.inverse_params, self._grads, ws, tw, m._layout,
+                             self.inverse_params, self._grads, ws, tw, m.layout,
                              int(self._train_hyper[LOSS]), self.target_step, self.difference,
                              self._inv_code, m._blas(rows))
         if self.weight_decay:

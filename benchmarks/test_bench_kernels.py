@@ -53,7 +53,7 @@ def test_dense_layer(benchmark, dtype, impl):
         labels = np.empty(0, dtype=np.int64)
         grads = np.zeros(model.n_params, dtype=model.dtype)
         ws = np.empty(model.workspace_size(rows), dtype=model.dtype)
-        args = (x, labels, T, rows, model.flat_params, grads, ws, model._layout,
+        args = (x, labels, T, rows, model.flat_params, grads, ws, model.layout,
                 LOSSES["squared_error"], model._blas(rows))
         loss_gradients(*args)  # compiles
         ref_loss, ref_dW, ref_db = numpy_dense(W, b, X, T)
@@ -122,7 +122,7 @@ def test_update(benchmark, rule, dtype, impl):
 
     if impl == "fastbp":
         opt.bind(N_UPDATE, np.dtype(dtype))
-        state, hyper = opt.state, opt._hyper
+        state, hyper = opt.state, opt.hyper
         # compile, and check three updates against the NumPy twin
         for _ in range(3):
             apply_update(p, g, state, hyper)

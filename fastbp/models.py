@@ -71,6 +71,14 @@ class _Model:
     """What every model shares beyond its shapes: copying and saving, both
     defined by ``get_config`` and the one ``flat_params`` buffer."""
 
+    @property
+    def layout(self):
+        """The int64 vector that describes the network to :mod:`fastbp.kernels`
+        (MLP: [L, sizes (L + 1), activation codes (L)]; ElmanRNN: [input,
+        hidden, output, activation code, output code, readout is "all"]). For
+        trainers that call the kernels directly; never modify it."""
+        return self._layout
+
     def copy(self):
         """An independent model with the same architecture and parameters."""
         other = type(self)(**self.get_config())

@@ -40,6 +40,15 @@ class Optimizer:
         """Number of updates applied so far."""
         return int(self._hyper[T])
 
+    @property
+    def hyper(self):
+        """The float64 vector (6,) that :mod:`fastbp.kernels.optim` reads: kind
+        code, lr, two method coefficients, eps and the update count, which the
+        kernels advance in place. For trainers that call the kernels directly
+        (``alternatives``, plug-ins); set hyper-parameters through the named
+        properties, not here."""
+        return self._hyper
+
     def bind(self, n_params, dtype):
         """Allocate zeroed state for ``n_params`` parameters of ``dtype``.
 

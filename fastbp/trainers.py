@@ -261,13 +261,13 @@ class Trainer:
             ws = self._workspace(chunk, T)
             lb, tb = self._sequence_buffers(chunk, T, labels.size > 0)
             loss, correct = rnn_kernels.evaluate_chunked(
-                X, labels, targets, _IN_ORDER, m.flat_params, ws, m._layout, lb, tb,
+                X, labels, targets, _IN_ORDER, m.flat_params, ws, m.layout, lb, tb,
                 loss_code, chunk, m._blas(chunk, T))
         else:
             chunk = min(n, EVAL_CHUNK)
             ws = self._workspace(chunk)
             loss, correct = mlp_kernels.evaluate_chunked(
-                X, labels, targets, m.flat_params, ws, m._layout, loss_code, chunk,
+                X, labels, targets, m.flat_params, ws, m.layout, loss_code, chunk,
                 m._blas(chunk))
         out = {"loss": loss / self._n_terms(labels, targets)}
         if self._classifier:
@@ -414,7 +414,7 @@ class Trainer:
         :meth:`load_state`. Subclasses add their own buffers (feedback
         matrices, inverses, their optimizers' state)."""
         return {"optimizer_state": self.optimizer.state,
-                "optimizer_hyper": self.optimizer._hyper}
+                "optimizer_hyper": self.optimizer.hyper}
 
     def save_state(self, path):
         """Write the model and this trainer's state to one ``.npz`` file.
@@ -533,13 +533,13 @@ class BackpropTrainer(Trainer):
             lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
             return rnn_kernels.train_step(X, labels, targets, _IN_ORDER, m.flat_params,
                                           self._grads, self.optimizer.state,
-                                          self.optimizer._hyper, self._train_hyper, ws,
-                                          m._layout, lb, tb, self.truncate or 0,
+                                          self.optimizer.hyper, self._train_hyper, ws,
+                                          m.layout, lb, tb, self.truncate or 0,
                                           m._blas(rows, T))
         ws = self._workspace(rows)
         return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                                       self._grads, self.optimizer.state,
-                                      self.optimizer._hyper, self._train_hyper, ws, m._layout,
+                                      self.optimizer.hyper, self._train_hyper, ws, m.layout,
                                       m._blas(rows))
 
     def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
@@ -552,7 +552,7 @@ class BackpropTrainer(Trainer):
             status, ran = rnn_kernels.train_epochs(
                 X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
                 batch_size, m.flat_params, self._grads, self.optimizer.state,
-                self.optimizer._hyper, self._train_hyper, ws, m._layout, lb, tb, stats,
+                self.optimizer.hyper, self._train_hyper, ws, m.layout, lb, tb, stats,
                 self.truncate or 0, m._blas(batch_size, T))
             return int(status), int(ran)
         ws = self._workspace(batch_size)
@@ -560,8 +560,8 @@ class BackpropTrainer(Trainer):
         status, ran = mlp_kernels.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
             batch_size,
-            m.flat_params, self._grads, self.optimizer.state, self.optimizer._hyper,
-            self._train_hyper, ws, m._layout, xb, lb, tb, stats, m._blas(batch_size))
+            m.flat_params, self._grads, self.optimizer.state, self.optimizer.hyper,
+            self._train_hyper, ws, m.layout, xb, lb, tb, stats, m._blas(batch_size))
         return int(status), int(ran)
 
     def gradients(self, X, y):
@@ -595,12 +595,12 @@ class BackpropTrainer(Trainer):
             ws = self._workspace(rows, T)
             lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
             rnn_kernels.sequence_gradients(X, labels, targets, _IN_ORDER, m.flat_params,
-                                           self._grads, ws, m._layout, lb, tb, loss_code,
+                                           self._grads, ws, m.layout, lb, tb, loss_code,
                                            self.truncate or 0, m._blas(rows, T))
         else:
             ws = self._workspace(rows)
             mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                       self._grads, ws, m._layout, loss_code, m._blas(rows))
+                                       self._grads, ws, m.layout, loss_code, m._blas(rows))
         if self.weight_decay:
             add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
         return [g.copy() for g in m._views(self._grads)]

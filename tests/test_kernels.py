@@ -1273,7 +1273,7 @@ def test_update_flushes_subnormals_to_zero(dtype, kind):
     if kind == "adam":
         opt.state[0] = np.array([tiny * 0.1, 1.0, 1.0, 1.0], dtype=dtype)
         opt.state[1] = np.array([tiny * 0.1, 1.0, 1.0, 1.0], dtype=dtype)
-    apply_update(params, grads, opt.state, opt._hyper)
+    apply_update(params, grads, opt.state, opt.hyper)
     if kind != "adam":   # Adam moves even a zero-gradient entry by its moments
         assert params[0] == 0 and params[1] == 0
     assert params[2] != 0

@@ -91,8 +91,8 @@ def test_forward_kernel_workspace(dtype):
     model = example_model(dtype)
     X, _ = data(dtype)
     ws = np.full(model.workspace_size(1), np.nan, dtype=dtype)
-    kmlp.forward(X.ravel(), 1, model.flat_params, model._layout, ws, None)
-    h_off, a_off, _ = kmlp.output_offsets(model._layout, 1)
+    kmlp.forward(X.ravel(), 1, model.flat_params, model.layout, ws, None)
+    h_off, a_off, _ = kmlp.output_offsets(model.layout, 1)
     np.testing.assert_allclose(ws[0:2], [FORWARD["out_h1"], FORWARD["out_h2"]], atol=TOL)
     np.testing.assert_allclose(ws[h_off:h_off + 2], [FORWARD["out_o1"], FORWARD["out_o2"]],
                                atol=TOL)

@@ -44,3 +44,27 @@ def test_broken_plugin_warns_and_the_others_still_load(monkeypatch):
         names = trainers.available_trainers()
     assert "broken" not in names and "dfa" in names
     assert any("'broken'" in str(w.message) and "nowhere" in str(w.message) for w in caught)
+
+
+def test_plugins_reach_the_kernel_arrays_through_public_properties():
+    """A trainer outside fastbp calls fastbp.kernels with ``model.layout`` and
+    ``optimizer.hyper``: they are the live arrays the kernels use, not copies."""
+    import numpy as np
+
+    from fastbp.kernels.optim import LR, T
+
+    model = fb.MLP([3, 4, 2], activation="tanh", seed=0)
+    np.testing.assert_array_equal(model.layout[:4], [2, 3, 4, 2])
+    assert model.layout.dtype == np.int64
+    opt = fb.SGD(0.1)
+    trainer = fb.BackpropTrainer(model, loss="mse", optimizer=opt)
+    X = np.zeros((2, 3), dtype=np.float32)
+    y = np.ones((2, 2), dtype=np.float32)
+    trainer.step(X, y)
+    trainer.fit(X, y, epochs=2, batch_size=2)
+    assert opt.hyper[T] == 3 == opt.t          # advanced in place by the kernels
+    opt.lr = 0.25
+    assert opt.hyper[LR] == 0.25
+    rnn = fb.ElmanRNN(2, 5, 3, readout="all")
+    np.testing.assert_array_equal(rnn.layout[:3], [2, 5, 3])
+    assert rnn.layout[-1] == 1

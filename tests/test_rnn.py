@@ -254,7 +254,7 @@ def test_truncated_step_matches_window_by_window_sgd(readout, truncate):
     else:
         assert objective == pytest.approx(losses[-1], rel=1e-12)
     updates = len(losses)
-    assert trainer.optimizer._hyper[5] == updates
+    assert trainer.optimizer.hyper[5] == updates
 
 
 @pytest.mark.parametrize("truncate", [None, 5])

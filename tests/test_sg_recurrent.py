@@ -153,7 +153,7 @@ def test_divergence_leaves_network_and_module_unchanged():
     np.testing.assert_array_equal(rnn.flat_params, before)
     np.testing.assert_array_equal(trainer.sg_params, module)
     np.testing.assert_array_equal(trainer.sg_optimizer.state, state)
-    assert trainer.sg_optimizer._hyper[5] == 0
+    assert trainer.sg_optimizer.hyper[5] == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
