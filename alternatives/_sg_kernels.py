@@ -264,7 +264,11 @@ def sg_backward(x, rows, params, grads, layout, ws, sw, sgl, blas):
     fastbp's :func:`backward`, except that at each decoupled layer l the
     gradient arriving at h_l is stored (times rows: per sample) as module l's
     target and replaced by the prediction (divided by rows) before it goes
-    through f_l'(a_l). Fills ``grads`` and sw's T blocks."""
+    through f_l'(a_l). Fills ``grads`` and sw's T blocks.
+
+    It mirrors :func:`backward` rather than calling a hooked version of it:
+    a shared kernel measured 8% slower on backprop's 2-2-2 ``fit`` (the call
+    is not inlined), or 1.3 s more cold compile with ``inline="always"``."""
     L = layout[0]
     total_h = hidden_offset(layout, rows, L + 1)
     cur = total_h + rows * layout[L + 1]
