@@ -114,3 +114,76 @@ def truncated_sgd(params, X, y, act, readout, loss_name, output, k, lr):
             params = [p - lr * g for p, g in zip(params, grads)]
         state = next_state
     return params, losses
+
+
+def window_gradients(params, Xw, yw, act, readout, loss_name, output, h0, inject=None):
+    """BPTT through one window started from the constant state h0 (n, h):
+    the gradients of its mean loss (none when ``yw`` is None: a window
+    without loss terms), with ``inject`` (n, h) added to dJ/dh at the window's
+    last state. Returns (grads aligned with params, dJ/dh0 (n, h))."""
+    W_in, W_rec, b, W_out, b_out = _f64(params)
+    n, T, _ = Xw.shape
+    A, H, logits = forward(params, Xw, act, readout, h0)
+    dh = np.zeros_like(H)
+    dW_out, db_out = np.zeros_like(W_out), np.zeros_like(b_out)
+    if yw is not None:
+        D = naive.loss_delta(loss_name, *_terms(yw, logits, readout), output)
+        if readout == "last":
+            dW_out, db_out = D.T @ H[:, T], D.sum(axis=0)
+            dh[:, T] = D @ W_out
+        else:
+            D = D.reshape(n, T, -1)
+            dW_out = np.einsum("nto,nth->oh", D, H[:, 1:])
+            db_out = D.sum(axis=(0, 1))
+            dh[:, 1:] = D @ W_out
+    if inject is not None:
+        dh[:, T] += inject
+    dW_in, dW_rec, db = np.zeros_like(W_in), np.zeros_like(W_rec), np.zeros_like(b)
+    carry = np.zeros_like(H[:, 0])
+    for t in range(T, 0, -1):
+        delta = (dh[:, t] + carry) * naive.activation_derivative(act, A[:, t])
+        dW_in += delta.T @ Xw[:, t - 1]
+        dW_rec += delta.T @ H[:, t - 1]
+        db += delta.sum(axis=0)
+        carry = delta @ W_rec
+    return [dW_in, dW_rec, db, dW_out, db_out], carry
+
+
+def synthetic_gradient_sgd(params, module, X, y, act, readout, loss_name, output, k, lr,
+                           m_lr, scale):
+    """One batch of synthetic-gradient truncated BPTT (Jaderberg et al. 2017,
+    section 3.1), plain SGD for the network and for M, written out window by
+    window. ``module`` is M as [(W, b), ...] of an MLP h -> [relu ->] h.
+
+    Per window (t0, t1] from the carried state s: M(h_{t1}) * scale / n is
+    added to dJ/dh_{t1} when t1 < T; BPTT gives the network's gradient and
+    g = dJ/ds; for t0 > 0, M's gradient is that of the mean over sequences of
+    1/2 ||M(s) - n g||^2 (the bootstrapped target); the network then steps
+    when the window has a loss or an injection, and M steps. Returns
+    (params, module)."""
+    params = _f64(params)
+    module = [(np.array(W, np.float64), np.array(b, np.float64)) for W, b in module]
+    acts = ["relu"] * (len(module) - 1) + ["identity"]
+    X = np.asarray(X, np.float64)
+    n, T, _ = X.shape
+    state = np.zeros((n, params[1].shape[0]))
+    for t0 in range(0, T, k):
+        t1 = min(t0 + k, T)
+        Xw = X[:, t0:t1]
+        _, H, _ = forward(params, Xw, act, "last", state)
+        yw = (np.asarray(y)[:, t0:t1] if readout == "all"
+              else (y if t1 == T else None))
+        inject = None
+        if t1 < T:
+            inject = naive.mlp_forward(module, acts, H[:, -1])[1][-1] * scale / n
+        grads, g = window_gradients(params, Xw, yw, act, readout, loss_name, output, state,
+                                    inject)
+        m_grads = None
+        if t0 > 0:
+            m_grads = naive.mlp_loss_gradients(module, acts, state, n * g, "squared_error")[2]
+        if yw is not None or inject is not None:
+            params = [p - lr * d for p, d in zip(params, grads)]
+        if m_grads is not None:
+            module = [(W - m_lr * dW, b - m_lr * db) for (W, b), (dW, db) in zip(module, m_grads)]
+        state = H[:, -1]
+    return params, module

@@ -1,6 +1,6 @@
 """Synthetic gradients for truncated BPTT (alternatives.sg_recurrent): the
-warm-up is plain truncated BPTT exactly, an oracle M makes the windows add up
-to full BPTT, M learns, state saving, divergence and bad input."""
+warm-up is plain truncated BPTT exactly, steps match a NumPy twin, an oracle M
+makes the windows add up to full BPTT, M learns, state saving, divergence and bad input."""
 import naive_rnn
 import numpy as np
 import pytest
@@ -111,6 +111,34 @@ def test_a_perfect_synthetic_gradient_with_a_loss_at_every_step():
     full = fb.BackpropTrainer(rnn, loss="mse").gradients(X, y)
     for a, e in zip(windows, full):
         np.testing.assert_allclose(a, 2 * e, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("readout", ["last", "all"])
+@pytest.mark.parametrize("sg_hidden", [0, 3])
+def test_steps_match_the_numpy_twin(readout, sg_hidden):
+    """Two SGD steps of T=10 in windows 4, 4, 2 from a non-zero M, against
+    naive_rnn.synthetic_gradient_sgd: the injection, the bootstrapped target
+    of M, the order of the updates and the shorter last window."""
+    rng = np.random.default_rng(4)
+    n, T, k = 3, 10, 4
+    X = rng.normal(size=(n, T, 2))
+    y = rng.normal(size=(n, T, 2) if readout == "all" else (n, 2))
+    rnn = fb.ElmanRNN(2, 4, 2, readout=readout, dtype=np.float64, seed=3)
+    trainer = SGRNN(rnn, loss="mse", optimizer=fb.SGD(0.2), truncate=k, sg_hidden=sg_hidden,
+                    sg_optimizer=fb.SGD(0.05), sg_scale=0.7, sg_seed=1)
+    views = trainer.sg_module
+    for v in views:
+        v[...] = rng.normal(scale=0.5, size=v.shape)
+    params = [p.copy() for p in rnn.params]
+    module = [(views[i].copy(), views[i + 1].copy()) for i in range(0, len(views), 2)]
+    for _ in range(2):
+        trainer.step(X, y)
+        params, module = naive_rnn.synthetic_gradient_sgd(
+            params, module, X, y, "tanh", readout, "mse", "identity", k, 0.2, 0.05, 0.7)
+    for a, e in zip(rnn.params, params):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13)
+    for a, e in zip(trainer.sg_module, [v for pair in module for v in pair]):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13)
 
 
 def test_synthetic_gradient_error_falls_while_training():
