@@ -131,6 +131,10 @@ def test_steps_match_the_numpy_twin(readout, sg_hidden):
         v[...] = rng.normal(scale=0.5, size=v.shape)
     params = [p.copy() for p in rnn.params]
     module = [(views[i].copy(), views[i + 1].copy()) for i in range(0, len(views), 2)]
+    fused_rnn = rnn.copy()
+    fused = SGRNN(fused_rnn, loss="mse", optimizer=fb.SGD(0.2), truncate=k,
+                  sg_hidden=sg_hidden, sg_optimizer=fb.SGD(0.05), sg_scale=0.7)
+    fused.sg_params[...] = trainer.sg_params
     for _ in range(2):
         trainer.step(X, y)
         params, module = naive_rnn.synthetic_gradient_sgd(
@@ -139,6 +143,10 @@ def test_steps_match_the_numpy_twin(readout, sg_hidden):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13)
     for a, e in zip(trainer.sg_module, [v for pair in module for v in pair]):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-13)
+    # the fused epochs kernel takes the same steps
+    fused.fit(X, y, epochs=2, batch_size=n, shuffle=False)
+    np.testing.assert_array_equal(fused_rnn.flat_params, rnn.flat_params)
+    np.testing.assert_array_equal(fused.sg_params, trainer.sg_params)
 
 
 def test_synthetic_gradient_error_falls_while_training():
