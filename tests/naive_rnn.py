@@ -57,32 +57,8 @@ def gradients(params, X, y, act, readout, loss_name, output, truncate=None, h0=N
     """BPTT gradients of :func:`loss`, aligned with params. With ``truncate=k``
     the gradient into every state h_s with s a multiple of k is dropped (the
     truncated gradient at fixed parameters)."""
-    W_in, W_rec, b, W_out, b_out = _f64(params)
-    X = np.asarray(X, np.float64)
-    n, T, _ = X.shape
-    A, H, logits = forward(params, X, act, readout, h0)
-    D = naive.loss_delta(loss_name, *_terms(y, logits, readout), output)
-    dh_out = np.zeros_like(H)                  # dJ/dh_t through the outputs
-    if readout == "last":
-        dW_out = D.T @ H[:, T]
-        db_out = D.sum(axis=0)
-        dh_out[:, T] = D @ W_out
-    else:
-        D = D.reshape(n, T, -1)
-        dW_out = np.einsum("nto,nth->oh", D, H[:, 1:])
-        db_out = D.sum(axis=(0, 1))
-        dh_out[:, 1:] = D @ W_out
-    dW_in, dW_rec, db = np.zeros_like(W_in), np.zeros_like(W_rec), np.zeros_like(b)
-    carry = np.zeros_like(H[:, 0])             # dJ/dh_t through h_{t+1}
-    for t in range(T, 0, -1):
-        delta = (dh_out[:, t] + carry) * naive.activation_derivative(act, A[:, t])
-        dW_in += delta.T @ X[:, t - 1]
-        dW_rec += delta.T @ H[:, t - 1]
-        db += delta.sum(axis=0)
-        carry = delta @ W_rec
-        if truncate and (t - 1) % truncate == 0:
-            carry = np.zeros_like(carry)
-    return [dW_in, dW_rec, db, dW_out, db_out]
+    return window_gradients(params, X, y, act, readout, loss_name, output, h0,
+                            truncate=truncate)[0]
 
 
 def final_state(params, X, act, h0=None):
@@ -116,15 +92,18 @@ def truncated_sgd(params, X, y, act, readout, loss_name, output, k, lr):
     return params, losses
 
 
-def window_gradients(params, Xw, yw, act, readout, loss_name, output, h0, inject=None):
-    """BPTT through one window started from the constant state h0 (n, h):
-    the gradients of its mean loss (none when ``yw`` is None: a window
-    without loss terms), with ``inject`` (n, h) added to dJ/dh at the window's
-    last state. Returns (grads aligned with params, dJ/dh0 (n, h))."""
+def window_gradients(params, Xw, yw, act, readout, loss_name, output, h0, inject=None,
+                     truncate=None):
+    """BPTT through a window started from the constant state h0 (n, h) (zeros
+    when None): the gradients of its mean loss (none when ``yw`` is None: a
+    window without loss terms), with ``inject`` (n, h) added to dJ/dh at the
+    window's last state; ``truncate`` as in :func:`gradients`. Returns (grads
+    aligned with params, dJ/dh0 (n, h))."""
     W_in, W_rec, b, W_out, b_out = _f64(params)
+    Xw = np.asarray(Xw, np.float64)
     n, T, _ = Xw.shape
     A, H, logits = forward(params, Xw, act, readout, h0)
-    dh = np.zeros_like(H)
+    dh = np.zeros_like(H)                      # dJ/dh_t through the outputs
     dW_out, db_out = np.zeros_like(W_out), np.zeros_like(b_out)
     if yw is not None:
         D = naive.loss_delta(loss_name, *_terms(yw, logits, readout), output)
@@ -139,13 +118,15 @@ def window_gradients(params, Xw, yw, act, readout, loss_name, output, h0, inject
     if inject is not None:
         dh[:, T] += inject
     dW_in, dW_rec, db = np.zeros_like(W_in), np.zeros_like(W_rec), np.zeros_like(b)
-    carry = np.zeros_like(H[:, 0])
+    carry = np.zeros_like(H[:, 0])             # dJ/dh_t through h_{t+1}
     for t in range(T, 0, -1):
         delta = (dh[:, t] + carry) * naive.activation_derivative(act, A[:, t])
         dW_in += delta.T @ Xw[:, t - 1]
         dW_rec += delta.T @ H[:, t - 1]
         db += delta.sum(axis=0)
         carry = delta @ W_rec
+        if truncate and (t - 1) % truncate == 0:
+            carry = np.zeros_like(carry)
     return [dW_in, dW_rec, db, dW_out, db_out], carry
 
 
