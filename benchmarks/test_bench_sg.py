@@ -34,6 +34,9 @@ Run::
 import numpy as np
 import pytest
 from bench_utils import DTYPES, check_loss, run_timed, warm_up
+from test_bench_rnn import WORKLOADS as RNN_WORKLOADS
+from test_bench_rnn import make_batch as rnn_batch
+from test_bench_rnn import make_model as rnn_model
 
 import alternatives  # noqa: F401  (registers "sg")
 import fastbp as fb
@@ -82,29 +85,19 @@ def test_sg_step(benchmark, workload, variant, dtype):
     assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
 
 
-RNN_WORKLOADS = {
-    "h128-T40-b32": dict(hidden=128, T=40, batch=32, output=10, loss="cross_entropy",
-                         lr=0.05, rounds=None, k=10),
-    "h16-T100-b1": dict(hidden=16, T=100, batch=1, output=1, loss="mse", lr=0.002,
-                        rounds=None, k=20),
-}
+#: the recurrent benchmarks' workloads, without their built-in truncation
+RNN_STEP_WORKLOADS = ["h128-T40-b32", "h16-T100-b1"]
 RNN_WINDOW = 10
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", ["full-bptt", "tbptt10", "sg-tbptt10"])
-@pytest.mark.parametrize("workload", list(RNN_WORKLOADS))
+@pytest.mark.parametrize("workload", RNN_STEP_WORKLOADS)
 def test_sg_rnn_step(benchmark, workload, variant, dtype):
     benchmark.group = f"sg-rnn-step-{workload}"
     w = RNN_WORKLOADS[workload]
-    model = fb.ElmanRNN(1, w["hidden"], w["output"], activation="tanh", readout="last",
-                        dtype=np.dtype(dtype), seed=0)
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((w["batch"], w["T"], 1)).astype(dtype)
-    if w["loss"] == "cross_entropy":
-        y = rng.integers(0, w["output"], size=w["batch"])
-    else:
-        y = rng.standard_normal((w["batch"], w["output"])).astype(dtype)
+    model = rnn_model(workload, dtype)
+    X, y = rnn_batch(workload, dtype)
     if variant == "sg-tbptt10":
         trainer = SyntheticGradientTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
                                            truncate=RNN_WINDOW, sg_scale=0.1,
@@ -114,7 +107,7 @@ def test_sg_rnn_step(benchmark, workload, variant, dtype):
                                      truncate=RNN_WINDOW if variant == "tbptt10" else None)
     losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
     benchmark.extra_info["trainer"] = variant
-    check_loss(run_timed(benchmark, w, trainer.step, X, y))
+    check_loss(benchmark(trainer.step, X, y))
     assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
 
 
