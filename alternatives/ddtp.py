@@ -19,7 +19,7 @@ For an MLP h_0 = x, a_l = W_l h_{l-1} + b_l, h_l = f_l(a_l), l = 1..L:
 """
 import numpy as np
 
-from fastbp._validation import (
+from fastbp.validation import (
     check_features,
     check_int_at_least,
     check_nonnegative_float,

@@ -19,7 +19,7 @@ finiteness check and optimizer update (:func:`fastbp.kernels.optim.finish_step`)
 """
 import numpy as np
 
-from fastbp._validation import check_positive_float, check_seed
+from fastbp.validation import check_positive_float, check_seed
 from fastbp.kernels.optim import LOSS, add_weight_decay
 from fastbp.trainers import Trainer
 

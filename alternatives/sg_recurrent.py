@@ -12,7 +12,7 @@ bootstrapped in time, like a temporal-difference value estimate).
 """
 import numpy as np
 
-from fastbp._validation import (
+from fastbp.validation import (
     check_int_at_least,
     check_nonnegative_float,
     check_positive_int,
@@ -198,7 +198,7 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         -------
         ndarray (n, hidden_size)
         """
-        from fastbp._validation import check_features
+        from fastbp.validation import check_features
         m = self.model
         states = check_features(states, m.hidden_size, m.dtype, "states",
                                 shape_hint="(n, hidden_size)")

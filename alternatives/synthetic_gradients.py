@@ -25,7 +25,7 @@ and :mod:`alternatives._sg_concurrent` (one thread per layer group).
 """
 import numpy as np
 
-from fastbp._validation import check_int_at_least, check_seed
+from fastbp.validation import check_int_at_least, check_seed
 from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
 from fastbp.kernels.mlp import epoch_seed, shuffle_in_place

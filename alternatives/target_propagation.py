@@ -23,7 +23,7 @@ decay, no clipping).
 """
 import numpy as np
 
-from fastbp._validation import check_nonnegative_float, check_positive_float, check_seed
+from fastbp.validation import check_nonnegative_float, check_positive_float, check_seed
 from fastbp.kernels.codes import IDENTITY, TANH
 from fastbp.kernels.optim import LOSS, add_weight_decay
 from fastbp.optim import get_optimizer
@@ -207,7 +207,7 @@ class DTPTrainer(Trainer):
     def train_inverses(self, X):
         """One update of the inverses on the batch X (forward weights unchanged).
         Returns the mean reconstruction loss before the update."""
-        from fastbp._validation import check_features
+        from fastbp.validation import check_features
         from fastbp.errors import DivergenceError
         from fastbp.kernels import codes
         m = self.model

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from . import datasets, runs
-from ._validation import check_dtype, check_positive_int
+from .validation import check_dtype, check_positive_int
 from .results import Results
 
 __all__ = ["compare", "Results", "DEFAULT_TASK"]

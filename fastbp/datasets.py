@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._validation import check_dtype, check_positive_int, check_seed
+from .validation import check_dtype, check_positive_int, check_seed
 
 INSTALL_HINT = 'pip install "fastbp[compare]"'
 

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_dtype, check_features, check_seed, check_sequences
+from .validation import check_dtype, check_features, check_seed, check_sequences
 from .activations import hidden_code, output_code
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels

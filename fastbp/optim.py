@@ -9,7 +9,7 @@ for example for a learning-rate schedule.
 """
 import numpy as np
 
-from ._validation import check_nonnegative_float, check_positive_float
+from .validation import check_nonnegative_float, check_positive_float
 from .kernels import codes
 from .kernels.optim import EPS, KIND, LR, T, A, B
 

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import (
+from .validation import (
     check_features,
     check_nonnegative_float,
     check_positive_float,
