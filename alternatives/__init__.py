@@ -10,7 +10,8 @@ Importing it registers its trainers with :func:`fastbp.register_trainer`:
 import os as _os
 
 import fastbp
-from fastbp.kernels import KERNELS_DIR, drop_stale_caches
+from fastbp.compile_cache import drop_stale_caches
+from fastbp.kernels import KERNELS_DIR
 
 # the kernels here call fastbp's: recompile them when either changed
 drop_stale_caches(_os.path.dirname(_os.path.abspath(__file__)), [KERNELS_DIR])

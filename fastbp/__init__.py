@@ -4,6 +4,12 @@
 >>> model = fb.MLP([2, 2, 2], activation="sigmoid", output="sigmoid", seed=0)
 >>> trainer = fb.BackpropTrainer(model, loss="squared_error", optimizer=fb.SGD(0.5))
 """
+from . import compile_cache
+
+# before any kernel module imports Numba: compiled kernels go to a per-user
+# cache folder, never into the installed package
+compile_cache.configure()
+
 from .errors import DivergenceError
 from .history import History
 from .io import load
