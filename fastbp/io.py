@@ -1,16 +1,103 @@
-"""Saving and loading models as one ``.npz`` file."""
+"""Saving and loading models as one ``.npz`` file, and the atomic file
+writes every fastbp output shares (models, trainer states, results.json)."""
 import json
+import numbers
 import os
 import tempfile
 
 import numpy as np
 
+from .models import MLP, ElmanRNN
+from .validation import all_finite, check_dtype
+
 FORMAT_VERSION = 1
 
+#: model kind (the ``kind`` a file names, ``model.kind``) -> model class; the
+#: one name -> class map (tasks build their models from it too)
+MODEL_KINDS = {"MLP": MLP, "ElmanRNN": ElmanRNN}
 
-def _model_kinds():
-    from .models import MLP, ElmanRNN
-    return {"MLP": MLP, "ElmanRNN": ElmanRNN}
+
+def model_class(kind):
+    """The model class registered under ``kind`` (``"MLP"``, ``"ElmanRNN"``).
+
+    Parameters
+    ----------
+    kind : str
+
+    Returns
+    -------
+    type
+
+    Raises
+    ------
+    ValueError
+        Naming the known kinds when ``kind`` is not one of them.
+    """
+    try:
+        return MODEL_KINDS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"model kind {kind!r} is not known; known kinds: "
+                         f"{sorted(MODEL_KINDS)}") from None
+
+
+def _file_mode():
+    """The mode a newly created file gets under the process umask (0o666 &
+    ~umask), read without changing the umask where the platform allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no other way to read it; set straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path, write, binary=True):
+    """Write a file atomically: ``write(f)`` fills a temporary file in the same
+    folder, which then replaces ``path`` (an interrupted write never leaves a
+    damaged file behind).
+
+    The file gets the permissions any new file gets under the user's umask
+    (``tempfile.mkstemp`` alone would make it 0600).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its folder must exist.
+    write : callable
+        ``write(f)`` with ``f`` the open temporary file.
+    binary : bool
+        Open the temporary file in binary (True) or text mode.
+
+    Returns
+    -------
+    str
+        ``path`` as a str.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
+    try:
+        os.chmod(tmp, _file_mode())
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _first_nonfinite(a):
+    """Index and value of the first NaN/inf entry of a float array, or None."""
+    if a.dtype.kind not in "fc" or all_finite(a):
+        return None
+    index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+    return (index[0] if len(index) == 1 else index), a[index]
 
 
 def save_model(model, path, extra=None):
@@ -20,20 +107,72 @@ def save_model(model, path, extra=None):
     constructor arguments) and ``flat_params``, plus the arrays of ``extra``
     (name -> array; names must not clash with those), which :func:`load`
     ignores (trainers store their state there, see ``Trainer.save_state``).
+
+    Parameters
+    ----------
+    model : MLP or ElmanRNN
+    path : str or os.PathLike
+        The ``.npz`` file; its folder must exist.
+    extra : dict of str -> ndarray, optional
+
+    Raises
+    ------
+    ValueError
+        When the parameters, or a float array of ``extra``, contain NaN or
+        inf: :func:`load` refuses such a file, so it is not written (the
+        existing file at ``path``, if any, is left as it was).
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, format_version=np.int64(FORMAT_VERSION), kind=np.str_(model.kind),
-                     config=np.str_(json.dumps(model.get_config())),
-                     flat_params=model.flat_params, **(extra or {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    arrays = {"flat_params": model.flat_params, **(extra or {})}
+    for name, a in arrays.items():
+        bad = _first_nonfinite(np.asarray(a))
+        if bad is not None:
+            what = "the model's parameters (flat_params)" if name == "flat_params" else name
+            raise ValueError(f"cannot save to {path!r}: {what} contain {bad[1]} at index "
+                             f"{bad[0]}; a file with NaN or inf parameters would not load "
+                             "(the training diverged: restore an earlier state or retrain)")
+    atomic_write(path, lambda f: np.savez(
+        f, format_version=np.int64(FORMAT_VERSION), kind=np.str_(model.kind),
+        config=np.str_(json.dumps(model.get_config())), **arrays))
+
+
+def _is_size(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def config_n_params(kind, config):
+    """The parameter count of the architecture a saved ``config`` describes,
+    computed from its sizes without building the model (so that a small file
+    claiming a huge architecture is refused before anything is allocated).
+
+    Parameters
+    ----------
+    kind : str
+        ``"MLP"`` or ``"ElmanRNN"``.
+    config : dict
+        Constructor arguments as ``model.get_config()`` returns them.
+
+    Returns
+    -------
+    int or None
+        None when the sizes in ``config`` are not valid (the constructor then
+        says what is wrong).
+    """
+    if kind == "MLP":
+        sizes = config.get("sizes")
+        if not isinstance(sizes, list) or len(sizes) < 2 or not all(map(_is_size, sizes)):
+            return None
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    if kind == "ElmanRNN":
+        i, h, o = (config.get(k) for k in ("input_size", "hidden_size", "output_size"))
+        if not all(map(_is_size, (i, h, o))):
+            return None
+        return h * i + h * h + o * h + h + o
+    return None
+
+
+class _DoesNotFit(Exception):
+    """Stored parameters that do not fit the stored config (raised as ValueError)."""
 
 
 def read_arrays(path, names):
@@ -104,15 +243,30 @@ def load(path):
         raise ValueError(f"{path!r} has format version {version}; this fastbp reads "
                          f"version {FORMAT_VERSION}")
     kind = str(fields["kind"])
-    kinds = _model_kinds()
-    if kind not in kinds:
-        raise ValueError(f"{path!r} holds a model of kind {kind!r}; known kinds: {sorted(kinds)}")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{path!r} holds a model of kind {kind!r}; known kinds: "
+                         f"{sorted(MODEL_KINDS)}")
+    flat = fields["flat_params"]
     try:
         config = json.loads(str(fields["config"]))
-        model = kinds[kind](**config)
+        if not isinstance(config, dict):
+            raise TypeError(f"expected a JSON object of constructor arguments, got "
+                            f"{type(config).__name__}")
+        # sizes and dtype against the stored array BEFORE building anything:
+        # a config claiming [30000, 30000, 10] must not allocate 900M floats
+        n_params = config_n_params(kind, config)
+        dtype = check_dtype(config["dtype"]) if "dtype" in config else None
+        if n_params is not None and (flat.shape != (n_params,) or
+                                     (dtype is not None and flat.dtype != dtype)):
+            raise _DoesNotFit(f"{path!r}: parameters of shape {flat.shape} and dtype "
+                              f"{flat.dtype} do not fit the {kind} its config describes "
+                              f"(expected ({n_params},)"
+                              f"{'' if dtype is None else ', ' + dtype.name})")
+        model = MODEL_KINDS[kind](**config)
+    except _DoesNotFit as exc:
+        raise ValueError(str(exc)) from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path!r} has an invalid {kind} configuration: {exc}") from None
-    flat = fields["flat_params"]
     if flat.shape != model.flat_params.shape or flat.dtype != model.dtype:
         raise ValueError(f"{path!r}: parameters of shape {flat.shape} and dtype {flat.dtype} "
                          f"do not fit {model!r} (expected {model.flat_params.shape}, "

@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -184,19 +183,12 @@ class Results:
         path : str or os.PathLike
             The file; its directory is created when missing.
         """
+        from .io import atomic_write
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(_jsonable(self.as_dict()), f, indent=1, allow_nan=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        data = _jsonable(self.as_dict())
+        return atomic_write(path, lambda f: json.dump(data, f, indent=1, allow_nan=False),
+                            binary=False)
 
     @classmethod
     def from_json(cls, path):

@@ -298,3 +298,118 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     objects[:] = [float(v) for v in model.flat_params]
     path = write_npz(tmp_path / "m.npz", **dict(good_fields(model), flat_params=objects))
     assert_load_fails(path)
+
+
+# -- hardening: permissions, non-finite saves, sizes checked before allocating -------------
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it afterwards."""
+    old = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_written_files_follow_the_umask(tmp_path, umask, mask):
+    umask(mask)
+    expected = 0o666 & ~mask
+    model, X = trained_model(np.float32)
+    model.save(tmp_path / "m.npz")
+    trainer = fb.BackpropTrainer(model, optimizer=fb.Adam(0.01))
+    trainer.save_state(tmp_path / "state.npz")
+    from fastbp.results import Results
+    Results([], {"complete": True}).to_json(tmp_path / "out" / "results.json")
+    open(tmp_path / "plain.txt", "w").close()   # what any other file gets
+    for name in ["m.npz", "state.npz", os.path.join("out", "results.json"), "plain.txt"]:
+        mode = os.stat(tmp_path / name).st_mode & 0o777
+        assert mode == expected, f"{name}: {oct(mode)}, expected {oct(expected)}"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_save_refuses_non_finite_parameters_and_keeps_the_old_file(tmp_path, bad):
+    model, _ = trained_model(np.float64)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    before = path.read_bytes()
+    model.flat_params[5] = bad
+    with pytest.raises(ValueError) as info:
+        model.save(path)
+    msg = str(info.value)
+    for part in [str(path), "flat_params", str(bad), "index 5"]:
+        assert part in msg, (part, msg)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+    with pytest.raises(ValueError, match="index 5"):
+        fb.BackpropTrainer(model, optimizer=fb.SGD(0.1)).save_state(tmp_path / "s.npz")
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_save_refuses_non_finite_trainer_state(tmp_path):
+    model, _ = trained_model(np.float64)
+    trainer = fb.BackpropTrainer(model, optimizer=fb.Adam(0.01))
+    trainer.optimizer.state[1, 2] = np.nan
+    with pytest.raises(ValueError) as info:
+        trainer.save_state(tmp_path / "s.npz")
+    assert "optimizer_state" in str(info.value) and "nan" in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+class _MustNotBuild:
+    def __init__(self, **config):
+        raise AssertionError(f"the model was built before its size was checked: {config}")
+
+
+@pytest.mark.parametrize("kind, config, n", [
+    ("MLP", {"sizes": [30000, 30000, 10], "activation": ["relu"], "output": "softmax",
+             "dtype": "float32", "init": "xavier"}, 30000 * 30000 + 30000 * 10 + 30010),
+    ("ElmanRNN", {"input_size": 3, "hidden_size": 100000, "output_size": 2,
+                  "activation": "tanh", "readout": "last", "output": "identity",
+                  "dtype": "float32", "init": "xavier", "recurrent_init": None},
+     100000 * 3 + 100000 ** 2 + 2 * 100000 + 100000 + 2),
+])
+def test_a_huge_config_is_refused_before_the_model_is_built(tmp_path, monkeypatch, kind,
+                                                            config, n):
+    path = write_npz(tmp_path / "m.npz", format_version=np.int64(1), kind=np.str_(kind),
+                     config=np.str_(json.dumps(config)),
+                     flat_params=np.zeros(40, np.float32))
+    import fastbp.io
+    monkeypatch.setitem(fastbp.io.MODEL_KINDS, kind, _MustNotBuild)
+    assert_load_fails(path, "parameters", "(40,)", f"({n},)", kind)
+
+
+def test_million_wide_config_gives_value_error_not_memory_error(tmp_path):
+    config = {"sizes": [10 ** 6, 10 ** 6, 10], "activation": ["relu"], "output": "softmax",
+              "dtype": "float32", "init": "xavier"}
+    path = write_npz(tmp_path / "m.npz", format_version=np.int64(1), kind=np.str_("MLP"),
+                     config=np.str_(json.dumps(config)), flat_params=np.zeros(7, np.float32))
+    assert_load_fails(path, "parameters", "(7,)")
+
+
+def test_config_dtype_is_checked_against_the_array_before_building(tmp_path, monkeypatch):
+    model = fb.MLP([5, 3], output="softmax", dtype=np.float32, seed=0)
+    fields = good_fields(model)
+    fields["flat_params"] = model.flat_params.astype(np.float64)
+    path = write_npz(tmp_path / "m.npz", **fields)
+    import fastbp.io
+    monkeypatch.setitem(fastbp.io.MODEL_KINDS, "MLP", _MustNotBuild)
+    assert_load_fails(path, "parameters", "float64", "float32")
+
+
+def test_rnn_round_trip_and_size_check(tmp_path):
+    rnn = fb.ElmanRNN(3, 5, 2, readout="all", dtype=np.float64, seed=1)
+    rnn.save(tmp_path / "r.npz")
+    loaded = fb.load(tmp_path / "r.npz")
+    assert loaded.get_config() == rnn.get_config()
+    np.testing.assert_array_equal(loaded.flat_params, rnn.flat_params)
+    fields = good_fields(rnn)
+    fields["flat_params"] = rnn.flat_params[:-1]
+    path = write_npz(tmp_path / "short.npz", **fields)
+    assert_load_fails(path, "parameters", f"({rnn.n_params - 1},)", f"({rnn.n_params},)")
+
+
+def test_one_model_kind_map():
+    from fastbp import io
+    assert io.model_class("MLP") is fb.MLP and io.model_class("ElmanRNN") is fb.ElmanRNN
+    with pytest.raises(ValueError, match="'CNN'.*ElmanRNN"):
+        io.model_class("CNN")
