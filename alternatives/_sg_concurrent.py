@@ -90,7 +90,7 @@ class Group:
         self.g = np.zeros(size, dt)
         self.s = np.zeros((trainer.optimizer.state.shape[0], size), dt)
         self.h = np.zeros(6, np.float64)
-        self.train = trainer._train_hyper.copy()
+        self.train = trainer.train_hyper.copy()
         self.n_out = sizes[last]
         self.n_in = sizes[first - 1]
         if not self.top:
@@ -139,7 +139,7 @@ class Group:
         self.s[:, :nw] = st[:, self.w0:self.w1]
         self.s[:, nw:] = st[:, self.b0:self.b1]
         self.h[:] = trainer.optimizer.hyper
-        self.train[:] = trainer._train_hyper
+        self.train[:] = trainer.train_hyper
         if not self.top:
             self.mp[:] = trainer.sg_params[self.m0:self.m1]
             self.ms[:] = trainer.sg_optimizer.state[:, self.m0:self.m1]

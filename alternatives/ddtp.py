@@ -147,25 +147,25 @@ class DDTPTrainer(Trainer):
         return self._tgt, self._eps, self._tw
 
     # -- steps ---------------------------------------------------------------------
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         tgt, eps, tw = self._buffers(rows)
         fo = self.feedback_optimizer
         return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                            self.feedback_params, self._grads, self._fb_grads,
-                            self.optimizer.state, self.optimizer.hyper, self._train_hyper,
+                            self.feedback_params, self.grads, self._fb_grads,
+                            self.optimizer.state, self.optimizer.hyper, self.train_hyper,
                             fo.state, fo.hyper, self._fb_train, ws, tgt, eps, tw, m.layout,
-                            self.target_step, self.sigma, m._blas(rows))
+                            self.target_step, self.sigma, m.blas(rows))
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         m = self.model
-        ws = self._workspace(batch_size)
+        ws = self.workspace(batch_size)
         tgt, eps, tw = self._buffers(batch_size)
         use_labels = labels.shape[0] > 0
-        xb, lb, tb = self._gather_buffers(batch_size, use_labels)
+        xb, lb, tb = self.batch_buffers(batch_size, use_labels)
         if use_labels:
             tb = targets
         else:
@@ -174,10 +174,10 @@ class DDTPTrainer(Trainer):
         fo = self.feedback_optimizer
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self.feedback_params, self._grads, self._fb_grads,
-            self.optimizer.state, self.optimizer.hyper, self._train_hyper, fo.state,
+            batch_size, m.flat_params, self.feedback_params, self.grads, self._fb_grads,
+            self.optimizer.state, self.optimizer.hyper, self.train_hyper, fo.state,
             fo.hyper, self._fb_train, ws, tgt, eps, tw, m.layout, xb, lb, tb, stats,
-            self.target_step, self.sigma, pretrain, m._blas(batch_size))
+            self.target_step, self.sigma, pretrain, m.blas(batch_size))
         if status == codes.OK or ran > 0:
             self._pretrained[0] = 1
         return int(status), int(ran)
@@ -188,12 +188,12 @@ class DDTPTrainer(Trainer):
         m = self.model
         X = check_features(X, m.n_inputs, m.dtype, "X")
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         _, eps, tw = self._buffers(rows)
         fo = self.feedback_optimizer
         loss, status = K.feedback_step(X.reshape(-1), rows, m.flat_params, self.feedback_params,
                                        self._fb_grads, fo.state, fo.hyper, self._fb_train, ws,
-                                       eps, tw, m.layout, self.sigma, m._blas(rows))
+                                       eps, tw, m.layout, self.sigma, m.blas(rows))
         if status != codes.OK:
             raise DivergenceError("a non-finite feedback loss or update; the feedback was "
                                   "left as they were")
@@ -217,7 +217,7 @@ class DDTPTrainer(Trainer):
         m = self.model
         X = check_features(X, m.n_inputs, m.dtype, "X")
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         _, eps, tw = self._buffers(rows)
         if noise is None:
             K.draw_noise(eps, rows * self._nh, self.sigma)
@@ -227,20 +227,20 @@ class DDTPTrainer(Trainer):
                 raise ValueError(f"noise must hold {len(blocks)} arrays, got {len(noise)}")
             for b, e in zip(blocks, noise):
                 b[...] = e
-        forward(X.reshape(-1), rows, m.flat_params, m.layout, ws, m._blas(rows))
+        forward(X.reshape(-1), rows, m.flat_params, m.layout, ws, m.blas(rows))
         loss = K.feedback_directions(rows, m.flat_params, self.feedback_params, self._fb_grads,
-                                     ws, eps, tw, m.layout, m._blas(rows))
+                                     ws, eps, tw, m.layout, m.blas(rows))
         return [g.copy() for g in self._feedback_views(self._fb_grads)], float(loss)
 
     def _forward_directions(self, X, y):
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         tgt, _, tw = self._buffers(rows)
         K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                             self.feedback_params, self._grads, ws, tgt, tw, m.layout,
-                             int(self._train_hyper[LOSS]), self.target_step, m._blas(rows))
+                             self.feedback_params, self.grads, ws, tgt, tw, m.layout,
+                             int(self.train_hyper[LOSS]), self.target_step, m.blas(rows))
         return rows
 
     def hidden_targets(self, X, y):
@@ -249,10 +249,10 @@ class DDTPTrainer(Trainer):
         rows = self._forward_directions(X, y)
         return [t.copy() for t in self._blocks(self._tgt, rows)]
 
-    def _state_arrays(self):
+    def state_arrays(self):
         """Forward optimizer state, the feedback Q, its optimizer's state, and
         whether the feedback pre-training has run."""
-        return {**super()._state_arrays(), "feedback_params": self.feedback_params,
+        return {**super().state_arrays(), "feedback_params": self.feedback_params,
                 "feedback_optimizer_state": self.feedback_optimizer.state,
                 "feedback_optimizer_hyper": self.feedback_optimizer.hyper,
                 "pretrained": self._pretrained}
@@ -271,8 +271,8 @@ class DDTPTrainer(Trainer):
         self._forward_directions(X, y)
         m = self.model
         if self.weight_decay:
-            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m._views(self._grads)]
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
 
     def __repr__(self):
         base = super().__repr__()[:-1]

@@ -60,36 +60,36 @@ class _FeedbackTrainer(Trainer):
         raise NotImplementedError
 
     # -- steps ---------------------------------------------------------------------
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         return _kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                   self._feedback, self._grads, self.optimizer.state,
-                                   self.optimizer.hyper, self._train_hyper, ws, m.layout,
-                                   self._mode, m._blas(rows))
+                                   self._feedback, self.grads, self.optimizer.state,
+                                   self.optimizer.hyper, self.train_hyper, ws, m.layout,
+                                   self._mode, m.blas(rows))
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         m = self.model
-        ws = self._workspace(batch_size)
+        ws = self.workspace(batch_size)
         use_labels = labels.shape[0] > 0
-        xb, lb, tb = self._gather_buffers(batch_size, use_labels)
+        xb, lb, tb = self.batch_buffers(batch_size, use_labels)
         if use_labels:
             tb = targets
         else:
             lb = labels
         status, ran = _kernels.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self._feedback, self._grads, self.optimizer.state,
-            self.optimizer.hyper, self._train_hyper, ws, m.layout, xb, lb, tb, stats,
-            self._mode, m._blas(batch_size))
+            batch_size, m.flat_params, self._feedback, self.grads, self.optimizer.state,
+            self.optimizer.hyper, self.train_hyper, ws, m.layout, xb, lb, tb, stats,
+            self._mode, m.blas(batch_size))
         return int(status), int(ran)
 
-    def _state_arrays(self):
+    def state_arrays(self):
         """The optimizer's state and the fixed feedback matrices (saved so a
         restored trainer keeps training with the same B)."""
-        return {**super()._state_arrays(), "feedback": self._feedback}
+        return {**super().state_arrays(), "feedback": self._feedback}
 
     def update_directions(self, X, y):
         """The direction this trainer would hand the optimizer on one batch
@@ -108,16 +108,16 @@ class _FeedbackTrainer(Trainer):
             feedback direction of the mean loss plus ``weight_decay * W_l`` on
             the weights.
         """
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         _kernels.loss_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                 self._feedback, self._grads, ws, m.layout,
-                                 int(self._train_hyper[LOSS]), self._mode, m._blas(rows))
+                                 self._feedback, self.grads, ws, m.layout,
+                                 int(self.train_hyper[LOSS]), self._mode, m.blas(rows))
         if self.weight_decay:
-            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m._views(self._grads)]
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
 
     def __repr__(self):
         base = super().__repr__()[:-1]
@@ -170,7 +170,7 @@ class FATrainer(_FeedbackTrainer):
         return self.model.n_params
 
     def _feedback_views(self, flat):
-        return self.model._views(flat)[0::2]
+        return self.model.views(flat)[0::2]
 
     @staticmethod
     def _fan(B):

@@ -22,7 +22,7 @@ from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
 from fastbp.models import ElmanRNN, dense_views, init_dense, mlp_workspace_size
 from fastbp.optim import Adam, get_optimizer
-from fastbp.trainers import _IN_ORDER, Trainer
+from fastbp.trainers import IN_ORDER, Trainer
 
 from . import _sg_rnn_kernels as K
 from .target_propagation import auxiliary_parameters
@@ -146,12 +146,12 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         return blas_flag(rows, self._m_max_layer)
 
     def _kernel_args(self, rows, T):
-        ws = self._workspace(rows, T)
+        ws = self.workspace(rows, T)
         mws, mtargets, inject = self._m_buffers(rows)
         return ws, mws, mtargets, inject
 
     # -- training ------------------------------------------------------------------
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         obj, correct, status, _ = self._run_batch(X, labels, targets, apply=True)
         return obj, correct, status
 
@@ -159,30 +159,30 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         m = self.model
         rows, T = X.shape[0], X.shape[1]
         ws, mws, mtargets, inject = self._kernel_args(rows, T)
-        lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
+        lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
         if acc is None:
             acc = m.flat_params[:0]
-        return K.train_step(X, labels, targets, _IN_ORDER, m.flat_params, self._grads,
-                            self.optimizer.state, self.optimizer.hyper, self._train_hyper, ws,
+        return K.train_step(X, labels, targets, IN_ORDER, m.flat_params, self.grads,
+                            self.optimizer.state, self.optimizer.hyper, self.train_hyper, ws,
                             m.layout, lb, tb, self.truncate, self.sg_params, self._m_grads,
                             self.sg_optimizer.state, self.sg_optimizer.hyper, self._m_train,
                             mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale,
-                            self.warmup, apply, acc, m._blas(rows, T), self._m_blas(rows))
+                            self.warmup, apply, acc, m.blas(rows, T), self._m_blas(rows))
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         m = self.model
         T = X.shape[1]
         ws, mws, mtargets, inject = self._kernel_args(batch_size, T)
-        lb, tb = self._sequence_buffers(batch_size, T, labels.size > 0)
+        lb, tb = self.sequence_buffers(batch_size, T, labels.size > 0)
         m_stats = np.full(n_epochs, np.nan)
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer.hyper,
-            self._train_hyper, ws, m.layout, lb, tb, stats, self.truncate, self.sg_params,
+            batch_size, m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
+            self.train_hyper, ws, m.layout, lb, tb, stats, self.truncate, self.sg_params,
             self._m_grads, self.sg_optimizer.state, self.sg_optimizer.hyper, self._m_train,
             mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale, self.warmup,
-            m_stats, m._blas(batch_size, T), self._m_blas(batch_size))
+            m_stats, m.blas(batch_size, T), self._m_blas(batch_size))
         self.sg_errors.extend(float(v) for v in m_stats[:ran])
         return int(status), int(ran)
 
@@ -222,15 +222,15 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         -------
         list of ndarray aligned with ``model.params``
         """
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         acc = np.zeros(self.model.n_params, dtype=self.model.dtype)
         self._run_batch(X, labels, targets, apply=False, acc=acc)
-        return [v.copy() for v in self.model._views(acc)]
+        return [v.copy() for v in self.model.views(acc)]
 
     # -- saving --------------------------------------------------------------------
-    def _state_arrays(self):
+    def state_arrays(self):
         """The network optimizer's state plus M and its optimizer's state."""
-        return {**super()._state_arrays(), "sg_params": self.sg_params,
+        return {**super().state_arrays(), "sg_params": self.sg_params,
                 "sg_optimizer_state": self.sg_optimizer.state,
                 "sg_optimizer_hyper": self.sg_optimizer.hyper}
 

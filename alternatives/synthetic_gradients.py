@@ -247,31 +247,31 @@ class SyntheticGradientTrainer(Trainer):
         return self._sw
 
     # -- steps -----------------------------------------------------------------------
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         sw = self._sg_workspace(rows)
         so = self.sg_optimizer
         obj, correct, status, sg_loss = K.joint_step(
-            X.reshape(-1), labels, targets, rows, m.flat_params, self._grads,
-            self.optimizer.state, self.optimizer.hyper, self._train_hyper, self.sg_params,
+            X.reshape(-1), labels, targets, rows, m.flat_params, self.grads,
+            self.optimizer.state, self.optimizer.hyper, self.train_hyper, self.sg_params,
             self._sg_grads, so.state, so.hyper, self._sg_train, ws, sw, m.layout, self._sgl,
             self._sg_blas(rows))
         if status == codes.OK:
             self.last_sg_loss = float(sg_loss)
         return obj, correct, status
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         self._uses_labels = labels.shape[0] > 0
         if self.schedule == "concurrent":
             return self._fit_concurrent(X, labels, targets, order, n_epochs, shuffle, seed,
                                         first_epoch, batch_size, stats)
         m = self.model
-        ws = self._workspace(batch_size)
+        ws = self.workspace(batch_size)
         sw = self._sg_workspace(batch_size)
-        xb, lb, tb = self._gather_buffers(batch_size, self._uses_labels)
+        xb, lb, tb = self.batch_buffers(batch_size, self._uses_labels)
         if self._uses_labels:
             tb = targets
         else:
@@ -280,8 +280,8 @@ class SyntheticGradientTrainer(Trainer):
         sg_stats = np.zeros(n_epochs, dtype=np.float64)
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self._grads, self.optimizer.state, self.optimizer.hyper,
-            self._train_hyper, self.sg_params, self._sg_grads, so.state, so.hyper,
+            batch_size, m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
+            self.train_hyper, self.sg_params, self._sg_grads, so.state, so.hyper,
             self._sg_train, ws, sw, m.layout, self._sgl, xb, lb, tb, stats, sg_stats,
             self._sg_blas(batch_size))
         self.sg_losses.extend(float(v) for v in sg_stats[:ran])
@@ -308,10 +308,10 @@ class SyntheticGradientTrainer(Trainer):
     # -- inspection ------------------------------------------------------------------
     def _directions(self, X, y, given=None):
         """Run the locked directions kernel on one batch; returns rows."""
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         sw = self._sg_workspace(rows)
         if given is not None:
             blocks = self._blocks(sw, rows, 0)
@@ -326,8 +326,8 @@ class SyntheticGradientTrainer(Trainer):
                     raise ValueError(f"synthetic[{i}] has shape {g.shape}; expected {b.shape} "
                                      f"(rows, n_{self.decoupled[i]})")
                 b[...] = g
-        K.directions(X.reshape(-1), labels, targets, rows, m.flat_params, self._grads,
-                     self.sg_params, ws, sw, m.layout, self._sgl, int(self._train_hyper[LOSS]),
+        K.directions(X.reshape(-1), labels, targets, rows, m.flat_params, self.grads,
+                     self.sg_params, ws, sw, m.layout, self._sgl, int(self.train_hyper[LOSS]),
                      given is not None, self._sg_blas(rows))
         return rows, labels, targets
 
@@ -365,8 +365,8 @@ class SyntheticGradientTrainer(Trainer):
         self._directions(X, y, synthetic)
         m = self.model
         if self.weight_decay:
-            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m._views(self._grads)]
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
 
     def synthetic_gradients(self, X, y):
         """The modules' predictions and their training targets on one batch.
@@ -400,9 +400,9 @@ class SyntheticGradientTrainer(Trainer):
         grads = self._module_views(self._sg_grads)
         return [[g.copy() for g in views] for views in grads], float(loss)
 
-    def _state_arrays(self):
+    def state_arrays(self):
         """Model optimizer state, the modules and their optimizer's state."""
-        return {**super()._state_arrays(), "sg_params": self.sg_params,
+        return {**super().state_arrays(), "sg_params": self.sg_params,
                 "sg_optimizer_state": self.sg_optimizer.state,
                 "sg_optimizer_hyper": self.sg_optimizer.hyper}
 

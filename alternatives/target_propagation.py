@@ -170,26 +170,26 @@ class DTPTrainer(Trainer):
         return self._tw
 
     # -- steps ---------------------------------------------------------------------
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         tw = self._target_ws(rows)
         io = self.inverse_optimizer
         return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                            self.inverse_params, self._grads, self._inv_grads,
-                            self.optimizer.state, self.optimizer.hyper, self._train_hyper,
+                            self.inverse_params, self.grads, self._inv_grads,
+                            self.optimizer.state, self.optimizer.hyper, self.train_hyper,
                             io.state, io.hyper, self._inv_train, ws, tw, m.layout,
                             self.target_step, self.difference, self.sigma, self._inv_code,
-                            True, m._blas(rows))
+                            True, m.blas(rows))
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         m = self.model
-        ws = self._workspace(batch_size)
+        ws = self.workspace(batch_size)
         tw = self._target_ws(batch_size)
         use_labels = labels.shape[0] > 0
-        xb, lb, tb = self._gather_buffers(batch_size, use_labels)
+        xb, lb, tb = self.batch_buffers(batch_size, use_labels)
         if use_labels:
             tb = targets
         else:
@@ -197,11 +197,11 @@ class DTPTrainer(Trainer):
         io = self.inverse_optimizer
         status, ran = K.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self.inverse_params, self._grads, self._inv_grads,
-            self.optimizer.state, self.optimizer.hyper, self._train_hyper, io.state,
+            batch_size, m.flat_params, self.inverse_params, self.grads, self._inv_grads,
+            self.optimizer.state, self.optimizer.hyper, self.train_hyper, io.state,
             io.hyper, self._inv_train, ws, tw, m.layout, xb, lb, tb, stats,
             self.target_step, self.difference, self.sigma, self._inv_code,
-            self.schedule == "alternate", m._blas(batch_size))
+            self.schedule == "alternate", m.blas(batch_size))
         return int(status), int(ran)
 
     def train_inverses(self, X):
@@ -213,21 +213,21 @@ class DTPTrainer(Trainer):
         m = self.model
         X = check_features(X, m.n_inputs, m.dtype, "X")
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         tw = self._target_ws(rows)
         io = self.inverse_optimizer
         loss, status = K.inverse_step(X.reshape(-1), rows, m.flat_params, self.inverse_params,
                                       self._inv_grads, io.state, io.hyper, self._inv_train,
                                       ws, tw, m.layout, self.sigma, self._inv_code,
-                                      m._blas(rows))
+                                      m.blas(rows))
         if status != codes.OK:
             raise DivergenceError("a non-finite inverse loss or update; the inverses were "
                                   "left as they were")
         return float(loss)
 
-    def _state_arrays(self):
+    def state_arrays(self):
         """Forward optimizer state, the inverses and their optimizer's state."""
-        return {**super()._state_arrays(), "inverse_params": self.inverse_params,
+        return {**super().state_arrays(), "inverse_params": self.inverse_params,
                 "inverse_optimizer_state": self.inverse_optimizer.state,
                 "inverse_optimizer_hyper": self.inverse_optimizer.hyper}
 
@@ -242,18 +242,18 @@ class DTPTrainer(Trainer):
             db_L]: the local target-loss gradients of the hidden layers and the
             mean-loss gradient of the output layer, plus ``weight_decay * W_l``.
         """
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         m = self.model
         rows = X.shape[0]
-        ws = self._workspace(rows)
+        ws = self.workspace(rows)
         tw = self._target_ws(rows)
         K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                             self.inverse_params, self._grads, ws, tw, m.layout,
-                             int(self._train_hyper[LOSS]), self.target_step, self.difference,
-                             self._inv_code, m._blas(rows))
+                             self.inverse_params, self.grads, ws, tw, m.layout,
+                             int(self.train_hyper[LOSS]), self.target_step, self.difference,
+                             self._inv_code, m.blas(rows))
         if self.weight_decay:
-            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m._views(self._grads)]
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
 
     def __repr__(self):
         base = super().__repr__()[:-1]

@@ -54,11 +54,11 @@ def test_dense_layer(benchmark, dtype, impl):
         grads = np.zeros(model.n_params, dtype=model.dtype)
         ws = np.empty(model.workspace_size(rows), dtype=model.dtype)
         args = (x, labels, T, rows, model.flat_params, grads, ws, model.layout,
-                LOSSES["squared_error"], model._blas(rows))
+                LOSSES["squared_error"], model.blas(rows))
         loss_gradients(*args)  # compiles
         ref_loss, ref_dW, ref_db = numpy_dense(W, b, X, T)
         rtol = 1e-4 if dtype == "float32" else 1e-10
-        dW, db = model._views(grads)
+        dW, db = model.views(grads)
         np.testing.assert_allclose(dW, ref_dW, rtol=rtol, atol=rtol * np.abs(ref_dW).max())
         np.testing.assert_allclose(db, ref_db, rtol=rtol, atol=rtol * np.abs(ref_db).max())
         loss_sum, _ = benchmark(loss_gradients, *args)

@@ -211,12 +211,12 @@ class MLP(_Model):
         self.n_params = self.n_weights + sum(sizes[1:])
         self._max_layer_size = max(sizes[l] * sizes[l + 1] for l in range(L))
         self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
-        self.params = self._views(self.flat_params)
+        self.params = self.views(self.flat_params)
         self._predict_ws = Workspace(self)
         self.initialize(seed)
 
     # -- storage -------------------------------------------------------------
-    def _views(self, flat):
+    def views(self, flat):
         """[W_1, b_1, ..., W_L, b_L] as views into a buffer laid out like flat_params."""
         return dense_views(flat, self.sizes)
 
@@ -243,7 +243,7 @@ class MLP(_Model):
         """Length of the kernel workspace for batches of up to ``capacity`` rows."""
         return mlp_workspace_size(self.sizes, capacity)
 
-    def _blas(self, rows):
+    def blas(self, rows):
         """Kernel ``blas`` argument for batches of ``rows`` (see fastbp.kernels.linalg)."""
         return blas_flag(rows, self._max_layer_size)
 
@@ -265,7 +265,7 @@ class MLP(_Model):
         ws = self._predict_ws.get(capacity)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         mlp_kernels.predict_chunked(X, self.flat_params, ws, self._layout, capacity, out,
-                                    self._blas(capacity))
+                                    self.blas(capacity))
         return out
 
     def get_config(self):
@@ -365,12 +365,12 @@ class ElmanRNN(_Model):
         self.n_params = self.n_weights + h + o
         self._max_layer_size = max(h * i, h * h, o * h)
         self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
-        self.params = self._views(self.flat_params)
+        self.params = self.views(self.flat_params)
         self._predict_ws = Workspace(self)
         self.initialize(seed)
 
     # -- storage -------------------------------------------------------------
-    def _views(self, flat):
+    def views(self, flat):
         """[W_in, W_rec, b, W_out, b_out] as views into a buffer laid out like
         flat_params (weights W_in, W_rec, W_out first, then b, b_out)."""
         i, h, o = self.input_size, self.hidden_size, self.output_size
@@ -404,7 +404,7 @@ class ElmanRNN(_Model):
         return rnn_kernels.workspace_size(self.input_size, self.hidden_size, self.output_size,
                                           self.readout == "all", capacity, steps)
 
-    def _blas(self, rows, steps):
+    def blas(self, rows, steps):
         """Kernel ``blas`` argument for ``rows`` sequences of ``steps`` steps."""
         return blas_flag(rows * steps, self._max_layer_size)
 
@@ -445,7 +445,7 @@ class ElmanRNN(_Model):
         out = np.empty((n * per_seq, self.output_size), dtype=self.dtype)
         state = np.empty((n, self.hidden_size), dtype=self.dtype)
         rnn_kernels.predict_chunked(X, h0, self.flat_params, ws, self._layout, capacity, out,
-                                    state, self._blas(capacity, T))
+                                    state, self.blas(capacity, T))
         if self.readout == "all":
             out = out.reshape(n, T, self.output_size)
         return (out, state) if return_state else out

@@ -40,7 +40,7 @@ EVAL_CHUNK = 1024
 #: fit runs several epochs per kernel call until a call takes about this long
 _SECONDS_PER_CALL = 0.05
 #: the kernels' "no sample order" (samples taken in order)
-_IN_ORDER = np.empty(0, dtype=np.int64)
+IN_ORDER = np.empty(0, dtype=np.int64)
 
 _FAILURES = {codes.NONFINITE_LOSS: "a non-finite loss",
              codes.NONFINITE_GRADIENT: "a non-finite gradient",
@@ -91,16 +91,16 @@ class Trainer:
         self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm, "clip_norm")
         # bound last: a constructor that fails leaves the optimizer unbound
         self.optimizer.bind(model.n_params, model.dtype)
-        self._train_hyper = np.array([LOSSES[self.loss], self.weight_decay,
+        self.train_hyper = np.array([LOSSES[self.loss], self.weight_decay,
                                       self.clip_norm or 0.0], dtype=np.float64)
         self._classifier = is_classification(self.loss)
-        self._grads = np.zeros(model.n_params, dtype=model.dtype)
+        self.grads = np.zeros(model.n_params, dtype=model.dtype)
         self._ws = Workspace(model)
         self._gather = None
         self._labels_buffers = None
 
     # -- preparation -----------------------------------------------------------
-    def _prepare(self, X, y, names=("X", "y")):
+    def prepare(self, X, y, names=("X", "y")):
         """Validate (X, y) and return (X, labels, targets) ready for kernels."""
         m = self.model
         if self._recurrent:
@@ -114,7 +114,7 @@ class Trainer:
                                           names[1], names[0])
         return X, labels, targets
 
-    def _workspace(self, rows, steps=None):
+    def workspace(self, rows, steps=None):
         """The kernel workspace, grown (never per step) to hold ``rows`` rows
         (of ``steps`` time steps for a recurrent model)."""
         return self._ws.get(rows, steps)
@@ -137,7 +137,7 @@ class Trainer:
             setattr(self, slot, cached)
         return cached[2], cached[3]
 
-    def _gather_buffers(self, batch_size, use_labels):
+    def batch_buffers(self, batch_size, use_labels):
         """Batch buffers for fused epoch kernels (see
         :func:`fastbp.kernels.mlp.gather_batch`): flat inputs of batch_size *
         n_inputs, and int64 labels (batch_size,) or target rows
@@ -148,7 +148,7 @@ class Trainer:
         lb, tb = self._label_target_buffers("_labels_buffers", batch_size, use_labels)
         return self._gather, lb, tb
 
-    def _sequence_buffers(self, rows, steps, use_labels):
+    def sequence_buffers(self, rows, steps, use_labels):
         """Time-major label and target buffers of recurrent kernels for
         ``rows`` sequences of ``steps`` steps: int64 labels (rows * Tl,) and
         target rows (rows * Tl, n_outputs), Tl = steps for readout 'all' and
@@ -171,7 +171,7 @@ class Trainer:
                 f"{'' if self.clip_norm else ' or gradient clipping (clip_norm=1.0)'}.")
 
     # -- the interface every trainer implements ----------------------------------
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         """One update on validated arrays: returns (objective, n_correct, status)."""
         raise NotImplementedError
 
@@ -180,13 +180,13 @@ class Trainer:
         aligned with ``model.params`` (the model is not changed)."""
         raise NotImplementedError
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         """Run ``n_epochs`` epochs; fill ``stats`` (n_epochs, 3) with the mean
         objective, number correct and updates per epoch. Returns (status,
         epochs completed). Epoch e of the run (``first_epoch`` + local index) is
         shuffled from (seed, e) alone. This generic version loops in Python over
-        :meth:`_step_prepared`; trainers with a fused epoch kernel override it."""
+        :meth:`train_batch`; trainers with a fused epoch kernel override it."""
         n = X.shape[0]
         use_labels = labels.shape[0] > 0
         for e in range(n_epochs):
@@ -199,7 +199,7 @@ class Trainer:
                 xb = X[idx]
                 lb = labels[idx] if use_labels else labels
                 tb = targets if use_labels else targets[idx]
-                obj, c, status = self._step_prepared(xb, lb, tb)
+                obj, c, status = self.train_batch(xb, lb, tb)
                 if status != codes.OK:
                     stats[e] = (loss_acc / max(start, 1), correct, steps)
                     return status, e
@@ -228,8 +228,8 @@ class Trainer:
         DivergenceError
             The loss or gradient was not finite; nothing was updated.
         """
-        X, labels, targets = self._prepare(X, y)
-        obj, _, status = self._step_prepared(X, labels, targets)
+        X, labels, targets = self.prepare(X, y)
+        obj, _, status = self.train_batch(X, labels, targets)
         if status != codes.OK:
             raise DivergenceError(self._divergence_message(status, "at this step"))
         return float(obj)
@@ -249,26 +249,26 @@ class Trainer:
             {"loss": float} plus "accuracy" for cross_entropy (argmax) and
             binary_cross_entropy (fraction of outputs on the right side of 0.5).
         """
-        return self._evaluate_prepared(*self._prepare(X, y))
+        return self._evaluate_prepared(*self.prepare(X, y))
 
     def _evaluate_prepared(self, X, labels, targets):
         m = self.model
         n = X.shape[0]
-        loss_code = int(self._train_hyper[LOSS])
+        loss_code = int(self.train_hyper[LOSS])
         if self._recurrent:
             T = X.shape[1]
             chunk = min(n, max(1, EVAL_CHUNK // T))
-            ws = self._workspace(chunk, T)
-            lb, tb = self._sequence_buffers(chunk, T, labels.size > 0)
+            ws = self.workspace(chunk, T)
+            lb, tb = self.sequence_buffers(chunk, T, labels.size > 0)
             loss, correct = rnn_kernels.evaluate_chunked(
-                X, labels, targets, _IN_ORDER, m.flat_params, ws, m.layout, lb, tb,
-                loss_code, chunk, m._blas(chunk, T))
+                X, labels, targets, IN_ORDER, m.flat_params, ws, m.layout, lb, tb,
+                loss_code, chunk, m.blas(chunk, T))
         else:
             chunk = min(n, EVAL_CHUNK)
-            ws = self._workspace(chunk)
+            ws = self.workspace(chunk)
             loss, correct = mlp_kernels.evaluate_chunked(
                 X, labels, targets, m.flat_params, ws, m.layout, loss_code, chunk,
-                m._blas(chunk))
+                m.blas(chunk))
         out = {"loss": loss / self._n_terms(labels, targets)}
         if self._classifier:
             out["accuracy"] = correct / self._accuracy_denominator(labels, targets)
@@ -319,7 +319,7 @@ class Trainer:
         -------
         History
         """
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         epochs = check_positive_int(epochs, "epochs")
         seed = check_seed(seed, "seed")
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
@@ -336,7 +336,7 @@ class Trainer:
                 if isinstance(validation_data, (tuple, list)):
                     what += f" of {len(validation_data)} entries"
                 raise ValueError(f"validation_data must be a pair (X_val, y_val), got {what}")
-            val = self._prepare(*validation_data,
+            val = self.prepare(*validation_data,
                                 names=("validation_data[0]", "validation_data[1]"))
         n = X.shape[0]
         denominator = self._accuracy_denominator(labels, targets)
@@ -355,7 +355,7 @@ class Trainer:
             while done < epochs:
                 k = 1 if val is not None or callbacks else min(chunk, epochs - done)
                 t1 = time.perf_counter()
-                status, ran = self._fit_epochs(X, labels, targets, order, k, shuffle,
+                status, ran = self.fit_epochs(X, labels, targets, order, k, shuffle,
                                                shuffle_seed, done, bs, stats[done:done + k])
                 dt = time.perf_counter() - t1
                 for e in range(done, done + ran):
@@ -408,7 +408,7 @@ class Trainer:
         return metrics
 
     # -- saving ------------------------------------------------------------------
-    def _state_arrays(self):
+    def state_arrays(self):
         """Arrays this trainer owns and updates in place, beyond the model:
         name -> array. Saved by :meth:`save_state`, restored in place by
         :meth:`load_state`. Subclasses add their own buffers (feedback
@@ -428,7 +428,7 @@ class Trainer:
         path : str or os.PathLike
         """
         from .io import save_model
-        arrays = {f"trainer/{k}": v for k, v in self._state_arrays().items()}
+        arrays = {f"trainer/{k}": v for k, v in self.state_arrays().items()}
         arrays["trainer_class"] = np.str_(type(self).__name__)
         save_model(self.model, path, extra=arrays)
 
@@ -446,7 +446,7 @@ class Trainer:
         """
         from .io import load, read_arrays
         model = load(path)
-        own = self._state_arrays()
+        own = self.state_arrays()
         names = ["trainer_class"] + [f"trainer/{k}" for k in own]
         arrays = read_arrays(path, names)
         cls = str(arrays["trainer_class"])
@@ -524,44 +524,44 @@ class BackpropTrainer(Trainer):
         super().__init__(model, loss, optimizer, weight_decay, clip_norm)
         self.truncate = truncate
 
-    def _step_prepared(self, X, labels, targets):
+    def train_batch(self, X, labels, targets):
         m = self.model
         rows = X.shape[0]
         if self._recurrent:
             T = X.shape[1]
-            ws = self._workspace(rows, T)
-            lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
-            return rnn_kernels.train_step(X, labels, targets, _IN_ORDER, m.flat_params,
-                                          self._grads, self.optimizer.state,
-                                          self.optimizer.hyper, self._train_hyper, ws,
+            ws = self.workspace(rows, T)
+            lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
+            return rnn_kernels.train_step(X, labels, targets, IN_ORDER, m.flat_params,
+                                          self.grads, self.optimizer.state,
+                                          self.optimizer.hyper, self.train_hyper, ws,
                                           m.layout, lb, tb, self.truncate or 0,
-                                          m._blas(rows, T))
-        ws = self._workspace(rows)
+                                          m.blas(rows, T))
+        ws = self.workspace(rows)
         return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                      self._grads, self.optimizer.state,
-                                      self.optimizer.hyper, self._train_hyper, ws, m.layout,
-                                      m._blas(rows))
+                                      self.grads, self.optimizer.state,
+                                      self.optimizer.hyper, self.train_hyper, ws, m.layout,
+                                      m.blas(rows))
 
-    def _fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
         m = self.model
         if self._recurrent:
             T = X.shape[1]
-            ws = self._workspace(batch_size, T)
-            lb, tb = self._sequence_buffers(batch_size, T, labels.size > 0)
+            ws = self.workspace(batch_size, T)
+            lb, tb = self.sequence_buffers(batch_size, T, labels.size > 0)
             status, ran = rnn_kernels.train_epochs(
                 X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-                batch_size, m.flat_params, self._grads, self.optimizer.state,
-                self.optimizer.hyper, self._train_hyper, ws, m.layout, lb, tb, stats,
-                self.truncate or 0, m._blas(batch_size, T))
+                batch_size, m.flat_params, self.grads, self.optimizer.state,
+                self.optimizer.hyper, self.train_hyper, ws, m.layout, lb, tb, stats,
+                self.truncate or 0, m.blas(batch_size, T))
             return int(status), int(ran)
-        ws = self._workspace(batch_size)
-        xb, lb, tb = self._gather_buffers(batch_size, labels.shape[0] > 0)
+        ws = self.workspace(batch_size)
+        xb, lb, tb = self.batch_buffers(batch_size, labels.shape[0] > 0)
         status, ran = mlp_kernels.train_epochs(
             X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
             batch_size,
-            m.flat_params, self._grads, self.optimizer.state, self.optimizer.hyper,
-            self._train_hyper, ws, m.layout, xb, lb, tb, stats, m._blas(batch_size))
+            m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
+            self.train_hyper, ws, m.layout, xb, lb, tb, stats, m.blas(batch_size))
         return int(status), int(ran)
 
     def gradients(self, X, y):
@@ -586,24 +586,24 @@ class BackpropTrainer(Trainer):
             Fresh arrays aligned with ``model.params``: [dJ/dW_1, dJ/db_1, ...]
             (for an ElmanRNN [dJ/dW_in, dJ/dW_rec, dJ/db, dJ/dW_out, dJ/db_out]).
         """
-        X, labels, targets = self._prepare(X, y)
+        X, labels, targets = self.prepare(X, y)
         m = self.model
         rows = X.shape[0]
-        loss_code = int(self._train_hyper[LOSS])
+        loss_code = int(self.train_hyper[LOSS])
         if self._recurrent:
             T = X.shape[1]
-            ws = self._workspace(rows, T)
-            lb, tb = self._sequence_buffers(rows, T, labels.size > 0)
-            rnn_kernels.sequence_gradients(X, labels, targets, _IN_ORDER, m.flat_params,
-                                           self._grads, ws, m.layout, lb, tb, loss_code,
-                                           self.truncate or 0, m._blas(rows, T))
+            ws = self.workspace(rows, T)
+            lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
+            rnn_kernels.sequence_gradients(X, labels, targets, IN_ORDER, m.flat_params,
+                                           self.grads, ws, m.layout, lb, tb, loss_code,
+                                           self.truncate or 0, m.blas(rows, T))
         else:
-            ws = self._workspace(rows)
+            ws = self.workspace(rows)
             mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                       self._grads, ws, m.layout, loss_code, m._blas(rows))
+                                       self.grads, ws, m.layout, loss_code, m.blas(rows))
         if self.weight_decay:
-            add_weight_decay(m.flat_params, self._grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m._views(self._grads)]
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
 
     def update_directions(self, X, y):
         """For backprop the update direction is the gradient: see :meth:`gradients`."""

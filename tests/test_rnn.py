@@ -285,8 +285,8 @@ def test_fit_with_minibatches_uses_the_fused_kernel_and_equals_python_loop(monke
     loop = fb.BackpropTrainer(loop_model, loss="mse", optimizer=fb.SGD(0.05, momentum=0.9),
                               truncate=2)
     # the base class's loop shuffles with numpy: compare without shuffling
-    monkeypatch.setattr(loop, "_fit_epochs",
-                        lambda *args: fb.Trainer._fit_epochs(loop, *args))
+    monkeypatch.setattr(loop, "fit_epochs",
+                        lambda *args: fb.Trainer.fit_epochs(loop, *args))
     h1 = fused.fit(X, y, epochs=3, batch_size=4, shuffle=False)
     h2 = loop.fit(X, y, epochs=3, batch_size=4, shuffle=False)
     np.testing.assert_allclose(fused_model.flat_params, loop_model.flat_params, rtol=1e-12)

@@ -356,7 +356,7 @@ def test_concurrent_threads_equal_their_sequential_interleaving(staleness):
     b.fit(X, y, epochs=2, batch_size=8, seed=2)
     order = np.arange(70, dtype=np.int64)
     stats = np.zeros((2, 3))
-    Xp, lab, tgt = c._prepare(X, y)
+    Xp, lab, tgt = c.prepare(X, y)
     c._uses_labels = True
     seed = int(np.random.default_rng(2).integers(0, 2**63 - 1))
     status, ran = c._fit_concurrent(Xp, lab, tgt, order, 2, True, seed, 0, 8, stats,
@@ -533,9 +533,9 @@ def test_save_and_load_state_round_trip(tmp_path):
     b = make(5)
     b.load_state(tmp_path / "sg.npz")
     np.testing.assert_array_equal(b.model.flat_params, a.model.flat_params)
-    for k, v in a._state_arrays().items():
-        np.testing.assert_array_equal(b._state_arrays()[k], v, err_msg=k)
-    assert set(a._state_arrays()) >= {"sg_params", "sg_optimizer_state", "sg_optimizer_hyper"}
+    for k, v in a.state_arrays().items():
+        np.testing.assert_array_equal(b.state_arrays()[k], v, err_msg=k)
+    assert set(a.state_arrays()) >= {"sg_params", "sg_optimizer_state", "sg_optimizer_hyper"}
     for _ in range(4):
         assert a.step(X[:16], y[:16]) == b.step(X[:16], y[:16])
     np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)

@@ -24,7 +24,7 @@ def make(name, model_seed=0):
 
 
 def state_of(trainer):
-    return {k: v.copy() for k, v in trainer._state_arrays().items()}
+    return {k: v.copy() for k, v in trainer.state_arrays().items()}
 
 
 @pytest.mark.parametrize("name", NAMES)
