@@ -81,27 +81,76 @@ def empty_targets(dtype):
     return _EMPTY_TARGETS[np.dtype(dtype)]
 
 
-def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y", x_argument="X"):
+def distribution_tolerance(dtype):
+    """How far a cross-entropy target row may sum from 1: sqrt(eps) of the
+    model's dtype (3.5e-4 for float32, 1.5e-8 for float64), loose enough for
+    probabilities computed in that dtype, tight enough to catch rows that are
+    not distributions (all zeros, counts, percentages)."""
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def _check_distributions(y, argument, row_name):
+    """Refuse cross-entropy target rows that are not probability distributions."""
+    if y.min() < 0:
+        i = int(np.argmin(y.min(axis=1)))
+        raise ValueError(f"{argument} rows for cross_entropy must be >= 0 (one-hot or "
+                         f"probabilities), got a minimum of {y.min()} in {row_name(i)}: "
+                         f"{y[i]}")
+    tol = distribution_tolerance(y.dtype)
+    sums = y.sum(axis=1, dtype=np.float64)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > tol)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{argument} rows for cross_entropy must be probability "
+                         f"distributions (entries >= 0 summing to 1 within {tol:.2g} for "
+                         f"{y.dtype}), but {row_name(i)} sums to {sums[i]:.6g}: {y[i]} "
+                         f"({bad.size} of {len(sums)} rows do not sum to 1; for class "
+                         f"labels pass integers of shape (n,), for weights normalise the "
+                         f"rows: {argument} / {argument}.sum(axis=1, keepdims=True))")
+
+
+def _row_name(i):
+    return f"row {i}"
+
+
+def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y", x_argument="X",
+                    row_name=None):
     """Validate targets and split them into the kernels' (labels, targets) pair.
 
     Parameters
     ----------
     y : array_like
         ``cross_entropy``: integer labels of shape (n_samples,) in
-        [0, n_outputs), or target rows of shape (n_samples, n_outputs) whose
-        entries are >= 0 (one-hot or probabilities). Other losses: real targets
-        of shape (n_samples, n_outputs), or (n_samples,) when n_outputs == 1;
+        [0, n_outputs), or target rows of shape (n_samples, n_outputs) that are
+        probability distributions (entries >= 0 summing to 1 within
+        :func:`distribution_tolerance` of ``dtype``: one-hot or
+        probabilities). Other losses: real targets of shape (n_samples,
+        n_outputs), or (n_samples,) when n_outputs == 1;
         ``binary_cross_entropy`` targets must lie in [0, 1].
     loss : str
     n_samples, n_outputs : int
-    dtype : numpy dtype of the model; target rows are converted to it.
+    dtype : numpy dtype of the model
+        Real-valued targets (rows) are converted to it, from any real array
+        or list (see :mod:`fastbp.validation` for why targets, unlike
+        features, are converted); labels are never taken from floats.
     argument, x_argument : str
         Names of y and of its features, for error messages.
+    row_name : callable or None
+        ``row_name(i)`` names target row i in messages (default "row i").
 
     Returns
     -------
     labels : int64 ndarray (n_samples,) or (0,)
     targets : ndarray (n_samples, n_outputs) of ``dtype``, C order, or (0, 0)
+
+    Raises
+    ------
+    TypeError
+        Non-numeric targets, or float labels for cross_entropy.
+    ValueError
+        Wrong shape, NaN or inf, labels out of range, binary targets outside
+        [0, 1], cross-entropy rows that are not distributions; the message
+        names the argument and the first bad label or row.
     """
     if not isinstance(y, np.ndarray):
         y = np.asarray(y)
@@ -137,9 +186,8 @@ def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y", x_argume
     if loss == "binary_cross_entropy" and (y.min() < 0 or y.max() > 1):
         raise ValueError(f"{argument} for binary_cross_entropy must lie in [0, 1], got values "
                          f"in [{y.min()}, {y.max()}]")
-    if loss == "cross_entropy" and y.min() < 0:
-        raise ValueError(f"{argument} rows for cross_entropy must be >= 0 (one-hot or "
-                         f"probabilities), got a minimum of {y.min()}")
+    if loss == "cross_entropy":
+        _check_distributions(y, argument, row_name or _row_name)
     return _EMPTY_LABELS, y
 
 
@@ -188,7 +236,9 @@ def prepare_sequence_targets(y, loss, n_sequences, n_steps, n_outputs, readout, 
                 f"({n_sequences}, {n_steps}, {n_outputs})")
         labels, targets = prepare_targets(y.reshape((n_sequences * n_steps,) + y.shape[2:]),
                                           loss, n_sequences * n_steps, n_outputs, dtype,
-                                          argument, x_argument)
+                                          argument, x_argument,
+                                          lambda i: f"the row of sequence {i // n_steps}, "
+                                                    f"step {i % n_steps}")
         per_seq = n_steps
     if labels.shape[0]:
         return labels.reshape(n_sequences, per_seq), _EMPTY_SEQ_TARGETS[np.dtype(dtype)]

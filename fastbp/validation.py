@@ -2,6 +2,28 @@
 
 Each check raises TypeError/ValueError naming the argument, what was given and
 what was expected, before any kernel runs.
+
+The dtype rule (one rule for every input array: ``X``, ``h0``,
+``validation_data[0]``):
+
+* **Values with no dtype of their own** -- Python lists, tuples, nested lists
+  of numbers -- are converted to the model's dtype. There is nothing to lose:
+  Python numbers carry no precision choice, and ``model.predict([[0.1, 0.2]])``
+  should just work. They must hold numbers (int, float or bool); strings,
+  ragged nestings and other objects are refused with a TypeError.
+* **Arrays** -- NumPy arrays and array-likes that carry a dtype (a pandas
+  frame, an array of another library) -- must already have the model's dtype.
+  A float64 array given to a float32 model (or an int array to any model) is
+  refused with a TypeError that shows the one-line cast
+  (``X.astype(np.float32)``): fastbp never casts an array silently, since the
+  cast loses precision or copies every call, and the caller should choose it.
+
+Targets (``y``) are not features: integer class labels are taken from any
+integer array or list (never from floats), and real-valued targets -- regression
+values, one-hot or probability rows -- are converted to the model's dtype, as
+the loss compares them with outputs of that dtype (``np.eye(k)[labels]`` is
+float64 and must serve a float32 model); see
+:func:`fastbp.losses.prepare_targets`.
 """
 import numbers
 
@@ -85,16 +107,43 @@ def all_finite(a):
     return bool(np.isfinite(a).all())
 
 
-def _as_array(X, dtype, argument, shape_hint):
-    """X itself when it is an ndarray, else converted to ``dtype`` (lists,
-    tuples), or TypeError naming the expected shape."""
+def as_input_array(X, dtype, argument="X", shape_hint="(n_samples, n_features)"):
+    """Apply the module's dtype rule to an input: an ndarray is returned as it
+    is (its dtype is checked later, never cast); an array-like with a dtype of
+    its own becomes an ndarray of that dtype; numbers in lists or tuples are
+    converted to ``dtype``.
+
+    Parameters
+    ----------
+    X : array_like
+    dtype : numpy dtype
+        The model's dtype.
+    argument, shape_hint : str
+        Name and expected shape of ``X``, for messages.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    TypeError
+        When ``X`` does not convert to a numeric array (strings, ragged
+        lists, other objects).
+    """
     if isinstance(X, np.ndarray):
         return X
     try:
-        return np.asarray(X, dtype=dtype)
+        A = np.asarray(X)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
                         f"got {type(X).__name__} ({exc})") from None
+    if A.dtype.kind not in "biuf":
+        raise TypeError(f"{argument} must be a numeric array of shape {shape_hint}, "
+                        f"got {type(X).__name__} of {A.dtype} values")
+    if hasattr(X, "dtype"):
+        return A  # an array of another library: the array rule, no cast
+    return A.astype(dtype)
 
 
 def _finish_array(X, dtype, argument):
@@ -104,7 +153,7 @@ def _finish_array(X, dtype, argument):
         raise TypeError(f"{argument} has dtype {X.dtype}, but the model is "
                         f"{np.dtype(dtype).name}; convert it with "
                         f"{argument}.astype(np.{np.dtype(dtype).name}) "
-                        "(fastbp never casts silently)")
+                        "(fastbp never casts an array silently; lists are converted)")
     if not all_finite(X):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
         raise ValueError(f"{argument} contains NaN or inf (first at index {bad}: "
@@ -121,7 +170,7 @@ def check_features(X, n_features, dtype, argument="X", shape_hint="(n_samples, n
     (no copy), otherwise a C-contiguous copy for non-array input and
     non-contiguous arrays. Arrays of another dtype are rejected, never cast.
     """
-    X = _as_array(X, dtype, argument, shape_hint)
+    X = as_input_array(X, dtype, argument, shape_hint)
     if X.ndim != 2:
         hint = ""
         if X.ndim == 1:
@@ -142,7 +191,7 @@ def check_sequences(X, input_size, dtype, argument="X"):
     recurrent model; same rules as :func:`check_features` (no silent casts,
     finite values), returning a C-contiguous array."""
     shape_hint = "(n_sequences, T, input_size)"
-    X = _as_array(X, dtype, argument, shape_hint)
+    X = as_input_array(X, dtype, argument, shape_hint)
     if X.ndim != 3:
         hint = ""
         if X.ndim == 2:
