@@ -31,7 +31,7 @@ from fastbp.kernels import codes
 from fastbp.kernels.mlp import forward
 from fastbp.kernels.optim import LOSS, add_weight_decay
 from fastbp.optim import Adam, get_optimizer
-from fastbp.trainers import Trainer
+from fastbp.trainer import Trainer
 
 from . import _ddtp_kernels as K
 from ._dtp_kernels import max_width, seed_rng

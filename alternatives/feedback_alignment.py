@@ -21,7 +21,7 @@ import numpy as np
 
 from fastbp.validation import check_positive_float, check_seed
 from fastbp.kernels.optim import LOSS, add_weight_decay
-from fastbp.trainers import Trainer
+from fastbp.trainer import Trainer
 
 from . import _kernels
 

@@ -22,7 +22,7 @@ from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
 from fastbp.models import ElmanRNN, dense_views, init_dense, mlp_workspace_size
 from fastbp.optim import Adam, get_optimizer
-from fastbp.trainers import IN_ORDER, Trainer
+from fastbp.trainer import IN_ORDER, Trainer
 
 from . import _sg_rnn_kernels as K
 from .target_propagation import auxiliary_parameters

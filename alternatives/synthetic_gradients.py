@@ -32,7 +32,7 @@ from fastbp.kernels.mlp import epoch_seed, shuffle_in_place
 from fastbp.kernels.optim import LOSS, add_weight_decay
 from fastbp.models import MLP, ElmanRNN
 from fastbp.optim import Adam, get_optimizer
-from fastbp.trainers import Trainer
+from fastbp.trainer import Trainer
 
 from . import _sg_concurrent
 from . import _sg_kernels as K

@@ -27,7 +27,7 @@ from fastbp.validation import check_nonnegative_float, check_positive_float, che
 from fastbp.kernels.codes import IDENTITY, TANH
 from fastbp.kernels.optim import LOSS, add_weight_decay
 from fastbp.optim import get_optimizer
-from fastbp.trainers import Trainer
+from fastbp.trainer import Trainer
 
 from . import _dtp_kernels as K
 

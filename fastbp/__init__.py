@@ -15,13 +15,15 @@ from .history import History
 from .io import load
 from .models import MLP, ElmanRNN
 from .optim import SGD, Adam, Optimizer
-from .trainers import (TRAINERS, BackpropTrainer, Trainer, available_trainers, get_trainer,
-                       register_trainer)
+from .backprop import BackpropTrainer
+from .parameter_sets import ParameterSet
+from .registry import TRAINERS, available_trainers, get_trainer, register_trainer
+from .trainer import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "ElmanRNN", "BackpropTrainer", "Trainer", "SGD", "Adam", "Optimizer", "History",
-           "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
+__all__ = ["MLP", "ElmanRNN", "BackpropTrainer", "Trainer", "ParameterSet", "SGD", "Adam",
+           "Optimizer", "History", "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
            "available_trainers", "compare", "Results",
            "__version__"]
 

@@ -44,7 +44,7 @@ def layer_angles(directions, gradients):
 def has_update_directions(trainer):
     """True when ``trainer`` implements ``update_directions`` (the base
     `fastbp.Trainer` only declares it)."""
-    from .trainers import Trainer
+    from .trainer import Trainer
     method = getattr(type(trainer), "update_directions", None)
     return callable(method) and method is not Trainer.update_directions
 
@@ -65,7 +65,7 @@ def gradient_alignment(trainer, X, y):
     ndarray (L,) float64
         Degrees per weight layer: 0 = along the gradient, 90 = orthogonal.
     """
-    from .trainers import BackpropTrainer
+    from .backprop import BackpropTrainer
     reference = BackpropTrainer(trainer.model, loss=trainer.loss, optimizer=SGD(1.0),
                                 weight_decay=trainer.weight_decay)
     return layer_angles(trainer.update_directions(X, y), reference.gradients(X, y))

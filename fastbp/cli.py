@@ -106,7 +106,7 @@ def _tasks(args):
 def _compare(args, parser):
     from .comparison import DEFAULT_TASK
     from .datasets import get_task, parse_task_spec
-    from .trainers import available_trainers, get_trainer
+    from .registry import available_trainers, get_trainer
 
     tasks = args.task or [DEFAULT_TASK]
     for spec in tasks:

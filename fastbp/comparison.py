@@ -220,7 +220,7 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
     ...                  epochs=5)                                   # doctest: +SKIP
     >>> print(res.table())                                            # doctest: +SKIP
     """
-    from .trainers import available_trainers, get_trainer
+    from .registry import available_trainers, get_trainer
 
     task_specs = _check_list(tasks, "tasks", [DEFAULT_TASK])
     for spec in task_specs:

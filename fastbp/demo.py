@@ -5,7 +5,7 @@ import numpy as np
 
 from .models import MLP
 from .optim import SGD, Adam
-from .trainers import BackpropTrainer
+from .backprop import BackpropTrainer
 
 
 def worked_example(print_fn=print):

@@ -23,7 +23,7 @@ import numpy as np
 
 from .models import MLP
 from .optim import SGD
-from .trainers import BackpropTrainer
+from .backprop import BackpropTrainer
 
 #: the reference example: w1..w8, (b1, b2), (i1, i2), (t1, t2), rate
 DEFAULT_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

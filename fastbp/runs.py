@@ -215,7 +215,7 @@ def run(spec, on_epoch=None):
         ``time_to_target`` / ``epochs_to_target`` (None when not reached) and
         ``warmup_seconds`` (compilation and warm-up, not on the clock).
     """
-    from .trainers import get_trainer
+    from .registry import get_trainer
     name, options = datasets.parse_task_spec(spec["task"])
     task = datasets.get_task(name)
     options = task.options(**options)

@@ -209,7 +209,7 @@ def test_a_diverging_run_is_reported_and_saved(tmp_path):
 
 
 def test_a_trainer_needing_an_option_is_not_applicable_until_given(monkeypatch):
-    from fastbp import trainers
+    from fastbp import registry
 
     class NeedsWindow(fb.BackpropTrainer):
         def __init__(self, model, window=None, **kwargs):
@@ -217,7 +217,7 @@ def test_a_trainer_needing_an_option_is_not_applicable_until_given(monkeypatch):
                 raise ValueError("window is required")
             super().__init__(model, **kwargs)
 
-    monkeypatch.setitem(trainers.TRAINERS, "needs-window", NeedsWindow)
+    monkeypatch.setitem(registry.TRAINERS, "needs-window", NeedsWindow)
     res = fb.compare(tasks=["xor"], trainers=["needs-window"], seeds=1, epochs=2,
                      progress=False)
     r = res.runs[0]

@@ -4,7 +4,7 @@ import warnings
 import pytest
 
 import fastbp as fb
-from fastbp import trainers
+from fastbp import registry
 
 
 def test_alternatives_are_found_through_entry_points():
@@ -37,11 +37,11 @@ def test_broken_plugin_warns_and_the_others_still_load(monkeypatch):
     real = md.entry_points
     monkeypatch.setattr(md, "entry_points",
                         lambda group: [BrokenEntryPoint(), *real(group=group)])
-    monkeypatch.setattr(trainers, "_plugins_loaded", False)
-    monkeypatch.setattr(trainers, "TRAINERS", {"backprop": fb.BackpropTrainer})
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "TRAINERS", {"backprop": fb.BackpropTrainer})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        names = trainers.available_trainers()
+        names = registry.available_trainers()
     assert "broken" not in names and "dfa" in names
     assert any("'broken'" in str(w.message) and "nowhere" in str(w.message) for w in caught)
 

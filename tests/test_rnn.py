@@ -294,7 +294,7 @@ def test_fit_with_minibatches_uses_the_fused_kernel_and_equals_python_loop(monke
 
 
 def test_fit_is_deterministic_and_independent_of_epoch_grouping(monkeypatch):
-    import fastbp.trainers as trainers_module
+    import fastbp.trainer as trainers_module
     rng = np.random.default_rng(12)
     X, y = sequences(rng, n=20, T=6), targets(rng, "cross_entropy", "last", 20, 6, 2)
 

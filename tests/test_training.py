@@ -11,7 +11,7 @@ import pytest
 
 import fastbp as fb
 import fastbp.progress as progress_module
-import fastbp.trainers as trainers_module
+import fastbp.trainer as trainers_module
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 XOR_Y = np.array([[0], [1], [1], [0]], dtype=np.float64)

@@ -12,7 +12,7 @@ import pytest
 
 import fastbp as fb
 import fastbp.kernels.mlp as mlp_kernels
-import fastbp.trainers as trainers_module
+import fastbp.trainer as trainers_module
 
 N, N_IN, N_OUT = 10, 4, 3
 

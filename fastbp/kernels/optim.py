@@ -7,6 +7,8 @@ and for Adam a = beta1, b = beta2; ``t`` counts the updates applied.
 ``state`` is (n_slots, n_params): velocity for SGD with momentum, first and
 second moments for Adam, nothing for plain SGD.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -16,6 +18,12 @@ from .codes import (ADAM, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_
 KIND, LR, A, B, EPS, T = 0, 1, 2, 3, 4, 5
 # train_hyper: [loss code, weight decay lambda, clip norm (0 = off)]
 LOSS, DECAY, CLIP = 0, 1, 2
+
+#: One parameter set as the step kernels see it: its flat values, gradient
+#: buffer, optimizer state and hyper-parameters, and its train vector
+#: (``[loss code, weight decay, clip norm]``). Built by
+#: :meth:`fastbp.Trainer.step_arrays` and :attr:`fastbp.ParameterSet.step_arrays`.
+StepArrays = namedtuple("StepArrays", "params grads state opt_hyper train_hyper")
 
 
 @njit(**REDUCTION)
@@ -226,4 +234,31 @@ def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_lo
                                    data_loss)
     if status == OK:
         apply_update(params, grads, state, opt_hyper)
+    return objective, status
+
+
+@njit(**KERNEL)
+def finish_steps(main, n_weights, data_loss, aux, aux_loss):
+    """The tail of a step that updates the model (``main``, a
+    :data:`StepArrays`) and one extra parameter set (``aux``) together: both
+    are checked (:func:`check_step`) before either is updated, so a diverging
+    step leaves both as they were. ``aux`` gets no weight decay and no
+    clipping unless its own train vector asks for them.
+
+    Returns
+    -------
+    objective : float
+        The model's objective (see :func:`check_step`).
+    status : int
+        OK, or the first failure (the extra set's is checked first); then
+        nothing was updated.
+    """
+    _, aux_status = check_step(aux.params, aux.grads, aux.state, aux.opt_hyper,
+                               aux.train_hyper, 0, aux_loss)
+    if aux_status != OK:
+        return data_loss, aux_status
+    objective, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
+                                    main.train_hyper, n_weights, data_loss)
+    if status == OK:
+        apply_update(aux.params, aux.grads, aux.state, aux.opt_hyper)
     return objective, status

@@ -1,9 +1,19 @@
-"""Trainers: strategies that turn data into parameter updates of a model.
+"""The base class of every trainer, and the surface a new learning rule is written on.
 
-:class:`Trainer` holds what every trainer shares (validation, the ``fit``
-loop, ``evaluate``, divergence handling); :class:`BackpropTrainer` computes
-exact gradients by backpropagation. Trainers in ``alternatives/`` subclass
-:class:`Trainer` and are registered in :data:`TRAINERS` by name.
+:class:`Trainer` holds what every trainer shares: input checks, the ``fit``
+loop, ``evaluate``, saving and resuming, divergence handling. A learning rule
+subclasses it and implements
+
+* :meth:`Trainer.train_batch`: one update on one prepared batch (required);
+* :meth:`Trainer.fit_epochs`: whole epochs in one compiled call (optional;
+  the default loops over ``train_batch`` in Python);
+* :meth:`Trainer.update_directions`: the direction it would apply, for the
+  alignment angles of ``fastbp compare``;
+
+and uses :meth:`Trainer.prepare`, :meth:`Trainer.workspace`,
+:attr:`Trainer.grads`, :meth:`Trainer.step_arrays`,
+:meth:`Trainer.add_parameter_set` and the model's ``layout``, ``views`` and
+``blas``. See the "Writing a trainer" page of the documentation.
 """
 import time
 import warnings
@@ -23,7 +33,7 @@ from .history import History
 from .kernels import codes
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
-from .kernels.optim import LOSS, add_weight_decay
+from .kernels.optim import LOSS
 from .losses import (
     LOSSES,
     check_loss,
@@ -31,8 +41,10 @@ from .losses import (
     prepare_sequence_targets,
     prepare_targets,
 )
+from .kernels.optim import StepArrays
 from .models import MLP, ElmanRNN, Workspace
 from .optim import get_optimizer
+from .parameter_sets import ParameterSet
 from .progress import progress_bar
 
 #: rows per kernel call in ``evaluate``
@@ -98,10 +110,29 @@ class Trainer:
         self._ws = Workspace(model)
         self._gather = None
         self._labels_buffers = None
+        self._parameter_sets = {}
+        self._step_arrays = StepArrays(model.flat_params, self.grads, self.optimizer.state,
+                                       self.optimizer.hyper, self.train_hyper)
 
     # -- preparation -----------------------------------------------------------
     def prepare(self, X, y, names=("X", "y")):
-        """Validate (X, y) and return (X, labels, targets) ready for kernels."""
+        """Validate (X, y) and return them as the kernels take them.
+
+        Parameters
+        ----------
+        X : ndarray (n_samples, n_inputs), or (n, T, input_size) for a
+            recurrent model, of the model's dtype
+        y : targets for X (see :func:`fastbp.losses.prepare_targets`)
+        names : (str, str)
+            Argument names used in error messages.
+
+        Returns
+        -------
+        X : ndarray, C-contiguous, of the model's dtype
+        labels : int64 ndarray (n,) for class labels, else empty (0,)
+        targets : ndarray (n, n_outputs) of target rows, else empty (0, 0)
+            For a recurrent model with readout 'all' the rows are per step.
+        """
         m = self.model
         if self._recurrent:
             X = check_sequences(X, m.n_inputs, m.dtype, names[0])
@@ -115,8 +146,14 @@ class Trainer:
         return X, labels, targets
 
     def workspace(self, rows, steps=None):
-        """The kernel workspace, grown (never per step) to hold ``rows`` rows
-        (of ``steps`` time steps for a recurrent model)."""
+        """The model's kernel workspace (see :mod:`fastbp.kernels.mlp` for its
+        layout), grown, never per step, to hold ``rows`` rows (of ``steps``
+        time steps for a recurrent model).
+
+        Returns
+        -------
+        ndarray (at least ``model.workspace_size(rows[, steps])``,) of the model's dtype
+        """
         return self._ws.get(rows, steps)
 
     def _label_target_buffers(self, slot, rows, use_labels):
@@ -170,15 +207,89 @@ class Trainer:
                 f"that step. Try a smaller learning rate (lr={self.optimizer.lr:g})"
                 f"{'' if self.clip_norm else ' or gradient clipping (clip_norm=1.0)'}.")
 
-    # -- the interface every trainer implements ----------------------------------
+    # -- what an extension declares and uses --------------------------------------
+    def add_parameter_set(self, name, size, optimizer=None):
+        """Declare an extra parameter set (feedback matrices, inverses, modules,
+        memory) that this trainer keeps beside the model's parameters.
+
+        The set is saved and restored by :meth:`save_state` and
+        :meth:`load_state` (values and optimizer state) without further code,
+        and its :attr:`~fastbp.ParameterSet.step_arrays` go to
+        :func:`fastbp.kernels.optim.finish_steps`, which updates it together
+        with the model all or nothing.
+
+        Parameters
+        ----------
+        name : str
+            An identifier, unique within this trainer.
+        size : int >= 0
+            Number of parameters, stored flat in the model's dtype.
+        optimizer : fb.SGD, fb.Adam, 'sgd', 'adam', None (Adam(1e-3)) or False
+            The set's own optimizer, bound here; False for a fixed set.
+
+        Returns
+        -------
+        ParameterSet
+        """
+        if name in self._parameter_sets:
+            raise ValueError(f"this trainer already has a parameter set named {name!r}")
+        if optimizer is not None and optimizer is self.optimizer:
+            raise ValueError(f"the optimizer of parameter set {name!r} must be a different "
+                             "object from the trainer's optimizer (each holds its own state)")
+        pset = ParameterSet(name, size, self.model.dtype, optimizer)
+        self._parameter_sets[name] = pset
+        return pset
+
+    @property
+    def parameter_sets(self):
+        """The declared extra parameter sets, name -> :class:`fastbp.ParameterSet`
+        (a copy of the mapping; the sets themselves are live)."""
+        return dict(self._parameter_sets)
+
+    @property
+    def step_arrays(self):
+        """The model's parameters, :attr:`grads`, the optimizer's state and
+        hyper-parameters and :attr:`train_hyper`, bundled as one
+        :data:`fastbp.kernels.optim.StepArrays` for step kernels."""
+        return self._step_arrays
+
+    # -- the hooks a trainer implements ---------------------------------------------
     def train_batch(self, X, labels, targets):
-        """One update on validated arrays: returns (objective, n_correct, status)."""
-        raise NotImplementedError
+        """One update on one prepared batch: the hook every trainer implements.
+
+        Parameters
+        ----------
+        X, labels, targets
+            As returned by :meth:`prepare`.
+
+        Returns
+        -------
+        objective : float
+            The batch objective before the update (mean loss + penalty).
+        n_correct : float
+            Correct predictions in the batch (0 for a regression loss).
+        status : int
+            :data:`fastbp.kernels.codes.OK`, or the failure code; then no
+            parameter of the model or of any parameter set may have changed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement train_batch")
 
     def update_directions(self, X, y):
-        """The parameter update direction this trainer would apply on (X, y),
-        aligned with ``model.params`` (the model is not changed)."""
-        raise NotImplementedError
+        """The update direction this trainer would apply on (X, y), before
+        clipping, without changing anything.
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs) of the model's dtype
+        y : targets for X
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays aligned with ``model.params``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement "
+                                  "update_directions")
 
     def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
                     batch_size, stats):
@@ -411,10 +522,19 @@ class Trainer:
     def state_arrays(self):
         """Arrays this trainer owns and updates in place, beyond the model:
         name -> array. Saved by :meth:`save_state`, restored in place by
-        :meth:`load_state`. Subclasses add their own buffers (feedback
-        matrices, inverses, their optimizers' state)."""
-        return {"optimizer_state": self.optimizer.state,
-                "optimizer_hyper": self.optimizer.hyper}
+        :meth:`load_state`: the optimizer's state and every declared
+        parameter set's arrays. A subclass adds other state it keeps (e.g.
+        a flag) by extending the dict.
+
+        Returns
+        -------
+        dict of str -> ndarray
+        """
+        arrays = {"optimizer_state": self.optimizer.state,
+                  "optimizer_hyper": self.optimizer.hyper}
+        for pset in self._parameter_sets.values():
+            arrays.update(pset.state_arrays())
+        return arrays
 
     def save_state(self, path):
         """Write the model and this trainer's state to one ``.npz`` file.
@@ -472,205 +592,3 @@ class Trainer:
             extra += f", clip_norm={self.clip_norm}"
         return f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, " \
                f"optimizer={self.optimizer!r}{extra})"
-
-
-class BackpropTrainer(Trainer):
-    """Exact gradients by backpropagation (through time, for recurrent
-    models); whole epochs in one compiled kernel.
-
-    Parameters
-    ----------
-    model : fb.MLP or fb.ElmanRNN
-    loss, optimizer, weight_decay, clip_norm
-        As for :class:`Trainer`.
-    truncate : int >= 1 or None
-        Recurrent models only. None trains with full backpropagation through
-        time (BPTT): one update per batch, gradients through all T steps.
-        An int k trains with truncated BPTT: each batch of sequences is cut
-        into windows of k steps, processed in order::
-
-            steps   1 ... k | k+1 ... 2k | ... | ... T
-            state   h_0 --> h_k ------> h_2k --> ...      (carried forward)
-            grads   <----   | <-------   |                (stop at each "|")
-
-        the state h_k leaving a window is the (constant) initial state of the
-        next one, no gradient crosses a window boundary, and the parameters
-        are updated once per window that has a loss term: window w minimises
-        J_w = mean over its steps' losses (readout 'all'); with readout
-        'last' only the final window has a loss, so earlier windows only
-        advance the state. Windows are computed with the parameters updated
-        by the previous window.
-
-    Examples
-    --------
-    >>> model = fb.MLP([64, 128, 10], activation="relu", output="softmax", seed=0)
-    >>> trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.Adam(1e-3))
-    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
-    >>> rnn = fb.ElmanRNN(input_size=1, hidden_size=64, output_size=1, readout="all")
-    >>> tbptt = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(0.01), truncate=10)
-    """
-
-    name = "backprop"
-    supported_models = (MLP, ElmanRNN)
-
-    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
-                 truncate=None):
-        if truncate is not None:
-            truncate = check_positive_int(truncate, "truncate", allow_none=True)
-            if not isinstance(model, ElmanRNN):
-                raise ValueError(f"truncate={truncate} applies to recurrent models "
-                                 f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
-                                 "truncate=None")
-        super().__init__(model, loss, optimizer, weight_decay, clip_norm)
-        self.truncate = truncate
-
-    def train_batch(self, X, labels, targets):
-        m = self.model
-        rows = X.shape[0]
-        if self._recurrent:
-            T = X.shape[1]
-            ws = self.workspace(rows, T)
-            lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
-            return rnn_kernels.train_step(X, labels, targets, IN_ORDER, m.flat_params,
-                                          self.grads, self.optimizer.state,
-                                          self.optimizer.hyper, self.train_hyper, ws,
-                                          m.layout, lb, tb, self.truncate or 0,
-                                          m.blas(rows, T))
-        ws = self.workspace(rows)
-        return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                      self.grads, self.optimizer.state,
-                                      self.optimizer.hyper, self.train_hyper, ws, m.layout,
-                                      m.blas(rows))
-
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        m = self.model
-        if self._recurrent:
-            T = X.shape[1]
-            ws = self.workspace(batch_size, T)
-            lb, tb = self.sequence_buffers(batch_size, T, labels.size > 0)
-            status, ran = rnn_kernels.train_epochs(
-                X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-                batch_size, m.flat_params, self.grads, self.optimizer.state,
-                self.optimizer.hyper, self.train_hyper, ws, m.layout, lb, tb, stats,
-                self.truncate or 0, m.blas(batch_size, T))
-            return int(status), int(ran)
-        ws = self.workspace(batch_size)
-        xb, lb, tb = self.batch_buffers(batch_size, labels.shape[0] > 0)
-        status, ran = mlp_kernels.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size,
-            m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
-            self.train_hyper, ws, m.layout, xb, lb, tb, stats, m.blas(batch_size))
-        return int(status), int(ran)
-
-    def gradients(self, X, y):
-        """Gradient of the objective J (mean loss + weight-decay penalty) on one
-        batch, without updating anything and without clipping.
-
-        With ``truncate=k`` (recurrent models), the truncated-BPTT gradient at
-        the current parameters: the gradient of the mean loss over all steps
-        with every path through a window boundary (a state h_s, s a multiple
-        of k) cut, i.e. the sum of the windows' gradients, each window's loss
-        terms weighted by 1 / (number of loss terms in the batch). It equals
-        the full gradient when k >= T.
-
-        Parameters
-        ----------
-        X : ndarray (batch, n_inputs), or (batch, T, input_size) for a recurrent model
-        y : targets for X
-
-        Returns
-        -------
-        list of ndarray
-            Fresh arrays aligned with ``model.params``: [dJ/dW_1, dJ/db_1, ...]
-            (for an ElmanRNN [dJ/dW_in, dJ/dW_rec, dJ/db, dJ/dW_out, dJ/db_out]).
-        """
-        X, labels, targets = self.prepare(X, y)
-        m = self.model
-        rows = X.shape[0]
-        loss_code = int(self.train_hyper[LOSS])
-        if self._recurrent:
-            T = X.shape[1]
-            ws = self.workspace(rows, T)
-            lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
-            rnn_kernels.sequence_gradients(X, labels, targets, IN_ORDER, m.flat_params,
-                                           self.grads, ws, m.layout, lb, tb, loss_code,
-                                           self.truncate or 0, m.blas(rows, T))
-        else:
-            ws = self.workspace(rows)
-            mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                       self.grads, ws, m.layout, loss_code, m.blas(rows))
-        if self.weight_decay:
-            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m.views(self.grads)]
-
-    def update_directions(self, X, y):
-        """For backprop the update direction is the gradient: see :meth:`gradients`."""
-        return self.gradients(X, y)
-
-    def __repr__(self):
-        text = super().__repr__()
-        return text[:-1] + f", truncate={self.truncate})" if self.truncate else text
-
-
-#: registry name -> trainer class; plug-ins found through the ``fastbp.trainers``
-#: entry point group are added by :func:`available_trainers` and :func:`get_trainer`
-TRAINERS = {"backprop": BackpropTrainer}
-
-#: the entry point group third-party packages use to add trainers
-ENTRY_POINT_GROUP = "fastbp.trainers"
-_plugins_loaded = False
-
-
-def register_trainer(name, cls):
-    """Make ``cls`` available under ``name`` (for ``fastbp compare --trainers``).
-
-    Packages register trainers without being imported first by declaring an
-    entry point in the ``fastbp.trainers`` group, e.g. in ``pyproject.toml``::
-
-        [project.entry-points."fastbp.trainers"]
-        mytrainer = "mypackage:MyTrainer"
-    """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty str, got {name!r}")
-    if not (isinstance(cls, type) and issubclass(cls, Trainer)):
-        raise TypeError(f"cls must be a Trainer subclass, got {cls!r}")
-    TRAINERS[name] = cls
-    return cls
-
-
-def _load_plugins():
-    """Register every trainer declared in the ``fastbp.trainers`` entry point
-    group (once per process). A plug-in that fails to import is reported with
-    a warning and skipped, so one broken package does not hide the others."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in TRAINERS:
-            continue
-        try:
-            register_trainer(ep.name, ep.load())
-        except Exception as exc:  # a plug-in's own error: warn and go on
-            warnings.warn(f"trainer plug-in {ep.name!r} ({ep.value}) could not be loaded: "
-                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
-
-
-def available_trainers():
-    """Sorted names of every registered trainer, plug-ins included."""
-    _load_plugins()
-    return sorted(TRAINERS)
-
-
-def get_trainer(name):
-    """The trainer class registered under ``name`` (plug-ins included)."""
-    if name not in TRAINERS:
-        _load_plugins()
-    try:
-        return TRAINERS[name]
-    except KeyError:
-        raise ValueError(f"trainer {name!r} is not registered; known: "
-                         f"{available_trainers()}") from None

@@ -1,0 +1,152 @@
+"""Backpropagation (through time, full or truncated, for recurrent models):
+exact gradients, whole epochs in one compiled kernel."""
+import numpy as np
+
+from .kernels import mlp as mlp_kernels
+from .kernels import rnn as rnn_kernels
+from .kernels.optim import LOSS, add_weight_decay
+from .models import MLP, ElmanRNN
+from .trainer import IN_ORDER, Trainer
+from .validation import check_positive_int
+
+__all__ = ["BackpropTrainer"]
+
+
+class BackpropTrainer(Trainer):
+    """Exact gradients by backpropagation (through time, for recurrent
+    models); whole epochs in one compiled kernel.
+
+    Parameters
+    ----------
+    model : fb.MLP or fb.ElmanRNN
+    loss, optimizer, weight_decay, clip_norm
+        As for :class:`Trainer`.
+    truncate : int >= 1 or None
+        Recurrent models only. None trains with full backpropagation through
+        time (BPTT): one update per batch, gradients through all T steps.
+        An int k trains with truncated BPTT: each batch of sequences is cut
+        into windows of k steps, processed in order::
+
+            steps   1 ... k | k+1 ... 2k | ... | ... T
+            state   h_0 --> h_k ------> h_2k --> ...      (carried forward)
+            grads   <----   | <-------   |                (stop at each "|")
+
+        the state h_k leaving a window is the (constant) initial state of the
+        next one, no gradient crosses a window boundary, and the parameters
+        are updated once per window that has a loss term: window w minimises
+        J_w = mean over its steps' losses (readout 'all'); with readout
+        'last' only the final window has a loss, so earlier windows only
+        advance the state. Windows are computed with the parameters updated
+        by the previous window.
+
+    Examples
+    --------
+    >>> model = fb.MLP([64, 128, 10], activation="relu", output="softmax", seed=0)
+    >>> trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.Adam(1e-3))
+    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    >>> rnn = fb.ElmanRNN(input_size=1, hidden_size=64, output_size=1, readout="all")
+    >>> tbptt = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(0.01), truncate=10)
+    """
+
+    name = "backprop"
+    supported_models = (MLP, ElmanRNN)
+
+    def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
+                 truncate=None):
+        if truncate is not None:
+            truncate = check_positive_int(truncate, "truncate", allow_none=True)
+            if not isinstance(model, ElmanRNN):
+                raise ValueError(f"truncate={truncate} applies to recurrent models "
+                                 f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
+                                 "truncate=None")
+        super().__init__(model, loss, optimizer, weight_decay, clip_norm)
+        self.truncate = truncate
+
+    def train_batch(self, X, labels, targets):
+        m = self.model
+        rows = X.shape[0]
+        if self._recurrent:
+            T = X.shape[1]
+            ws = self.workspace(rows, T)
+            lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
+            return rnn_kernels.train_step(X, labels, targets, IN_ORDER, m.flat_params,
+                                          self.grads, self.optimizer.state,
+                                          self.optimizer.hyper, self.train_hyper, ws,
+                                          m.layout, lb, tb, self.truncate or 0,
+                                          m.blas(rows, T))
+        ws = self.workspace(rows)
+        return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                      self.grads, self.optimizer.state,
+                                      self.optimizer.hyper, self.train_hyper, ws, m.layout,
+                                      m.blas(rows))
+
+    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
+                    batch_size, stats):
+        m = self.model
+        if self._recurrent:
+            T = X.shape[1]
+            ws = self.workspace(batch_size, T)
+            lb, tb = self.sequence_buffers(batch_size, T, labels.size > 0)
+            status, ran = rnn_kernels.train_epochs(
+                X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+                batch_size, m.flat_params, self.grads, self.optimizer.state,
+                self.optimizer.hyper, self.train_hyper, ws, m.layout, lb, tb, stats,
+                self.truncate or 0, m.blas(batch_size, T))
+            return int(status), int(ran)
+        ws = self.workspace(batch_size)
+        xb, lb, tb = self.batch_buffers(batch_size, labels.shape[0] > 0)
+        status, ran = mlp_kernels.train_epochs(
+            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
+            batch_size,
+            m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
+            self.train_hyper, ws, m.layout, xb, lb, tb, stats, m.blas(batch_size))
+        return int(status), int(ran)
+
+    def gradients(self, X, y):
+        """Gradient of the objective J (mean loss + weight-decay penalty) on one
+        batch, without updating anything and without clipping.
+
+        With ``truncate=k`` (recurrent models), the truncated-BPTT gradient at
+        the current parameters: the gradient of the mean loss over all steps
+        with every path through a window boundary (a state h_s, s a multiple
+        of k) cut, i.e. the sum of the windows' gradients, each window's loss
+        terms weighted by 1 / (number of loss terms in the batch). It equals
+        the full gradient when k >= T.
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs), or (batch, T, input_size) for a recurrent model
+        y : targets for X
+
+        Returns
+        -------
+        list of ndarray
+            Fresh arrays aligned with ``model.params``: [dJ/dW_1, dJ/db_1, ...]
+            (for an ElmanRNN [dJ/dW_in, dJ/dW_rec, dJ/db, dJ/dW_out, dJ/db_out]).
+        """
+        X, labels, targets = self.prepare(X, y)
+        m = self.model
+        rows = X.shape[0]
+        loss_code = int(self.train_hyper[LOSS])
+        if self._recurrent:
+            T = X.shape[1]
+            ws = self.workspace(rows, T)
+            lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
+            rnn_kernels.sequence_gradients(X, labels, targets, IN_ORDER, m.flat_params,
+                                           self.grads, ws, m.layout, lb, tb, loss_code,
+                                           self.truncate or 0, m.blas(rows, T))
+        else:
+            ws = self.workspace(rows)
+            mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                       self.grads, ws, m.layout, loss_code, m.blas(rows))
+        if self.weight_decay:
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
+
+    def update_directions(self, X, y):
+        """For backprop the update direction is the gradient: see :meth:`gradients`."""
+        return self.gradients(X, y)
+
+    def __repr__(self):
+        text = super().__repr__()
+        return text[:-1] + f", truncate={self.truncate})" if self.truncate else text
