@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from .datasets import require
+from .data import require
 
 
 def _slug(text):
@@ -64,7 +64,8 @@ def plot_results(results, folder):
                                   color=line.get_color(), alpha=0.15, linewidth=0)
         for ax in (ax_e, ax_t):
             if target is not None:
-                ax.axhline(target, color="grey", linestyle=":", linewidth=1)
+                ax.axhline(target, color="grey", linestyle=":", linewidth=1,
+                           label=f"target accuracy {target:g}")
             ax.grid(alpha=0.3)
         ax_e.set_xlabel("epoch")
         ax_e.set_ylabel("test accuracy (mean over seeds; band: min-max)")
@@ -97,7 +98,8 @@ def plot_results(results, folder):
                 ax.set_title(name)
                 ax.set_xlabel("epoch")
                 ax.set_ylim(0, 180)
-                ax.axhline(90, color="grey", linestyle=":", linewidth=1)
+                ax.axhline(90, color="grey", linestyle=":", linewidth=1,
+                           label="90° (orthogonal to the gradient)")
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize="small")
             for row in axes:
