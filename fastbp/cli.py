@@ -1,5 +1,6 @@
 """The ``fastbp`` command line: ``compare``, ``explain``, ``tasks``, ``demo``."""
 import argparse
+import os
 import sys
 
 
@@ -34,7 +35,7 @@ def _trainer_option(text):
     elif low == "none":
         parsed = None
     else:
-        from .datasets import parse_task_spec
+        from .tasks import parse_task_spec
         parsed = parse_task_spec(f"x:v={value.strip()}")[1]["v"] if value.strip() else ""
     return name.strip(), key.strip(), parsed
 
@@ -49,14 +50,24 @@ def _positive_int(text):
     return value
 
 
-def _nonnegative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
+def _float_type(positive):
+    """An argparse type: a finite float > 0 (``positive``) or >= 0."""
+    bound = "> 0" if positive else ">= 0"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value > 0 if positive else value >= 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_float = _float_type(positive=True)
+_nonnegative_float = _float_type(positive=False)
 
 
 def _seeds(text):
@@ -92,7 +103,7 @@ def _explain(args):
 
 
 def _tasks(args):
-    from .datasets import TASKS, available_tasks
+    from .tasks import TASKS, available_tasks
     for name in available_tasks():
         t = TASKS[name]
         opts = ", ".join(f"{k}={v}" for k, v in t.defaults.items())
@@ -104,9 +115,11 @@ def _tasks(args):
 
 
 def _compare(args, parser):
-    from .comparison import DEFAULT_TASK
-    from .datasets import get_task, parse_task_spec
+    """``fastbp compare``: every option checked (and each trainer built once)
+    before the first run trains; a bad one is a usage error (exit 2)."""
+    from .comparison import DEFAULT_TASK, execute, prepare
     from .registry import available_trainers, get_trainer
+    from .tasks import get_task, parse_task_spec
 
     tasks = args.task or [DEFAULT_TASK]
     for spec in tasks:
@@ -139,29 +152,53 @@ def _compare(args, parser):
     if args.scheduler and args.workers:
         parser.error("--workers starts a local cluster and --scheduler names an existing "
                      "one; give one of them")
-    from .comparison import compare
     try:
-        results = compare(tasks=tasks, trainers=trainers, seeds=args.seeds, epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr,
-                          weight_decay=args.weight_decay, dtype=args.dtype, out=args.out,
-                          plots=not args.no_plots, progress=not args.no_progress,
-                          scheduler=args.scheduler, workers=args.workers,
-                          alignment=not args.no_alignment, blas_threads=args.blas_threads,
-                          trainer_options=trainer_options or None)
+        plan = prepare(tasks=tasks, trainers=trainers, seeds=args.seeds, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr,
+                       weight_decay=args.weight_decay, dtype=args.dtype, out=args.out,
+                       plots=not args.no_plots, progress=not args.no_progress,
+                       scheduler=args.scheduler, workers=args.workers,
+                       alignment=not args.no_alignment, blas_threads=args.blas_threads,
+                       trainer_options=trainer_options or None)
     except ImportError as exc:
         print(f"fastbp compare: {exc}", file=sys.stderr)
         return 1
+    except (TypeError, ValueError) as exc:
+        parser.error(_option_error(exc))
+    json_path = os.path.join(args.out, "results.json")
+    try:
+        results = execute(plan)
     except KeyboardInterrupt:
-        print(f"\nfastbp compare: interrupted; every finished run is in "
-              f"{args.out}/results.json", file=sys.stderr)
+        print(f"\nfastbp compare: interrupted; every finished run is in {json_path}",
+              file=sys.stderr)
         return 130
     print(results.table())
     wall = results.meta.get("wall_seconds")
     print(f"\n{len(results.runs)} runs in {wall:.1f} s ({results.meta['execution']}); "
-          f"results.json and figures in {args.out}/")
+          f"results.json and figures in {os.path.join(args.out, '')}")
     for f in results.meta.get("figures", []):
-        print(f"  {args.out}/{f}")
+        print(f"  {os.path.join(args.out, f)}")
     return 1 if any(r["status"] == "failed" for r in results.runs) else 0
+
+
+#: how a message of `prepare` starts -> the option it is about
+_OPTION_NAMES = {"out=": "--out", "lr ": "--lr", "epochs ": "--epochs",
+                 "batch_size ": "--batch-size", "weight_decay ": "--weight-decay",
+                 "task ": "--task",
+                 "blas_threads ": "--blas-threads", "seeds ": "--seeds",
+                 "workers ": "--workers"}
+
+
+def _option_error(exc):
+    """A usage message for an error `prepare` raised, naming the option."""
+    text = str(exc)
+    if text.startswith("trainer "):
+        head = text.split(" on task ", 1)[0]
+        return f"{'--trainer-option' if ' with options ' in head else '--trainers'}: {text}"
+    for start, option in _OPTION_NAMES.items():
+        if text.startswith(start):
+            return f"{option}: {text}"
+    return text
 
 
 def build_parser():
@@ -191,7 +228,7 @@ def build_parser():
                       help="epochs per run (default: the task's budget)")
     cmp_.add_argument("--batch-size", type=_positive_int, default=None,
                       help="batch size (default: the task's)")
-    cmp_.add_argument("--lr", type=_nonnegative_float, default=None,
+    cmp_.add_argument("--lr", type=_positive_float, default=None,
                       help="learning rate of the task's optimizer (default: the task's)")
     cmp_.add_argument("--weight-decay", type=_nonnegative_float, default=None,
                       help="L2 weight decay for every trainer (default: the task's)")

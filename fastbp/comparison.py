@@ -10,6 +10,14 @@ either way for the same seeds (timings excepted).
 
 With ``out=``, ``results.json`` is rewritten after every finished run, so
 interrupting (Ctrl-C) keeps every finished run.
+
+`compare` is `prepare` (every argument, task option and trainer option
+checked, data loaded, each trainer built once on its task's model: nothing
+trained) followed by `execute`; the command line calls the two apart, so that
+a bad option is a usage error before any run.
+
+This module imports from fastbp's submodules only, never from the package
+root, which imports it lazily (``fb.compare``): no import loop.
 """
 import datetime
 import os
@@ -18,11 +26,14 @@ import sys
 
 import numpy as np
 
-from . import datasets, runs
-from .validation import check_dtype, check_positive_int
+from . import runs
+from .data import require
+from .progress import RunProgress
 from .results import Results
+from .tasks import describe, get_task, parse_task_spec
+from .validation import check_dtype, check_positive_int
 
-__all__ = ["compare", "Results", "DEFAULT_TASK"]
+__all__ = ["compare", "prepare", "execute", "Plan", "Results", "DEFAULT_TASK"]
 
 #: the task ``fastbp compare`` runs when none is named
 DEFAULT_TASK = "mnist1d"
@@ -86,65 +97,76 @@ def _machine():
     except OSError:
         pass
     import numba
-    from . import __version__
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
             "python": sys.version.split()[0], "numpy": np.__version__,
-            "numba": numba.__version__, "fastbp": __version__}
+            "numba": numba.__version__, "fastbp": _fastbp_version()}
 
 
-class _Progress:
-    """Runs done (outer bar) and the current run's epochs (inner bar);
-    tqdm when installed, else a line per finished run on stderr."""
+def _fastbp_version():
+    """The installed fastbp's version (from its metadata, not the package
+    root, which imports this module)."""
+    from importlib import metadata
+    try:
+        return metadata.version("fastbp")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
-    def __init__(self, total, enabled):
-        self.enabled = enabled
-        self.tqdm = None
-        self.outer = self.inner = None
-        self.total = total
-        self.done = 0
-        if not enabled:
-            return
+
+def _check_out(out, create):
+    """The results folder as a str; ValueError naming it when it cannot be a
+    writable folder (a file there or above it, no write permission). With
+    ``create``, the folder is made (with its parents)."""
+    if out is None:
+        return None
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out={out!r} is a file; expected a folder for results.json "
+                         "and the figures")
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"out={out!r} cannot be a folder: {existing!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"out={out!r} is not writable ({existing!r} does not let this user "
+                         "write); expected a folder for results.json and the figures")
+    if create:
         try:
-            from tqdm.auto import tqdm
-            self.tqdm = tqdm
-            self.outer = tqdm(total=total, desc="runs", unit="run", file=sys.stderr,
-                              position=0)
-        except ImportError:
-            print("fastbp: for progress bars install tqdm: pip install \"fastbp[compare]\"",
-                  file=sys.stderr)
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"out={out!r} cannot be created as a folder: "
+                             f"{exc.strerror or exc}") from None
+    return out
 
-    def start(self, spec, epochs):
-        if self.tqdm is not None:
-            self.inner = self.tqdm(total=epochs, unit="epoch", file=sys.stderr, position=1,
-                                   leave=False,
-                                   desc=f"{spec['task']} {spec['trainer']} seed {spec['seed']}")
 
-    def epoch(self, epoch, epochs, accuracy):
-        if self.inner is not None:
-            self.inner.set_postfix(test_acc=f"{accuracy:.3f}", refresh=False)
-            self.inner.update(1)
+class Plan:
+    """A checked comparison grid, ready to `execute`: nothing trained yet.
 
-    def finished(self, record):
-        self.done += 1
-        if self.inner is not None:
-            self.inner.close()
-            self.inner = None
-        if not self.enabled:
-            return
-        final = record.get("final") or {}
-        what = record["status"] if record["status"] != "ok" else \
-            f"test acc {final.get('test_accuracy', float('nan')):.3f}"
-        text = f"{record['task']} {record['trainer']} seed {record['seed']}: {what}"
-        if self.outer is not None:
-            self.outer.set_postfix_str(text, refresh=False)
-            self.outer.update(1)
-        else:
-            print(f"run {self.done}/{self.total}  {text}", file=sys.stderr, flush=True)
+    Attributes
+    ----------
+    specs : list of dict
+        One run spec per (task, seed, trainer), in run order (see
+        `fastbp.runs.make_spec`).
+    meta : dict
+        What results.json's ``meta`` starts from.
+    out : str or None
+    plots, progress : bool
+    scheduler : str or None
+    workers : int or None
+    """
 
-    def close(self):
-        for bar in (self.inner, self.outer):
-            if bar is not None:
-                bar.close()
+    def __init__(self, specs, meta, out, plots, progress, scheduler, workers):
+        self.specs = specs
+        self.meta = meta
+        self.out = out
+        self.plots = plots
+        self.progress = progress
+        self.scheduler = scheduler
+        self.workers = workers
+
+    def __repr__(self):
+        return (f"Plan({len(self.specs)} runs, tasks={list(self.meta['tasks'])}, "
+                f"trainers={self.meta['trainers']}, seeds={self.meta['seeds']})")
 
 
 def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
@@ -153,11 +175,15 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
             alignment=True, blas_threads=1):
     """Train every trainer on every task for every seed and compare them.
 
+    Every argument, task option and trainer option is checked, and each
+    trainer is built once on its task's model, before the first run trains
+    (see `prepare`).
+
     Parameters
     ----------
     tasks : list of str or None
         Task specs (``"mnist1d"``, ``"adding:length=50"``, see
-        `fastbp.datasets.available_tasks`); None runs
+        `fastbp.tasks.available_tasks`); None runs
         `DEFAULT_TASK`.
     trainers : list of str or None
         Registry names (see `fastbp.available_trainers`); None runs
@@ -207,6 +233,9 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
 
     Raises
     ------
+    TypeError, ValueError
+        Before any run, for a bad argument, task option or trainer option
+        (the message names it), or an ``out`` that cannot be a folder.
     ImportError
         Before any run, when a task, the figures or Dask need an optional
         package that is missing; the message gives the install command.
@@ -220,12 +249,50 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
     ...                  epochs=5)                                   # doctest: +SKIP
     >>> print(res.table())                                            # doctest: +SKIP
     """
+    return execute(prepare(
+        tasks=tasks, trainers=trainers, seeds=seeds, epochs=epochs, batch_size=batch_size,
+        lr=lr, weight_decay=weight_decay, dtype=dtype, out=out, plots=plots,
+        progress=progress, scheduler=scheduler, workers=workers,
+        trainer_options=trainer_options, data_seed=data_seed, alignment=alignment,
+        blas_threads=blas_threads))
+
+
+def prepare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
+            weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
+            scheduler=None, workers=None, trainer_options=None, data_seed=0,
+            alignment=True, blas_threads=1):
+    """Check a comparison grid without training anything.
+
+    Checks every argument, loads each task's data (so bad task options fail
+    here), builds each (task, trainer) pair's model and trainer once with the
+    given options (so bad trainer options fail here), checks that the
+    optional packages needed are installed and creates ``out``.
+
+    Parameters
+    ----------
+    tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots, \
+progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads
+        As for `compare`.
+
+    Returns
+    -------
+    Plan
+        For `execute`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A bad argument, task option or trainer option (the message names it),
+        or an ``out`` that cannot be a folder.
+    ImportError
+        A task, the figures or Dask need a missing optional package.
+    """
     from .registry import available_trainers, get_trainer
 
     task_specs = _check_list(tasks, "tasks", [DEFAULT_TASK])
     for spec in task_specs:
-        name, options = datasets.parse_task_spec(spec)
-        datasets.get_task(name).options(**options)  # raises for unknown names/options
+        name, options = parse_task_spec(spec)
+        get_task(name).options(**options)  # raises for unknown names/options
     known = available_trainers()
     default_trainers = ["backprop"] + [t for t in known if t != "backprop"]
     trainer_names = _check_list(trainers, "trainers", default_trainers)
@@ -261,11 +328,7 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
                              f"{scheduler!r} names an existing one; give one of them")
     if blas_threads is not None:
         blas_threads = check_positive_int(blas_threads, "blas_threads")
-    if out is not None:
-        out = os.fspath(out)
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise ValueError(f"out={out!r} is a file; expected a folder for results.json "
-                             "and the figures")
+    out = _check_out(out, create=False)
 
     unknown = [n for n in trainer_options if n not in trainer_names]
     if unknown:
@@ -278,15 +341,29 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
     # missing optional packages stop the grid before any run, with the install
     # command, instead of failing every run
     if plots and out is not None:
-        datasets.require("matplotlib", "compare's figures")
+        require("matplotlib", "compare's figures")
     if scheduler is not None or workers is not None:
-        datasets.require("distributed", "running compare on Dask (--scheduler/--workers)")
+        require("distributed", "running compare on Dask (--scheduler/--workers)")
+    # data of every task and one trainer of every (task, trainer) pair, built
+    # and thrown away: a bad task or trainer option fails now, not after
+    # earlier runs have trained
     for spec in {s["task"]: s for s in specs}.values():
-        runs.load_data(spec)
+        try:
+            runs.load_data(spec)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"task {spec['task']!r}: {exc}") from None
+    for spec in {(s["task"], s["trainer"]): s for s in specs}.values():
+        try:
+            runs.check_spec(spec)
+        except (TypeError, ValueError) as exc:
+            given = spec["trainer_options"]
+            raise type(exc)(f"trainer {spec['trainer']!r}"
+                            f"{' with options ' + repr(given) if given else ''} on task "
+                            f"{spec['task']!r}: {exc}") from None
+    _check_out(out, create=True)
     meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
-            "tasks": {t: datasets.describe(datasets.parse_task_spec(t)[0])
-                      for t in task_specs},
+            "tasks": {t: describe(parse_task_spec(t)[0]) for t in task_specs},
             "trainers": trainer_names, "seeds": seed_list,
             "overrides": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                           "weight_decay": weight_decay, "dtype": dtype.name,
@@ -297,9 +374,31 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
                           "in-process"),
             "machine": _machine(), "n_runs": len(specs), "complete": False,
             "wall_seconds": None}
-    results = Results([], meta)
+    return Plan(specs, meta, out, bool(plots), bool(progress), scheduler, workers)
+
+
+def execute(plan):
+    """Run a checked grid (from `prepare`) and return its results.
+
+    Parameters
+    ----------
+    plan : Plan
+
+    Returns
+    -------
+    Results
+        As `compare` returns them.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After writing every finished run to ``out/results.json``.
+    """
+    specs, out, plots = plan.specs, plan.out, plan.plots
+    scheduler, workers = plan.scheduler, plan.workers
+    results = Results([], dict(plan.meta))
     json_path = os.path.join(out, "results.json") if out is not None else None
-    bar = _Progress(len(specs), progress)
+    bar = RunProgress(len(specs), plan.progress)
     start = datetime.datetime.now().timestamp()
 
     def finished(index, record):
@@ -314,8 +413,8 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
     try:
         if scheduler is None and workers is None:
             for i, spec in enumerate(specs):
-                bar.start(spec, spec["epochs"] or datasets.get_task(
-                    datasets.parse_task_spec(spec["task"])[0]).epochs)
+                bar.start(spec, spec["epochs"] or get_task(
+                    parse_task_spec(spec["task"])[0]).epochs)
                 finished(i, runs.run_safely(spec, on_epoch=bar.epoch))
         else:
             _run_on_dask(specs, scheduler, workers, finished)
@@ -337,8 +436,7 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
 
 def _run_on_dask(specs, scheduler, workers, finished):
     """Submit every spec to Dask and call ``finished(index, record)`` as runs end."""
-    distributed = datasets.require("distributed", "running compare on Dask "
-                                                  "(--scheduler/--workers)")
+    distributed = require("distributed", "running compare on Dask (--scheduler/--workers)")
     cluster = None
     if scheduler is None:
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,

@@ -1,11 +1,59 @@
-"""Optional progress display: tqdm when installed, plain lines otherwise."""
+"""Optional progress display: tqdm bars on a terminal, plain lines elsewhere.
+
+A bar redraws itself with carriage returns: on a terminal that is one line
+that changes, but in a redirected log (``fastbp compare > log 2>&1``, CI, a
+batch job) every frame stays, tens of kilobytes of them. So bars are drawn
+only when the output stream is interactive (a terminal, or a Jupyter
+kernel's stream, where tqdm draws a widget). Otherwise ``fit`` writes one
+line when it ends and ``compare`` one line per finished run.
+"""
 import sys
+import time
 
 _HINT_SHOWN = False
 
 
+def is_interactive(stream=None):
+    """True when ``stream`` (default: sys.stderr) shows a progress bar as one
+    changing line: a terminal, or a Jupyter kernel's output stream.
+
+    Parameters
+    ----------
+    stream : file-like or None
+
+    Returns
+    -------
+    bool
+    """
+    stream = sys.stderr if stream is None else stream
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+    return type(stream).__module__.split(".")[0] == "ipykernel"
+
+
+def _tqdm():
+    """tqdm.auto.tqdm, or None (and, once per process, how to install it)."""
+    global _HINT_SHOWN
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        if not _HINT_SHOWN:
+            print("fastbp: for a progress bar install tqdm: pip install 'fastbp[progress]'",
+                  file=sys.stderr)
+            _HINT_SHOWN = True
+        return None
+    return tqdm
+
+
+def _format(metrics):
+    return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+
 class _Lines:
-    """Fallback: one line per update on stderr."""
+    """On a terminal without tqdm: one line per update on stderr."""
 
     def __init__(self, total, desc):
         self.total = total
@@ -14,11 +62,32 @@ class _Lines:
 
     def update(self, n, metrics):
         self.n += n
-        text = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        print(f"{self.desc} {self.n}/{self.total}  {text}", file=sys.stderr, flush=True)
+        print(f"{self.desc} {self.n}/{self.total}  {_format(metrics)}", file=sys.stderr,
+              flush=True)
 
     def close(self):
         pass
+
+
+class _Summary:
+    """Not on a terminal: nothing while running, one line when closed."""
+
+    def __init__(self, total, desc):
+        self.total = total
+        self.desc = desc
+        self.n = 0
+        self.metrics = {}
+        self.start = time.perf_counter()
+
+    def update(self, n, metrics):
+        self.n += n
+        self.metrics = dict(metrics)
+
+    def close(self):
+        if self.n:
+            print(f"{self.desc} {self.n}/{self.total}  {_format(self.metrics)}  "
+                  f"({time.perf_counter() - self.start:.1f} s)", file=sys.stderr, flush=True)
+        self.n = 0
 
 
 class _Tqdm:
@@ -34,18 +103,91 @@ class _Tqdm:
 
 
 def progress_bar(total, desc="epoch"):
-    """A progress display over ``total`` epochs with ``update(n, metrics)``.
+    """A progress display over ``total`` epochs with ``update(n, metrics)``
+    and ``close()``.
 
-    Uses tqdm when it is installed; otherwise prints one line per update and,
-    once per process, how to install tqdm.
+    On an interactive stderr (see `is_interactive`): a tqdm bar when tqdm
+    is installed, else one line per update (and, once per process, how to
+    install tqdm). Otherwise a single line when the display is closed.
+
+    Parameters
+    ----------
+    total : int
+        Epochs expected.
+    desc : str
+        Label in front of the counts.
+
+    Returns
+    -------
+    object
+        With ``update(n, metrics)`` (n more epochs done; metrics a dict of
+        name -> float) and ``close()``.
     """
-    global _HINT_SHOWN
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        if not _HINT_SHOWN:
-            print("fastbp: for a progress bar install tqdm: pip install 'fastbp[progress]'",
-                  file=sys.stderr)
-            _HINT_SHOWN = True
-        return _Lines(total, desc)
-    return _Tqdm(tqdm, total, desc)
+    if not is_interactive():
+        return _Summary(total, desc)
+    tqdm = _tqdm()
+    return _Lines(total, desc) if tqdm is None else _Tqdm(tqdm, total, desc)
+
+
+class RunProgress:
+    """Progress of a comparison grid: runs done (outer bar) and the current
+    run's epochs (inner bar) on an interactive stderr with tqdm; otherwise one
+    line per finished run.
+
+    Parameters
+    ----------
+    total : int
+        Runs in the grid.
+    enabled : bool
+        False shows nothing.
+    """
+
+    def __init__(self, total, enabled):
+        self.enabled = enabled
+        self.tqdm = None
+        self.outer = self.inner = None
+        self.total = total
+        self.done = 0
+        if enabled and is_interactive():
+            self.tqdm = _tqdm()
+        if self.tqdm is not None:
+            self.outer = self.tqdm(total=total, desc="runs", unit="run", file=sys.stderr,
+                                   position=0)
+
+    def start(self, spec, epochs):
+        """A run of ``spec`` (a run spec dict) with ``epochs`` epochs begins."""
+        if self.tqdm is not None:
+            self.inner = self.tqdm(total=epochs, unit="epoch", file=sys.stderr, position=1,
+                                   leave=False,
+                                   desc=f"{spec['task']} {spec['trainer']} seed {spec['seed']}")
+
+    def epoch(self, epoch, epochs, accuracy):
+        """The current run finished ``epoch`` of ``epochs`` at ``accuracy``."""
+        if self.inner is not None:
+            self.inner.set_postfix(test_acc=f"{accuracy:.3f}", refresh=False)
+            self.inner.update(1)
+
+    def finished(self, record):
+        """A run ended; ``record`` is its run record."""
+        self.done += 1
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+        if not self.enabled:
+            return
+        final = record.get("final") or {}
+        what = record["status"] if record["status"] != "ok" else \
+            f"test acc {final.get('test_accuracy', float('nan')):.3f}"
+        text = f"{record['task']} {record['trainer']} seed {record['seed']}: {what}"
+        if self.outer is not None:
+            self.outer.set_postfix_str(text, refresh=False)
+            self.outer.update(1)
+        else:
+            print(f"run {self.done}/{self.total}  {text}", file=sys.stderr, flush=True)
+
+    def close(self):
+        """Remove the bars."""
+        for bar in (self.inner, self.outer):
+            if bar is not None:
+                bar.close()
+        self.inner = self.outer = None

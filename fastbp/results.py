@@ -14,6 +14,13 @@ _RUN_KEYS = ("task", "trainer", "seed", "status", "reason", "settings", "train_l
              "warmup_seconds")
 
 
+def _mean_pm(mean_std, n):
+    """"0.912 ± 0.004" over n > 1 seeds; "0.912" for one seed, which has no
+    spread to show."""
+    mean, std = mean_std
+    return f"{mean:.3f}" if n < 2 else f"{mean:.3f} ± {std:.3f}"
+
+
 def _mean_std(values):
     """Mean and sample standard deviation (ddof=1; 0 for one value)."""
     a = np.asarray(values, dtype=np.float64)
@@ -57,7 +64,8 @@ class Results:
             train_accuracy / test_accuracy (mean, std over seeds; sample std),
             test_loss (mean), time_per_epoch (mean of each run's median
             seconds), time_to_target (mean seconds over the seeds that
-            reached it, or None), reached (seeds that reached the target),
+            reached the target and held it to the end, or None; see
+            `fastbp.runs.epochs_to_target`), reached (how many seeds did),
             target_accuracy.
         """
         rows = []
@@ -105,9 +113,12 @@ class Results:
         -------
         str
             One row per (task, trainer): seeds, final train and test accuracy
-            (mean ± std), final test loss, seconds per epoch, time to the
-            task's target accuracy (mean over the seeds that reached it, and
-            how many did). Pairs that cannot run say so, with the reason.
+            (mean ± sample std over the seeds; the mean alone for one seed),
+            final test loss, seconds per epoch, time to the task's target
+            accuracy (training seconds until the epoch from which the test
+            accuracy stays at or above the target to the end: a transient peak
+            does not count; mean over the seeds that held it, and how many
+            did). Pairs that cannot run say so, with the reason.
         """
         if fmt not in ("text", "markdown"):
             raise ValueError(f"fmt={fmt!r}; expected 'text' or 'markdown'")
@@ -125,10 +136,9 @@ class Results:
             ttt = "not reached"
             if row["time_to_target"] is not None:
                 ttt = f"{row['time_to_target']:.3g} s"
-            ttt += f" ({row['reached']}/{n} reached {target:g})"
+            ttt += f" ({row['reached']}/{n} held >= {target:g})"
             cells = [row["task"], row["trainer"], str(n),
-                     "{:.3f} ± {:.3f}".format(*row["train_accuracy"]),
-                     "{:.3f} ± {:.3f}".format(*row["test_accuracy"]),
+                     _mean_pm(row["train_accuracy"], n), _mean_pm(row["test_accuracy"], n),
                      f"{row['test_loss']:.4g}",
                      "" if row["time_per_epoch"] is None else f"{row['time_per_epoch']:.3g}",
                      ttt]

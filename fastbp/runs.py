@@ -30,8 +30,9 @@ import warnings
 
 import numpy as np
 
-from . import datasets
 from .angles import gradient_alignment, has_update_directions
+from .optim import Optimizer
+from .tasks import accuracy, get_task, parse_task_spec
 
 #: rows of training data on which alignment angles are measured
 PROBE_ROWS = 256
@@ -112,7 +113,9 @@ def trainer_kwargs(cls, task, spec):
             raise ValueError(f"trainer_options for {spec['trainer']!r} has {key!r}, which "
                              f"{cls.__name__} does not take; it takes "
                              f"{[p for p in params if p not in ('self', 'model')]}")
-        kwargs[key] = value
+        # an optimizer given as an option serves every run of the grid: each
+        # trainer gets its own copy (an optimizer is bound to one trainer)
+        kwargs[key] = value.copy() if isinstance(value, Optimizer) else value
     return kwargs
 
 
@@ -146,9 +149,46 @@ def load_data(spec):
     """The data of a spec's task (cached per process: a grid loads each task
     once per process). Raises ImportError with the install command when the
     task needs a missing optional package."""
-    name, options = datasets.parse_task_spec(spec["task"])
-    task = datasets.get_task(name)
+    name, options = parse_task_spec(spec["task"])
+    task = get_task(name)
     return _data(task, spec, task.options(**options))
+
+
+def check_spec(spec):
+    """Everything a run of ``spec`` needs, without training: the task's data
+    (loaded and cached, so bad task options fail here), the model of the
+    spec's seed and the trainer built from it with the spec's options.
+
+    `fastbp.compare` calls it once per (task, trainer) before the first run,
+    so that a bad option fails at once instead of after earlier runs have
+    trained.
+
+    Parameters
+    ----------
+    spec : dict
+        From `make_spec`.
+
+    Returns
+    -------
+    str or None
+        None when the trainer can train the task's model, else why not (the
+        run will be recorded as not applicable).
+
+    Raises
+    ------
+    ValueError, TypeError
+        A task option, trainer option or setting the task or trainer refuses.
+    ImportError
+        The task needs a missing optional package.
+    """
+    from .registry import get_trainer
+    name, options = parse_task_spec(spec["task"])
+    task = get_task(name)
+    options = task.options(**options)
+    load_data(spec)
+    model = task.build_model(spec["seed"], spec["dtype"], **options)
+    trainer, why = build_trainer(get_trainer(spec["trainer"]), model, task, spec)
+    return why
 
 
 def _data(task, spec, options):
@@ -181,7 +221,7 @@ def _metrics(trainer, task, options, X, y):
     pass for tasks whose accuracy is not evaluate's arg-max accuracy."""
     metrics = trainer.evaluate(X, y)
     if task.custom_accuracy or "accuracy" not in metrics:
-        acc = datasets.accuracy(task, trainer.model.predict(X), y, **options)
+        acc = accuracy(task, trainer.model.predict(X), y, **options)
     else:
         acc = metrics["accuracy"]
     return float(metrics["loss"]), float(acc)
@@ -212,12 +252,15 @@ def run(spec, on_epoch=None):
         for runs of up to 25 epochs, else about 25 evenly spaced ones and the
         last),
         ``final`` metrics, ``time_per_epoch`` (median seconds),
-        ``time_to_target`` / ``epochs_to_target`` (None when not reached) and
-        ``warmup_seconds`` (compilation and warm-up, not on the clock).
+        ``epochs_to_target`` (see `epochs_to_target`: the epoch from which
+        the test accuracy stays at or above the task's target to the end;
+        None when it does not) and ``time_to_target`` (training seconds up to
+        that epoch), and ``warmup_seconds`` (compilation and warm-up, not on
+        the clock).
     """
     from .registry import get_trainer
-    name, options = datasets.parse_task_spec(spec["task"])
-    task = datasets.get_task(name)
+    name, options = parse_task_spec(spec["task"])
+    task = get_task(name)
     options = task.options(**options)
     epochs = spec["epochs"] or task.epochs
     bs = spec["batch_size"] or task.batch_size
@@ -285,12 +328,44 @@ def run(spec, on_epoch=None):
     te_loss, te_acc = _metrics(trainer, task, options, data.X_test, data.y_test)
     record["final"] = {"train_loss": tr_loss, "train_accuracy": tr_acc,
                        "test_loss": te_loss, "test_accuracy": te_acc}
-    for e, acc in enumerate(record["test_accuracy"]):
-        if acc >= task.target_accuracy:
-            record["epochs_to_target"] = e + 1
-            record["time_to_target"] = record["train_seconds"][e]
-            break
+    reached = epochs_to_target(record["test_accuracy"], task.target_accuracy)
+    if reached is not None:
+        record["epochs_to_target"] = reached
+        record["time_to_target"] = record["train_seconds"][reached - 1]
     return record
+
+
+def epochs_to_target(accuracies, target):
+    """The epoch (1-based) after which the accuracy stays at or above
+    ``target`` to the end of the run, or None when the last epoch is below it.
+
+    A run whose accuracy peaks above the target and falls back (plain
+    truncated BPTT on the echo task: 0.99 after epoch 1, then chance) has
+    not reached the target: time to target measures learning that lasts.
+
+    Parameters
+    ----------
+    accuracies : sequence of float
+        Test accuracy after each epoch.
+    target : float
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> epochs_to_target([0.99, 0.6, 0.5], 0.9) is None
+    True
+    >>> epochs_to_target([0.5, 0.95, 0.8, 0.92, 0.93], 0.9)
+    4
+    """
+    held = None
+    for e in range(len(accuracies), 0, -1):
+        if not accuracies[e - 1] >= target:   # NaN counts as below
+            break
+        held = e
+    return held
 
 
 def blas_limit(threads):

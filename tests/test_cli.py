@@ -108,3 +108,45 @@ def test_trainer_option_parsing(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert message in capsys.readouterr().err
+
+
+# -- hardening: every option checked before any training; paths printed once --------------
+
+@pytest.mark.parametrize("argv, option, message", [
+    (["--lr", "0"], "--lr", "expected a finite number > 0, got 0"),
+    (["--task", "digits:test_fraction=abc"], "--task",
+     "test_fraction must be a number in (0, 1), got 'abc'"),
+    (["--task", "adding:length=0"], "--task", "length must be >= 1, got 0"),
+    (["--task", "adding:length=4", "--trainers", "sg", "--trainer-option", "sg.truncate=abc"],
+     "--trainer-option", "truncate must be a positive integer, got 'abc'"),
+    (["--task", "xor", "--trainer-option", "fa.nope=1"], "--trainer-option",
+     "FATrainer does not take"),
+    (["--task", "xor", "--out", "{file}"], "--out", "is a file"),
+    (["--task", "xor", "--out", "{file}/sub"], "--out", "is a file"),
+])
+def test_bad_options_are_usage_errors_before_any_run(argv, option, message, tmp_path,
+                                                     monkeypatch, capsys):
+    from fastbp import runs
+    monkeypatch.setattr(runs, "run_safely", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(runs, "run", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    argv = [a.replace("{file}", str(tmp_path / "file")) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--seeds", "1", "--epochs", "1", "--no-progress"] + argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "usage: fastbp compare" in err
+    assert f"error: {option}" in err or f"argument {option}" in err, err
+    assert message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no results folder made
+
+
+def test_out_with_a_trailing_slash_prints_each_path_once(tmp_path, capsys):
+    out = str(tmp_path / "res") + "/"
+    assert main(["compare", "--task", "xor", "--trainers", "backprop", "--seeds", "1",
+                 "--epochs", "2", "--out", out, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "//" not in printed
+    assert f"results.json and figures in {out}\n" in printed
+    assert f"  {out}xor-accuracy.png" in printed

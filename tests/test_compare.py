@@ -159,12 +159,12 @@ def test_bad_arguments(kwargs, error, match):
         fb.compare(**args)
 
 
-def test_unknown_trainer_option_is_reported_per_run():
-    res = fb.compare(tasks=["xor"], trainers=["fa"], seeds=1, epochs=1, progress=False,
-                     trainer_options={"fa": {"no_such_option": 1}})
-    r = res.runs[0]
-    assert r["status"] == "failed" and "no_such_option" in r["reason"]
-    assert "failed" in res.table()
+def test_unknown_trainer_option_fails_before_any_run(monkeypatch):
+    monkeypatch.setattr(runs, "run_safely", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(ValueError, match="trainer 'fa' with options .*no_such_option.* on "
+                                         "task 'xor'.*FATrainer does not take"):
+        fb.compare(tasks=["xor"], trainers=["fa"], seeds=1, epochs=1, progress=False,
+                   trainer_options={"fa": {"no_such_option": 1}})
 
 
 def test_runs_use_one_blas_thread(grid):
@@ -178,17 +178,17 @@ def test_runs_use_one_blas_thread(grid):
 
 
 def test_missing_optional_package_stops_before_any_run(monkeypatch, capsys):
-    from fastbp import datasets
+    from fastbp import comparison, data
     from fastbp.cli import main
-    real = datasets.require
+    real = data.require
 
     def no_matplotlib(module, purpose):
         if module.startswith("matplotlib"):
             raise ImportError(f"{purpose} needs the optional package 'matplotlib': "
-                              f"{datasets.INSTALL_HINT}")
+                              f"{data.INSTALL_HINT}")
         return real(module, purpose)
 
-    monkeypatch.setattr(datasets, "require", no_matplotlib)
+    monkeypatch.setattr(comparison, "require", no_matplotlib)
     monkeypatch.setattr(runs, "run_safely", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(ImportError, match=r'pip install "fastbp\[compare\]"'):
         fb.compare(tasks=["xor"], epochs=1, out="unused", progress=False)
@@ -227,3 +227,110 @@ def test_a_trainer_needing_an_option_is_not_applicable_until_given(monkeypatch):
                      progress=False, trainer_options={"needs-window": {"window": 3}})
     assert res.runs[0]["status"] == "ok"
     assert res.runs[0]["settings"]["trainer_args"]["window"] == 3
+
+
+
+# -- hardening: options checked before training, honest time to target, table format ------
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"tasks": ["digits:test_fraction=abc"]}, ValueError,
+     "task 'digits:test_fraction=abc': test_fraction must be a number in"),
+    ({"tasks": ["adding:length=0"]}, ValueError, "task 'adding:length=0': length must be >= 1"),
+    ({"tasks": ["adding:length=4"], "trainers": ["sg"],
+      "trainer_options": {"sg": {"truncate": "abc"}}}, TypeError,
+     "trainer 'sg' with options {'truncate': 'abc'} on task 'adding:length=4': truncate"),
+    ({"lr": 0.0}, ValueError, "lr must be a finite number > 0"),
+])
+def test_every_option_fails_before_any_run(monkeypatch, tmp_path, kwargs, error, match):
+    monkeypatch.setattr(runs, "run_safely", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(runs, "run", lambda *a, **k: pytest.fail("a run started"))
+    args = {"tasks": ["xor"], "trainers": ["backprop"], "seeds": 1, "epochs": 1,
+            "progress": False, "out": tmp_path / "new"}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        fb.compare(**args)
+    assert not (tmp_path / "new").exists()  # nothing created for a grid that cannot run
+
+
+@pytest.mark.parametrize("where", ["file", "below_a_file"])
+def test_out_that_cannot_be_a_folder_fails_before_any_run(monkeypatch, tmp_path, where):
+    monkeypatch.setattr(runs, "run_safely", lambda *a, **k: pytest.fail("a run started"))
+    (tmp_path / "f.txt").write_text("x")
+    out = tmp_path / "f.txt" if where == "file" else tmp_path / "f.txt" / "sub"
+    with pytest.raises(ValueError, match="out=.*f.txt"):
+        fb.compare(tasks=["xor"], trainers=["backprop"], seeds=1, epochs=1, progress=False,
+                   out=out)
+
+
+def test_prepare_builds_without_training_and_execute_runs_the_plan(tmp_path, monkeypatch):
+    from fastbp.comparison import execute, prepare
+    plan = prepare(tasks=["xor"], trainers=["backprop", "fa"], seeds=2, epochs=2,
+                   progress=False, out=tmp_path / "r", plots=False)
+    assert len(plan.specs) == 4 and (tmp_path / "r").is_dir()
+    assert not (tmp_path / "r" / "results.json").exists()
+    assert "4 runs" in repr(plan)
+    res = execute(plan)
+    assert [r["status"] for r in res.runs] == ["ok"] * 4
+    assert (tmp_path / "r" / "results.json").exists()
+
+
+def test_an_optimizer_given_as_an_option_is_copied_for_each_run():
+    res = fb.compare(tasks=["xor"], trainers=["dtp"], seeds=2, epochs=2, progress=False,
+                     trainer_options={"dtp": {"inverse_optimizer": fb.Adam(1e-2)}})
+    assert [r["status"] for r in res.runs] == ["ok", "ok"], [r["reason"] for r in res.runs]
+
+
+def test_epochs_to_target_counts_only_a_target_that_holds():
+    assert runs.epochs_to_target([0.987, 0.5, 0.52], 0.9) is None  # the echo TBPTT case
+    assert runs.epochs_to_target([0.5, 0.95, 0.8, 0.92, 0.93], 0.9) == 4
+    assert runs.epochs_to_target([0.95, 0.96], 0.9) == 1
+    assert runs.epochs_to_target([0.5, 0.9], 0.9) == 2
+    assert runs.epochs_to_target([0.95, float("nan")], 0.9) is None
+    assert runs.epochs_to_target([], 0.9) is None
+
+
+def _record(trainer, seed, accuracies, target=0.9):
+    seconds = [0.5 * (e + 1) for e in range(len(accuracies))]
+    reached = runs.epochs_to_target(accuracies, target)
+    return {"task": "echo", "trainer": trainer, "seed": seed, "status": "ok", "reason": "",
+            "settings": {"target_accuracy": target}, "train_loss": [0.1] * len(accuracies),
+            "test_loss": [0.1] * len(accuracies), "test_accuracy": accuracies,
+            "epoch_time": [0.5] * len(accuracies), "train_seconds": seconds,
+            "alignment": None, "alignment_epochs": None,
+            "final": {"train_accuracy": accuracies[-1], "test_accuracy": accuracies[-1],
+                      "train_loss": 0.1, "test_loss": 0.1},
+            "time_per_epoch": 0.5, "epochs_to_target": reached,
+            "time_to_target": None if reached is None else seconds[reached - 1],
+            "warmup_seconds": 0.0}
+
+
+def test_a_transient_peak_is_not_reported_as_reaching_the_target():
+    res = Results([_record("tbptt", 0, [0.987, 0.6, 0.525]),
+                   _record("sg", 0, [0.7, 0.95, 0.97])])
+    table = res.table()
+    tbptt = next(line for line in table.splitlines() if "tbptt" in line)
+    sg = next(line for line in table.splitlines() if " sg " in line)
+    assert "not reached (0/1 held >= 0.9)" in tbptt and "0.525" in tbptt
+    assert "1 s (1/1 held >= 0.9)" in sg
+
+
+def test_a_real_run_records_the_epoch_from_which_the_target_holds(monkeypatch):
+    accuracies = iter([0.5, 1.0, 0.5, 1.0, 1.0, 1.0])
+    real = runs._metrics
+
+    def scripted(trainer, task, options, X, y):
+        loss, _ = real(trainer, task, options, X, y)
+        return loss, next(accuracies, 1.0)
+
+    monkeypatch.setattr(runs, "_metrics", scripted)
+    record = runs.run(runs.make_spec("xor", "backprop", 0, epochs=4, alignment=False))
+    assert record["test_accuracy"] == [0.5, 1.0, 0.5, 1.0]
+    assert record["epochs_to_target"] == 4
+    assert record["time_to_target"] == record["train_seconds"][3]
+
+
+def test_one_seed_shows_no_spread():
+    one = Results([_record("bp", 0, [0.5, 0.95])]).table()
+    assert "±" not in one and "0.950" in one
+    two = Results([_record("bp", 0, [0.5, 0.95]), _record("bp", 1, [0.5, 0.93])]).table()
+    assert "0.940 ± 0.014" in two
