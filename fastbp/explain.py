@@ -249,13 +249,13 @@ def explain(weights=DEFAULT_WEIGHTS, biases=DEFAULT_BIASES, inputs=DEFAULT_INPUT
     L.append("Forward pass")
     for j, (wa, wb) in enumerate((("w1", "w3"), ("w2", "w4"))):
         L.append(f"  net_h{j + 1} = {wa}*i1 + {wb}*i2 + b1 = {f.format(W1[j, 0])}*"
-                 f"{f.format(x[0])} + {f.format(W1[j, 1])}*{f.format(x[1])} + "
-                 f"{f.format(b1[j])} = {f.format(net_h[j])}")
+                 f"{f.format(x[0])} {_plus(W1[j, 1], f)}*{f.format(x[1])} "
+                 f"{_plus(b1[j], f)} = {f.format(net_h[j])}")
         L.append(f"  out_h{j + 1} = sigmoid(net_h{j + 1}) = {f.format(out_h[j])}")
     for k, (wa, wb) in enumerate((("w5", "w6"), ("w7", "w8"))):
         L.append(f"  net_o{k + 1} = {wa}*out_h1 + {wb}*out_h2 + b2 = {f.format(W2[k, 0])}*"
-                 f"{f.format(out_h[0])} + {f.format(W2[k, 1])}*{f.format(out_h[1])} + "
-                 f"{f.format(b2[k])} = {f.format(net_o[k])}")
+                 f"{f.format(out_h[0])} {_plus(W2[k, 1], f)}*{f.format(out_h[1])} "
+                 f"{_plus(b2[k], f)} = {f.format(net_o[k])}")
         L.append(f"  out_o{k + 1} = sigmoid(net_o{k + 1}) = {f.format(out_o[k])}")
     L.append("")
     L.append("Loss")
@@ -277,9 +277,9 @@ def explain(weights=DEFAULT_WEIGHTS, biases=DEFAULT_BIASES, inputs=DEFAULT_INPUT
              "with dE/dout_hj = sum over k of dE/dnet_ok * w(o_k <- h_j)")
     for j in range(2):
         wa, wb = ("w5", "w7") if j == 0 else ("w6", "w8")
-        L.append(f"  dE/dout_h{j + 1} = {f.format(delta_o[0])}*{wa} + {f.format(delta_o[1])}*"
-                 f"{wb} = {f.format(delta_o[0])}*{f.format(W2[0, j])} + "
-                 f"{f.format(delta_o[1])}*{f.format(W2[1, j])} = {f.format(dE_dout_h[j])};  "
+        L.append(f"  dE/dout_h{j + 1} = {f.format(delta_o[0])}*{wa} {_plus(delta_o[1], f)}*"
+                 f"{wb} = {f.format(delta_o[0])}*{f.format(W2[0, j])} "
+                 f"{_plus(delta_o[1], f)}*{f.format(W2[1, j])} = {f.format(dE_dout_h[j])};  "
                  f"dout_h{j + 1}/dnet_h{j + 1} = {f.format(dout_dnet_h[j])}")
     for name in ("w1", "w2", "w3", "w4"):
         L.append(_weight_line(by_name[name], f))
@@ -298,6 +298,12 @@ def explain(weights=DEFAULT_WEIGHTS, biases=DEFAULT_BIASES, inputs=DEFAULT_INPUT
     ordered = [by_name[f"w{i}"] for i in range(1, 9)]
     return Explanation(x, t, net_h, out_h, net_o, out_o, errors, float(e_total), float(rate),
                        ordered, bias_grads, float(check), L)
+
+
+def _plus(value, f):
+    """A term added to a sum, formatted with ``f``: "+ 0.5" or "- 0.5" (never
+    "+ -0.5")."""
+    return f"- {f.format(-value)}" if value < 0 else f"+ {f.format(value)}"
 
 
 def _weight_line(s, f):

@@ -64,3 +64,19 @@ class History:
 
     def __getitem__(self, key):
         return self.as_dict()[key]
+
+    def __repr__(self):
+        """One line: epochs, the last epoch's metrics and the time (the
+        per-epoch lists are in the attributes and ``as_dict()``)."""
+        parts = [f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"]
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            values = getattr(self, name)
+            if values:
+                parts.append(f"{name}={values[-1]:.4g}")
+        parts.append(f"iterations={self.iterations}")
+        parts.append(f"training_time={self.training_time:.3g} s")
+        if self.records:
+            parts.append(f"records={sorted(self.records)}")
+        if self.diverged:
+            parts.append(f"diverged: {self.message}")
+        return f"History({', '.join(parts)})"
