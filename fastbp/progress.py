@@ -4,11 +4,11 @@ A bar redraws itself with carriage returns: on a terminal that is one line
 that changes, but in a redirected log (``fastbp compare > log 2>&1``, CI, a
 batch job) every frame stays, tens of kilobytes of them. So bars are drawn
 only when the output stream is interactive (a terminal, or a Jupyter
-kernel's stream, where tqdm draws a widget). Otherwise ``fit`` writes one
-line when it ends and ``compare`` one line per finished run.
+kernel's stream, where tqdm draws a widget). Otherwise ``fit`` writes plain
+lines, at most one per tenth of its epochs (and the last), and ``compare``
+one line per finished run.
 """
 import sys
-import time
 
 _HINT_SHOWN = False
 
@@ -53,41 +53,24 @@ def _format(metrics):
 
 
 class _Lines:
-    """On a terminal without tqdm: one line per update on stderr."""
+    """Plain lines on stderr: one per update (a terminal without tqdm), or one
+    each time another ``every`` epochs are done, and at the end (a log)."""
 
-    def __init__(self, total, desc):
+    def __init__(self, total, desc, every=1):
         self.total = total
         self.desc = desc
+        self.every = max(1, int(every))
         self.n = 0
 
     def update(self, n, metrics):
+        before = self.n // self.every
         self.n += n
-        print(f"{self.desc} {self.n}/{self.total}  {_format(metrics)}", file=sys.stderr,
-              flush=True)
+        if self.n // self.every > before or self.n >= self.total:
+            print(f"{self.desc} {self.n}/{self.total}  {_format(metrics)}", file=sys.stderr,
+                  flush=True)
 
     def close(self):
         pass
-
-
-class _Summary:
-    """Not on a terminal: nothing while running, one line when closed."""
-
-    def __init__(self, total, desc):
-        self.total = total
-        self.desc = desc
-        self.n = 0
-        self.metrics = {}
-        self.start = time.perf_counter()
-
-    def update(self, n, metrics):
-        self.n += n
-        self.metrics = dict(metrics)
-
-    def close(self):
-        if self.n:
-            print(f"{self.desc} {self.n}/{self.total}  {_format(self.metrics)}  "
-                  f"({time.perf_counter() - self.start:.1f} s)", file=sys.stderr, flush=True)
-        self.n = 0
 
 
 class _Tqdm:
@@ -106,9 +89,11 @@ def progress_bar(total, desc="epoch"):
     """A progress display over ``total`` epochs with ``update(n, metrics)``
     and ``close()``.
 
-    On an interactive stderr (see `is_interactive`): a tqdm bar when tqdm
-    is installed, else one line per update (and, once per process, how to
-    install tqdm). Otherwise a single line when the display is closed.
+    On an interactive stderr (see `is_interactive`) a tqdm bar when tqdm is
+    installed, else one line per update. On anything else (a file, a pipe)
+    plain lines, at most one per tenth of the epochs and one for the last:
+    never a bar's carriage-return frames. Without tqdm, how to install it is
+    printed once per process.
 
     Parameters
     ----------
@@ -123,9 +108,9 @@ def progress_bar(total, desc="epoch"):
         With ``update(n, metrics)`` (n more epochs done; metrics a dict of
         name -> float) and ``close()``.
     """
-    if not is_interactive():
-        return _Summary(total, desc)
     tqdm = _tqdm()
+    if not is_interactive():
+        return _Lines(total, desc, every=max(1, total // 10))
     return _Lines(total, desc) if tqdm is None else _Tqdm(tqdm, total, desc)
 
 
