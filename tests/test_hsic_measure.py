@@ -12,6 +12,20 @@ from alternatives.hsic_measure import hsic, nhsic
 SIGMA = 1.3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """OpenBLAS threads dpotri even for 10 x 10 matrices: with two threads on a
+    busy machine each call can wait milliseconds for the second one (the
+    finite-difference tests then take ~1 s instead of ~0.05 s)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @njit(cache=True)
 def exp_all(x, out):
     for i in range(x.size):
