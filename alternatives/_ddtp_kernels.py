@@ -21,26 +21,27 @@ Per-sample equations (rows are samples, L the per-sample loss, e = dL/da_L):
   eps ~ N(0, sigma^2) (Numba's generator), a_L(.) the output pre-activation
   with layers l+1..L applied to a (perturbed) h_l.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
-from fastbp.kernels.codes import KERNEL, OK
+from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nt, gemm_tn
-from fastbp.kernels.mlp import (
-    add_bias,
-    bias_gradient,
-    epoch_seed,
-    forward,
-    gather_batch,
-    n_weights,
-    output_offsets,
-    record_epoch,
-    shuffle_in_place,
-)
-from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
+from fastbp.kernels.mlp import add_bias, bias_gradient, forward, n_weights, output_offsets
+from fastbp.kernels.optim import LOSS, finish_step, finish_steps
 
 from ._dtp_kernels import _offsets, forward_and_output_gradient, layer_apply, max_width
+
+#: The arrays of a DDTP step: the model's and the feedback's StepArrays, the
+#: workspace ``ws``, the hidden targets ``tgt``, the noise ``eps``, the
+#: scratch ``tw``, the ``layout``, the target step beta, the noise ``sigma``
+#: and ``blas``.
+DDTPArgs = namedtuple("DDTPArgs", "step feedback ws tgt eps tw layout target_step sigma blas")
+#: The same arrays, for the feedback-only pre-training epochs.
+PretrainArgs = namedtuple("PretrainArgs", DDTPArgs._fields)
 
 
 @njit(**KERNEL)
@@ -165,81 +166,66 @@ def feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas):
 
 
 @njit(**KERNEL)
-def feedback_step(x, rows, params, fb, fgrads, fstate, fhyper, ftrain, ws, eps, tw, layout,
-                  sigma, blas):
+def feedback_step(args, x, rows):
     """Forward pass, fresh noise, one update of the feedback. Returns (loss, status)."""
-    forward(x, rows, params, layout, ws, blas)
-    draw_noise(eps, rows * hidden_total(layout), sigma)
-    loss = feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas)
-    return finish_step(fb, fgrads, fstate, fhyper, ftrain, 0, loss)
+    main, fb, layout = args.step, args.feedback, args.layout
+    forward(x, rows, main.params, layout, args.ws, args.blas)
+    draw_noise(args.eps, rows * hidden_total(layout), args.sigma)
+    loss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
+                               args.tw, layout, args.blas)
+    return finish_step(fb.params, fb.grads, fb.state, fb.opt_hyper, fb.train_hyper, 0, loss)
 
 
 @njit(**KERNEL)
-def joint_step(x, labels, targets, rows, params, fb, grads, fgrads, state, opt_hyper,
-               train_hyper, fstate, fhyper, ftrain, ws, tgt, eps, tw, layout, target_step,
-               sigma, blas):
+def joint_step(args, x, labels, targets, rows):
     """One forward update and one feedback update on one batch, both from the
     same forward pass (the targets use the feedback from before the step).
     Returns (objective, correct, status); nothing is updated unless both
     updates are finite."""
-    loss_sum, correct = forward_directions(x, labels, targets, rows, params, fb, grads, ws,
-                                           tgt, tw, layout, int(train_hyper[LOSS]),
-                                           target_step, blas)
-    do_fb = fb.shape[0] > 0
-    if do_fb:
-        draw_noise(eps, rows * hidden_total(layout), sigma)
-        floss = feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas)
-        _, aux_status = check_step(fb, fgrads, fstate, fhyper, ftrain, 0, floss)
-        if aux_status != OK:
-            return loss_sum / rows, correct, aux_status
-    obj, status = finish_step(params, grads, state, opt_hyper, train_hyper,
-                              n_weights(layout), loss_sum / rows)
-    if status == OK and do_fb:
-        apply_update(fb, fgrads, fstate, fhyper)
+    main, fb, layout = args.step, args.feedback, args.layout
+    loss_sum, correct = forward_directions(x, labels, targets, rows, main.params, fb.params,
+                                           main.grads, args.ws, args.tgt, args.tw, layout,
+                                           int(main.train_hyper[LOSS]), args.target_step,
+                                           args.blas)
+    if fb.params.shape[0] > 0:
+        draw_noise(args.eps, rows * hidden_total(layout), args.sigma)
+        floss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
+                                    args.tw, layout, args.blas)
+        obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, fb, floss)
+    else:
+        obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
+                                  main.train_hyper, n_weights(layout), loss_sum / rows)
     return obj, correct, status
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, fb, grads, fgrads, state, opt_hyper, train_hyper, fstate, fhyper,
-                 ftrain, ws, tgt, eps, tw, layout, xb, lb, tb, stats, target_step, sigma,
-                 pretrain, blas):
-    """``pretrain`` feedback-only epochs, then ``n_epochs`` joint epochs (both
-    updates on every batch), with the shuffling stream, ``stats`` and return
-    values of :func:`fastbp.kernels.mlp.train_epochs`. A failing pretraining
-    step returns (status, 0) with the first epoch's stats zeroed."""
-    n = X.shape[0]
-    if fb.shape[0] > 0:
-        for p in range(pretrain):
-            if shuffle:
-                shuffle_in_place(order, epoch_seed(seed ^ np.uint64(0x5DEECE66D), p))
-            for start in range(0, n, batch_size):
-                rows = min(batch_size, n - start)
-                gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-                _, status = feedback_step(xb, rows, params, fb, fgrads, fstate, fhyper, ftrain,
-                                          ws, eps, tw, layout, sigma, blas)
-                if status != OK:
-                    stats[0, 0] = 0.0
-                    stats[0, 1] = 0.0
-                    stats[0, 2] = 0
-                    return status, 0
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        loss_acc = 0.0
-        correct_acc = 0.0
-        steps = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-            obj, c, status = joint_step(xb, lb, tb, rows, params, fb, grads, fgrads, state,
-                                        opt_hyper, train_hyper, fstate, fhyper, ftrain, ws,
-                                        tgt, eps, tw, layout, target_step, sigma, blas)
-            if status != OK:
-                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
-                return status, e
-            loss_acc += obj * rows
-            correct_acc += c
-            steps += 1
-        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
-    return OK, n_epochs
+def ddtp_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step of a joint DDTP epoch."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    return batch_result(joint_step(args, xb, lb, tb, rows), rows)
+
+
+@njit(**KERNEL)
+def pretrain_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step of a feedback-only pre-training epoch (counted
+    in no statistic)."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    _, status = feedback_step(args, xb, rows)
+    return 0.0, 0.0, 0, 0, 0.0, 0, status
+
+
+register_batch_step(DDTPArgs, ddtp_batch)
+register_batch_step(PretrainArgs, pretrain_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Joint DDTP epochs (both updates on every batch): see
+    :func:`fastbp.kernels.epochs.run_epochs`."""
+    return run_epochs(args, data, plan, stats)
+
+
+@njit(**KERNEL)
+def pretrain_epochs(args, data, plan, stats):
+    """Feedback-only epochs: see :func:`fastbp.kernels.epochs.run_epochs`."""
+    return run_epochs(args, data, plan, stats)

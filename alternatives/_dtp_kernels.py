@@ -24,17 +24,27 @@ Per-sample equations (rows are samples; the loss L is the per-sample loss):
 * inverse l minimises mean_batch 1/2 ||g_l(f_l(h_{l-1} + eps)) - (h_{l-1} + eps)||^2
   over (V_l, c_l), eps ~ N(0, sigma^2) drawn with Numba's generator.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import (KERNEL, OK)
+from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (add_bias, bias_gradient, epoch_seed, forward, gather_batch,
-                                max_width, n_weights, output_offsets, record_epoch,
-                                shuffle_in_place)
-from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
+from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, max_width, n_weights,
+                                output_offsets)
+from fastbp.kernels.optim import LOSS, finish_step, finish_steps
+
+#: The arrays of a DTP step: the model's and the inverses' StepArrays, the
+#: workspace ``ws`` and the target workspace ``tw``, the ``layout``, the
+#: target step eta_hat, ``difference`` (bool), the noise ``sigma``, the
+#: inverses' activation code, ``alternate`` (bool: the epoch schedule) and
+#: ``blas``.
+DTPArgs = namedtuple("DTPArgs", "step inverse ws tw layout target_step difference sigma "
+                                "inv_code alternate blas")
 
 
 @njit(**KERNEL)
@@ -208,93 +218,55 @@ def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_cod
 
 
 @njit(**KERNEL)
-def inverse_step(x, rows, params, inv, igrads, istate, ihyper, itrain, ws, tw, layout,
-                 sigma, inv_code, blas):
+def inverse_step(args, x, rows):
     """Forward pass, then one update of the inverses. Returns (loss, status)."""
-    forward(x, rows, params, layout, ws, blas)
-    loss = inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_code,
-                              blas)
-    return finish_step(inv, igrads, istate, ihyper, itrain, 0, loss)
+    main, inverse = args.step, args.inverse
+    forward(x, rows, main.params, args.layout, args.ws, args.blas)
+    loss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
+                              args.tw, args.layout, args.sigma, args.inv_code, args.blas)
+    return finish_step(inverse.params, inverse.grads, inverse.state, inverse.opt_hyper,
+                       inverse.train_hyper, 0, loss)
 
 
 @njit(**KERNEL)
-def forward_step(x, labels, targets, rows, params, inv, grads, state, opt_hyper, train_hyper,
-                 ws, tw, layout, target_step, difference, inv_code, blas):
-    """One update of the forward parameters. Returns (objective, correct, status)."""
-    loss_sum, correct = forward_directions(x, labels, targets, rows, params, inv, grads, ws,
-                                           tw, layout, int(train_hyper[LOSS]), target_step,
-                                           difference, inv_code, blas)
-    obj, status = finish_step(params, grads, state, opt_hyper, train_hyper,
-                              n_weights(layout), loss_sum / rows)
-    return obj, correct, status
-
-
-@njit(**KERNEL)
-def joint_step(x, labels, targets, rows, params, inv, grads, igrads, state, opt_hyper,
-               train_hyper, istate, ihyper, itrain, ws, tw, layout, target_step, difference,
-               sigma, inv_code, train_inverses, blas):
+def joint_step(args, x, labels, targets, rows, train_inverses):
     """One forward update and (when train_inverses and there is an inverse) one
     inverse update on one batch, both from the same forward pass (the targets use
     the inverses from before the step). Returns (objective, correct, status);
     nothing is updated unless both updates are finite."""
-    loss_sum, correct = forward_directions(x, labels, targets, rows, params, inv, grads, ws,
-                                           tw, layout, int(train_hyper[LOSS]), target_step,
-                                           difference, inv_code, blas)
-    do_inv = train_inverses and inv.shape[0] > 0
-    if do_inv:
-        iloss = inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma,
-                                   inv_code, blas)
-        _, aux_status = check_step(inv, igrads, istate, ihyper, itrain, 0, iloss)
-        if aux_status != OK:
-            return loss_sum / rows, correct, aux_status
-    obj, status = finish_step(params, grads, state, opt_hyper, train_hyper,
-                              n_weights(layout), loss_sum / rows)
-    if status == OK and do_inv:
-        apply_update(inv, igrads, istate, ihyper)
+    main, inverse, layout = args.step, args.inverse, args.layout
+    loss_sum, correct = forward_directions(x, labels, targets, rows, main.params,
+                                           inverse.params, main.grads, args.ws, args.tw, layout,
+                                           int(main.train_hyper[LOSS]), args.target_step,
+                                           args.difference, args.inv_code, args.blas)
+    if train_inverses and inverse.params.shape[0] > 0:
+        iloss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
+                                   args.tw, layout, args.sigma, args.inv_code, args.blas)
+        obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, inverse, iloss)
+    else:
+        obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
+                                  main.train_hyper, n_weights(layout), loss_sum / rows)
     return obj, correct, status
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, inv, grads, igrads, state, opt_hyper, train_hyper, istate, ihyper,
-                 itrain, ws, tw, layout, xb, lb, tb, stats, target_step, difference, sigma,
-                 inv_code, alternate, blas):
-    """``n_epochs`` epochs in one call, with the shuffling stream, ``stats`` and
-    return values of :func:`fastbp.kernels.mlp.train_epochs`. ``alternate``:
-    each epoch is one pass training the inverses, then one pass training the
-    forward weights (same sample order); otherwise both on every batch. The
-    stats are those of the forward updates."""
-    n = X.shape[0]
-    has_inv = inv.shape[0] > 0
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        if alternate and has_inv:
-            for start in range(0, n, batch_size):
-                rows = min(batch_size, n - start)
-                gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-                _, status = inverse_step(xb, rows, params, inv, igrads, istate, ihyper,
-                                         itrain, ws, tw, layout, sigma, inv_code, blas)
-                if status != OK:
-                    stats[e, 0] = 0.0
-                    stats[e, 1] = 0.0
-                    stats[e, 2] = 0
-                    return status, e
-        loss_acc = 0.0
-        correct_acc = 0.0
-        steps = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-            obj, c, status = joint_step(xb, lb, tb, rows, params, inv, grads, igrads, state,
-                                        opt_hyper, train_hyper, istate, ihyper, itrain, ws,
-                                        tw, layout, target_step, difference, sigma, inv_code,
-                                        not alternate, blas)
-            if status != OK:
-                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
-                return status, e
-            loss_acc += obj * rows
-            correct_acc += c
-            steps += 1
-        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
-    return OK, n_epochs
+def dtp_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`). With
+    ``args.alternate`` the epoch makes two passes: phase 0 trains the
+    inverses (counted in no statistic), phase 1 the forward weights;
+    otherwise one pass updates both on every batch."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    if args.alternate and phase == 0:
+        _, status = inverse_step(args, xb, rows)
+        return 0.0, 0.0, 0, 0, 0.0, 0, status
+    return batch_result(joint_step(args, xb, lb, tb, rows, not args.alternate), rows)
+
+
+register_batch_step(DTPArgs, dtp_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole DTP epochs in one call: see :func:`fastbp.kernels.epochs.run_epochs`
+    (two passes per epoch for the alternating schedule)."""
+    return run_epochs(args, data, plan, stats)

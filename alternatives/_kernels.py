@@ -20,18 +20,26 @@ selects how it is read:
 Both then set dW_l = delta_l^T H_{l-1}, db_l = column sums of delta_l (rows are
 samples, so this is the textbook dW_l = delta_l h_{l-1}^T summed over the batch).
 """
+from collections import namedtuple
+
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
-from fastbp.kernels.codes import KERNEL, OK
+from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (backward, bias_gradient, epoch_seed, forward, gather_batch,
-                                n_weights, output_offsets, record_epoch, shuffle_in_place)
+from fastbp.kernels.mlp import backward, bias_gradient, forward, n_weights, output_offsets
 from fastbp.kernels.optim import LOSS, finish_step
 
 FA = 0
 DFA = 1
+
+#: The arrays of a feedback-alignment step: those of
+#: :data:`fastbp.kernels.mlp.BackpropArgs` plus the flat ``feedback`` buffer
+#: and the ``mode`` (FA or DFA).
+FeedbackArgs = namedtuple("FeedbackArgs", "params grads state opt_hyper train_hyper feedback "
+                                          "ws layout mode blas")
 
 
 @njit(**KERNEL)
@@ -121,10 +129,10 @@ def loss_directions(x, labels, targets, rows, params, feedback, grads, ws, layou
 
 
 @njit(**KERNEL)
-def train_step(x, labels, targets, rows, params, feedback, grads, state, opt_hyper,
-               train_hyper, ws, layout, mode, blas):
+def train_step(args, x, labels, targets, rows):
     """One update on one batch. Returns (objective, number correct, status);
     parameters are unchanged unless status == OK."""
+    params, grads, state, opt_hyper, train_hyper, feedback, ws, layout, mode, blas = args
     loss_sum, correct = loss_directions(x, labels, targets, rows, params, feedback, grads,
                                         ws, layout, int(train_hyper[LOSS]), mode, blas)
     objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
@@ -133,33 +141,17 @@ def train_step(x, labels, targets, rows, params, feedback, grads, state, opt_hyp
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, feedback, grads, state, opt_hyper, train_hyper, ws, layout,
-                 xb, lb, tb, stats, mode, blas):
-    """``n_epochs`` epochs in one call, as :func:`fastbp.kernels.mlp.train_epochs`
-    (same arguments, same shuffling stream, same ``stats`` and return values)
-    with the feedback pass of ``mode`` in place of backpropagation."""
-    n = X.shape[0]
-    loss_code = int(train_hyper[LOSS])
-    nw = n_weights(layout)
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        loss_acc = 0.0
-        correct_acc = 0.0
-        steps = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-            loss_sum, c = loss_directions(xb, lb, tb, rows, params, feedback, grads, ws,
-                                          layout, loss_code, mode, blas)
-            obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
-                                      loss_sum / rows)
-            if status != OK:
-                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
-                return status, e
-            loss_acc += obj * rows
-            correct_acc += c
-            steps += 1
-        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
-    return OK, n_epochs
+def feedback_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`)."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    return batch_result(train_step(args, xb, lb, tb, rows), rows)
+
+
+register_batch_step(FeedbackArgs, feedback_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs with the feedback pass of ``args.mode``: see
+    :func:`fastbp.kernels.epochs.run_epochs`."""
+    return run_epochs(args, data, plan, stats)

@@ -1,7 +1,7 @@
 """The concurrent schedule of :class:`alternatives.SyntheticGradientTrainer`:
 the layers of an MLP split into groups at the decoupled layers, one Python
 thread per group, each calling GIL-free Numba kernels
-(:mod:`alternatives._sg_kernels`), activations flowing up and module targets
+(:mod:`alternatives._sg_concurrent_kernels`), activations flowing up and module targets
 flowing down through bounded queues.
 
 Group g (0-based) holds layers cut_{g-1}+1 .. cut_g, cut_g the g-th decoupled
@@ -40,6 +40,7 @@ from fastbp.kernels import codes
 from fastbp.kernels.optim import T
 from fastbp.models import mlp_workspace_size
 
+from . import _sg_concurrent_kernels as CK
 from . import _sg_kernels as K
 
 _POLL = 0.05
@@ -257,14 +258,14 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
             src, s0 = grp.xb, 0
         else:
             src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
-        K.lower_forward(X, labels, targets, order, start, rows, grp.bottom, src, s0, grp.xb,
+        CK.lower_forward(X, labels, targets, order, start, rows, grp.bottom, src, s0, grp.xb,
                         grp.lb, grp.tb, grp.p, grp.ws, grp.layout, pipe.up[g],
                         slot(t, grp.n_out), grp.mp, grp.pbuf, grp.zbuf, m, k, cond, blas)
 
     def module_part(g, s):
         grp = groups[g]
         start, rows = batch(s)
-        loss, status = K.module_step(labels, targets, order, start, rows, pipe.up[g],
+        loss, status = CK.module_step(labels, targets, order, start, rows, pipe.up[g],
                                      slot(s, grp.n_out), pipe.down[g], slot(s, grp.n_out),
                                      grp.n_out, grp.mp, grp.mg, grp.ms, grp.mh, grp.mtrain,
                                      grp.lb, grp.tb, grp.qbuf, grp.zbuf, grp.dzbuf, grp.rbuf,
@@ -283,7 +284,7 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
         else:
             src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
             down, d0 = pipe.down[g - 1], slot(t, grp.n_in)
-        obj, status = K.lower_backward(rows, grp.bottom, src, s0, grp.xb, grp.p, grp.g, grp.s,
+        obj, status = CK.lower_backward(rows, grp.bottom, src, s0, grp.xb, grp.p, grp.g, grp.s,
                                        grp.h, grp.train, grp.ws, grp.layout, grp.pbuf, down,
                                        d0, blas)
         if status != codes.OK:
@@ -296,7 +297,7 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
         g = G - 1
         grp = groups[g]
         start, rows = batch(t)
-        obj, correct, status = K.top_step(labels, targets, order, start, rows, pipe.up[g - 1],
+        obj, correct, status = CK.top_step(labels, targets, order, start, rows, pipe.up[g - 1],
                                           slot(t, grp.n_in), grp.lb, grp.tb, grp.p, grp.g,
                                           grp.s, grp.h, grp.train, grp.ws, grp.layout,
                                           pipe.down[g - 1], slot(t, grp.n_in), blas)

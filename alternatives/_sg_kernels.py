@@ -39,19 +39,23 @@ G_l = delta_{l+1} W_{l+1} (per sample), becomes module l's target T_l, and is
 replaced by the prediction P_l before the pass continues through f_l'(a_l) and
 layer l. Module l then minimises mean_batch 1/2 ||P_l - T_l||^2.
 """
+from collections import namedtuple
+
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
 from fastbp.kernels.codes import KERNEL, OK, RELU
+from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (add_bias, backward, bias_gradient, epoch_seed, forward,
-                                gather_batch, max_width, n_weights, output_offsets,
-                                record_epoch, shuffle_in_place)
-from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
+from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, max_width, n_weights,
+                                output_offsets)
+from fastbp.kernels.optim import LOSS, finish_step, finish_steps
 
-#: kernels run by the concurrent schedule's worker threads release the GIL
-NOGIL = dict(KERNEL, nogil=True)
+#: The arrays of a locked synthetic-gradient step: the model's and the
+#: modules' StepArrays, the workspaces ``ws`` and ``sw``, the ``layout``, the
+#: module layout ``sgl`` and ``blas``.
+SGArgs = namedtuple("SGArgs", "step sg ws sw layout sgl blas")
 
 
 # -- sizes and offsets ------------------------------------------------------------------
@@ -354,8 +358,7 @@ def module_directions(rows, sgp, sgg, ws, sw, layout, sgl, labels, targets, blas
 
 
 @njit(**KERNEL)
-def joint_step(x, labels, targets, rows, params, grads, state, opt_hyper, train_hyper, sgp,
-               sgg, sstate, shyper, strain, ws, sw, layout, sgl, blas):
+def joint_step(args, x, labels, targets, rows):
     """One locked update of the model and of every module on one batch, both
     from the same forward pass (predictions and targets from the parameters
     before the step). Nothing is updated unless both updates are finite.
@@ -364,165 +367,37 @@ def joint_step(x, labels, targets, rows, params, grads, state, opt_hyper, train_
     -------
     (objective, number correct, status, module loss)
     """
-    loss_sum, correct = directions(x, labels, targets, rows, params, grads, sgp, ws, sw, layout,
-                                   sgl, int(train_hyper[LOSS]), False, blas)
-    has_mod = sgl[0] > 0
+    main, sg, ws, sw, layout, sgl, blas = args
+    loss_sum, correct = directions(x, labels, targets, rows, main.params, main.grads,
+                                   sg.params, ws, sw, layout, sgl, int(main.train_hyper[LOSS]),
+                                   False, blas)
     sg_loss = 0.0
-    if has_mod:
-        sg_loss = module_directions(rows, sgp, sgg, ws, sw, layout, sgl, labels, targets, blas)
-        _, aux = check_step(sgp, sgg, sstate, shyper, strain, 0, sg_loss)
-        if aux != OK:
-            return loss_sum / rows, correct, aux, sg_loss
-    obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, n_weights(layout),
-                              loss_sum / rows)
-    if status == OK and has_mod:
-        apply_update(sgp, sgg, sstate, shyper)
+    if sgl[0] > 0:
+        sg_loss = module_directions(rows, sg.params, sg.grads, ws, sw, layout, sgl, labels,
+                                    targets, blas)
+        obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, sg, sg_loss)
+    else:
+        obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
+                                  main.train_hyper, n_weights(layout), loss_sum / rows)
     return obj, correct, status, sg_loss
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, grads, state, opt_hyper, train_hyper, sgp, sgg, sstate, shyper, strain,
-                 ws, sw, layout, sgl, xb, lb, tb, stats, sg_stats, blas):
-    """``n_epochs`` locked epochs in one call, with the shuffling stream,
-    ``stats`` and return values of :func:`fastbp.kernels.mlp.train_epochs`;
-    ``sg_stats`` (n_epochs,) receives each epoch's mean module loss."""
-    n = X.shape[0]
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        loss_acc = 0.0
-        correct_acc = 0.0
-        sg_acc = 0.0
-        steps = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-            obj, c, status, sgl_loss = joint_step(xb, lb, tb, rows, params, grads, state,
-                                                  opt_hyper, train_hyper, sgp, sgg, sstate,
-                                                  shyper, strain, ws, sw, layout, sgl, blas)
-            if status != OK:
-                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
-                sg_stats[e] = sg_acc / max(start, 1)
-                return status, e
-            loss_acc += obj * rows
-            sg_acc += sgl_loss * rows
-            correct_acc += c
-            steps += 1
-        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
-        sg_stats[e] = sg_acc / n
-    return OK, n_epochs
+def sg_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`); its second
+    statistic is the module loss, averaged over samples."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    obj, c, status, sg_loss = joint_step(args, xb, lb, tb, rows)
+    if status != OK:
+        return 0.0, 0.0, 0, 0, 0.0, 0, status
+    return obj * rows, c, rows, 1, sg_loss * rows, rows, OK
 
 
-# -- the concurrent schedule: one layer group per thread ---------------------------------
-# A group is layers a..b of the model run as a sub-MLP with its own flat buffer
-# (W_a..W_b then b_a..b_b, exactly the sub-MLP's layout ``glayout``), grads,
-# optimizer state and hyper vector. A lower group's last layer is a decoupled
-# hidden layer; its module (params mp, grads mg, state ms, hyper mh) belongs to
-# it. Every kernel here releases the GIL.
-
-@njit(**KERNEL)
-def gather_context(labels, targets, order, start, rows, lb, tb):
-    """Labels (or target rows) of samples order[start:start + rows] into lb (tb)."""
-    if labels.shape[0] > 0:
-        for i in range(rows):
-            lb[i] = labels[order[start + i]]
-    else:
-        for i in range(rows):
-            src = order[start + i]
-            for j in range(targets.shape[1]):
-                tb[i, j] = targets[src, j]
+register_batch_step(SGArgs, sg_batch)
 
 
 @njit(**KERNEL)
-def input_gradient(rows, gp, glayout, gws, down, d0, blas):
-    """After fastbp's :func:`backward` on the group: down[d0:] (rows, n_in) =
-    rows * delta_1 W_1, the per-sample gradient at the group's input."""
-    Lg = glayout[0]
-    total_h = hidden_offset(glayout, rows, Lg + 1)
-    cur = total_h + rows * glayout[Lg + 1]
-    if (Lg - 1) % 2 == 1:
-        cur += rows * max_width(glayout)
-    nin = glayout[1]
-    gemm_nn(gws, cur, gp, 0, down, d0, rows, nin, glayout[2], blas)
-    scale = 1.0 * rows
-    for j in range(rows * nin):
-        down[d0 + j] *= scale
-
-
-@njit(**NOGIL)
-def lower_forward(X, labels, targets, order, start, rows, bottom, src, s0, xb, lb, tb, gp, gws,
-                  glayout, up, u0, mp, pbuf, zbuf, m, k, cond, blas):
-    """A lower group's forward half of one batch: its input (gathered from X
-    when ``bottom``, else src[s0:]), its layers, its output h copied to
-    up[u0:] (rows, n) for the group above, and its module's prediction into
-    pbuf (rows, n)."""
-    Lg = glayout[0]
-    n = glayout[Lg + 1]
-    if bottom:
-        gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-        forward(xb, rows, gp, glayout, gws, blas)
-    else:
-        gather_context(labels, targets, order, start, rows, lb, tb)
-        forward(src[s0:], rows, gp, glayout, gws, blas)
-    h_off, _, _ = output_offsets(glayout, rows)
-    for j in range(rows * n):
-        up[u0 + j] = gws[h_off + j]
-    module_forward(up, u0, rows, n, mp, 0, m, k, cond, lb, tb, pbuf, 0, zbuf, 0, blas)
-
-
-@njit(**NOGIL)
-def lower_backward(rows, bottom, src, s0, xb, gp, gg, gs, gh, gtrain, gws, glayout, pbuf, down,
-                   d0, blas):
-    """A lower group's backward half: the prediction in pbuf (per sample)
-    divided by rows goes through f'(a) of the group's last layer and back
-    through the group; the group's input gradient (times rows) goes to
-    down[d0:] unless ``bottom``; then the group's update. Returns (objective:
-    the group's weight penalty, status)."""
-    Lg = glayout[0]
-    n = glayout[Lg + 1]
-    h_off, _, d_off = output_offsets(glayout, rows)
-    inv_b = 1.0 / rows
-    for j in range(rows * n):
-        gws[d_off + j] = pbuf[j] * inv_b
-    backprop_activation(gws, h_off, gws, d_off, rows, n, glayout[2 * Lg + 1])
-    if bottom:
-        backward(xb, rows, gp, gg, glayout, gws, blas)
-    else:
-        backward(src[s0:], rows, gp, gg, glayout, gws, blas)
-        input_gradient(rows, gp, glayout, gws, down, d0, blas)
-    return finish_step(gp, gg, gs, gh, gtrain, n_weights(glayout), 0.0)
-
-
-@njit(**NOGIL)
-def top_step(labels, targets, order, start, rows, src, s0, lb, tb, gp, gg, gs, gh, gtrain, gws,
-             glayout, down, d0, blas):
-    """The top group's whole batch: forward from src[s0:], loss, backward, the
-    per-sample input gradient into down[d0:] (the target of the module below),
-    update. Returns (objective, number correct, status)."""
-    gather_context(labels, targets, order, start, rows, lb, tb)
-    x = src[s0:]
-    forward(x, rows, gp, glayout, gws, blas)
-    h_off, a_off, d_off = output_offsets(glayout, rows)
-    Lg = glayout[0]
-    loss_sum, correct = loss_and_delta(gws, a_off, h_off, d_off, rows, glayout[Lg + 1], lb, tb,
-                                       int(gtrain[LOSS]), glayout[2 * Lg + 1])
-    backward(x, rows, gp, gg, glayout, gws, blas)
-    input_gradient(rows, gp, glayout, gws, down, d0, blas)
-    obj, status = finish_step(gp, gg, gs, gh, gtrain, n_weights(glayout), loss_sum / rows)
-    return obj, correct, status
-
-
-@njit(**NOGIL)
-def module_step(labels, targets, order, start, rows, h, h0, tgt, t0, n, mp, mg, ms, mh, mtrain,
-                lb, tb, pbuf, zbuf, dzbuf, rbuf, m, k, cond, blas):
-    """One update of a lower group's module on a stored batch: inputs h[h0:]
-    (rows, n) and context of samples order[start:start + rows], target
-    tgt[t0:] (rows, n), prediction recomputed with the module's current
-    parameters. Returns (module loss, status)."""
-    gather_context(labels, targets, order, start, rows, lb, tb)
-    module_forward(h, h0, rows, n, mp, 0, m, k, cond, lb, tb, pbuf, 0, zbuf, 0, blas)
-    loss = residual(pbuf, 0, tgt, t0, rbuf, 0, rows, n)
-    module_backward(h, h0, rows, n, mp, mg, 0, m, k, cond, lb, tb, rbuf, 0, zbuf, 0, dzbuf, 0,
-                    blas)
-    return finish_step(mp, mg, ms, mh, mtrain, 0, loss)
+def train_epochs(args, data, plan, stats):
+    """Locked epochs in one call: see :func:`fastbp.kernels.epochs.run_epochs`;
+    ``stats[:, 3]`` receives each epoch's mean module loss."""
+    return run_epochs(args, data, plan, stats)

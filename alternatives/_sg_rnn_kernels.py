@@ -20,19 +20,16 @@ bootstrapped in time. During the warm-up nothing is injected, so the network
 update is exactly plain truncated BPTT's, and M learns the one-window
 gradient.
 """
-import numpy as np
+from collections import namedtuple
+
 from numba import njit
 
 from fastbp.kernels.codes import KERNEL, OK, SQUARED_ERROR
-from fastbp.kernels.mlp import (
-    epoch_seed,
-    output_offsets,
-    record_epoch,
-    shuffle_in_place,
-)
+from fastbp.kernels.epochs import register_batch_step, run_epochs
 from fastbp.kernels.mlp import forward as mlp_forward
 from fastbp.kernels.mlp import loss_gradients as mlp_loss_gradients
-from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
+from fastbp.kernels.mlp import output_offsets
+from fastbp.kernels.optim import LOSS, finish_step, finish_steps
 from fastbp.kernels.optim import T as STEP_COUNT
 from fastbp.kernels.rnn import (
     HID,
@@ -44,6 +41,15 @@ from fastbp.kernels.rnn import (
     window_loss,
     zero_initial_state,
 )
+
+#: The arrays of a synthetic-gradient TBPTT step: the network's and M's
+#: StepArrays, the workspace ``ws``, the ``layout``, the window ``truncate``,
+#: M's workspace ``mws`` and layout ``mlayout``, its empty labels ``mlabels``,
+#: its target rows ``mtargets`` (rows, h), the ``inject`` buffer (rows * h,),
+#: the injection ``scale``, the ``warmup`` in network updates, ``blas`` and
+#: M's ``mblas``.
+SGTBPTTArgs = namedtuple("SGTBPTTArgs", "step m ws layout truncate mws mlayout mlabels "
+                                        "mtargets inject scale warmup blas mblas")
 
 
 @njit(**KERNEL)
@@ -57,9 +63,7 @@ def predict_gradient(states, rows, mparams, mlayout, mws, out, mblas):
 
 
 @njit(**KERNEL)
-def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
-                truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels,
-                mtargets, inject, scale, warmup, apply, acc, blas, mblas):
+def train_batch(args, rows, T, lb, tb, apply, acc):
     """One gathered batch of synthetic-gradient truncated BPTT (see the module
     docstring). With ``apply`` False nothing is updated: each window's
     gradient (from the current parameters, injection included once the
@@ -69,7 +73,10 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
     network updates, M's squared error summed over rows, rows M trained on,
     status).
     """
-    loss_code = int(train_hyper[LOSS])
+    (main, mset, ws, layout, truncate, mws, mlayout, mlabels, mtargets, inject, scale,
+     warmup, blas, mblas) = args
+    params, grads = main.params, main.grads
+    loss_code = int(main.train_hyper[LOSS])
     nw = n_weights(layout)
     h = layout[HID]
     blk = rows * h
@@ -85,7 +92,7 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
         t1 = min(t0 + truncate, T)
         forward_window(params, layout, ws, rows, T, t0, t1, blas)
         loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code)
-        injecting = t1 < T and opt_hyper[STEP_COUNT] >= warmup
+        injecting = t1 < T and main.opt_hyper[STEP_COUNT] >= warmup
         train_m = apply and t0 > 0
         # the network learns from a window with a loss or an injected gradient
         learn = n > 0 or injecting
@@ -93,8 +100,8 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
             continue
         if injecting:
             last = hs + t1 * blk
-            predict_gradient(ws[last:last + blk], rows, mparams, mlayout, mws, inject[:blk],
-                             mblas)
+            predict_gradient(ws[last:last + blk], rows, mset.params, mlayout, mws,
+                             inject[:blk], mblas)
             factor = scale / rows
             for j in range(blk):
                 inject[j] *= factor
@@ -110,86 +117,66 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
                 acc[j] += grads[j]
             continue
         data_loss = loss / n if n > 0 else 0.0
+        m_loss = 0.0
         if train_m:
             for r in range(rows):
                 for j in range(h):
                     mtargets[r, j] = rows * ws[z + r * h + j]
             first = hs + t0 * blk
             m_loss, _ = mlp_loss_gradients(ws[first:first + blk], mlabels, mtargets, rows,
-                                           mparams, mgrads, mws, mlayout, SQUARED_ERROR, mblas)
-            _, m_status = check_step(mparams, mgrads, mstate, mhyper, mtrain, 0, m_loss / rows)
-            if m_status != OK:
-                return loss_acc, correct, terms, updates, m_err, m_rows, m_status
+                                           mset.params, mset.grads, mws, mlayout,
+                                           SQUARED_ERROR, mblas)
+        # the network and M update together, all or nothing
+        if learn and train_m:
+            obj, status = finish_steps(main, nw, data_loss, mset, m_loss / rows)
+        elif learn:
+            obj, status = finish_step(params, grads, main.state, main.opt_hyper,
+                                      main.train_hyper, nw, data_loss)
+        else:
+            obj, status = finish_step(mset.params, mset.grads, mset.state, mset.opt_hyper,
+                                      mset.train_hyper, 0, m_loss / rows)
+        if status != OK:
+            return loss_acc, correct, terms, updates, m_err, m_rows, status
         if learn:
-            obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
-                                      data_loss)
-            if status != OK:
-                return loss_acc, correct, terms, updates, m_err, m_rows, status
             loss_acc += obj * n
             correct += c
             terms += n
             updates += 1
         if train_m:
-            apply_update(mparams, mgrads, mstate, mhyper)
             m_err += m_loss
             m_rows += rows
     return loss_acc, correct, terms, updates, m_err, m_rows, OK
 
 
 @njit(**KERNEL)
-def train_step(X, labels, targets, order, params, grads, state, opt_hyper, train_hyper, ws,
-               layout, lb, tb, truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout,
-               mlabels, mtargets, inject, scale, warmup, apply, acc, blas, mblas):
+def train_step(args, X, labels, targets, order, lb, tb, apply, acc):
     """:func:`train_batch` on the batch X (rows, T, i) (``order`` (0,): in
     order). Returns (mean objective over loss terms, number correct, status,
     M's mean squared error over the rows it trained on, or -1 if none)."""
     rows, T = X.shape[0], X.shape[1]
-    gather_sequences(X, labels, targets, order, 0, rows, ws, offsets(layout, rows, T)[2], lb,
-                     tb)
+    gather_sequences(X, labels, targets, order, 0, rows, args.ws,
+                     offsets(args.layout, rows, T)[2], lb, tb)
     loss_acc, correct, terms, updates, m_err, m_rows, status = train_batch(
-        params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb, truncate,
-        mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels, mtargets, inject, scale,
-        warmup, apply, acc, blas, mblas)
+        args, rows, T, lb, tb, apply, acc)
     return loss_acc / max(terms, 1), correct, status, m_err / m_rows if m_rows else -1.0
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, grads, state, opt_hyper, train_hyper, ws, layout, lb, tb, stats,
-                 truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels,
-                 mtargets, inject, scale, warmup, m_stats, blas, mblas):
-    """Whole epochs of synthetic-gradient TBPTT in one call; as
-    :func:`fastbp.kernels.rnn.train_epochs`, plus ``m_stats`` (n_epochs,)
-    receiving M's mean squared error per row of each epoch (NaN when M did
-    not train)."""
-    n, T = X.shape[0], X.shape[1]
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        loss_acc = 0.0
-        correct_acc = 0.0
-        terms_acc = 0
-        steps = 0
-        m_err = 0.0
-        m_rows = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            gather_sequences(X, labels, targets, order, start, rows, ws,
-                             offsets(layout, rows, T)[2], lb, tb)
-            loss, c, terms, updates, err, er, status = train_batch(
-                params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
-                truncate, mparams, mgrads, mstate, mhyper, mtrain, mws, mlayout, mlabels,
-                mtargets, inject, scale, warmup, True, params[:0], blas, mblas)
-            loss_acc += loss
-            correct_acc += c
-            terms_acc += terms
-            steps += updates
-            m_err += err
-            m_rows += er
-            if status != OK:
-                record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
-                m_stats[e] = m_err / m_rows if m_rows else np.nan
-                return status, e
-        record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
-        m_stats[e] = m_err / m_rows if m_rows else np.nan
-    return OK, n_epochs
+def sg_tbptt_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`); its second
+    statistic is M's squared error per row."""
+    T = X.shape[1]
+    gather_sequences(X, labels, targets, order, start, rows, args.ws,
+                     offsets(args.layout, rows, T)[2], lb, tb)
+    return train_batch(args, rows, T, lb, tb, True, args.step.params[:0])
+
+
+register_batch_step(SGTBPTTArgs, sg_tbptt_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs of synthetic-gradient TBPTT in one call: see
+    :func:`fastbp.kernels.epochs.run_epochs`; ``stats[:, 3]`` receives M's mean
+    squared error per row of each epoch (NaN when M did not train)."""
+    return run_epochs(args, data, plan, stats)

@@ -29,13 +29,13 @@ from fastbp.validation import (
 from fastbp.errors import DivergenceError
 from fastbp.kernels import codes
 from fastbp.kernels.mlp import forward
-from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.kernels.optim import LOSS
 from fastbp.optim import Adam, get_optimizer
 from fastbp.trainer import Trainer
 
 from . import _ddtp_kernels as K
 from ._dtp_kernels import max_width, seed_rng
-from .target_propagation import auxiliary_parameters, glorot_uniform
+from .target_propagation import glorot_uniform
 
 __all__ = ["DDTPTrainer"]
 
@@ -106,9 +106,10 @@ class DDTPTrainer(Trainer):
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
         layout = model.layout
+        self._feedback = self.add_parameter_set("feedback", int(K.feedback_size(layout)), f_opt,
+                                                "feedback_optimizer")
         self.feedback_optimizer = f_opt
-        self.feedback_params, self._fb_grads, self._fb_train = auxiliary_parameters(
-            self, f_opt, int(K.feedback_size(layout)), "feedback_optimizer")
+        self.feedback_params = self._feedback.params
         self.feedback = self._feedback_views(self.feedback_params)
         rng = np.random.default_rng(self.feedback_seed)
         glorot_uniform(rng, self.feedback)
@@ -147,40 +148,31 @@ class DDTPTrainer(Trainer):
         return self._tgt, self._eps, self._tw
 
     # -- steps ---------------------------------------------------------------------
-    def train_batch(self, X, labels, targets):
+    def _kernel_args(self, rows):
         m = self.model
-        rows = X.shape[0]
-        ws = self.workspace(rows)
         tgt, eps, tw = self._buffers(rows)
-        fo = self.feedback_optimizer
-        return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                            self.feedback_params, self.grads, self._fb_grads,
-                            self.optimizer.state, self.optimizer.hyper, self.train_hyper,
-                            fo.state, fo.hyper, self._fb_train, ws, tgt, eps, tw, m.layout,
-                            self.target_step, self.sigma, m.blas(rows))
+        return K.DDTPArgs(self.step_arrays, self._feedback.step_arrays, self.workspace(rows), tgt,
+                          eps, tw, m.layout, self.target_step, self.sigma, m.blas(rows))
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        m = self.model
-        ws = self.workspace(batch_size)
-        tgt, eps, tw = self._buffers(batch_size)
-        use_labels = labels.shape[0] > 0
-        xb, lb, tb = self.batch_buffers(batch_size, use_labels)
-        if use_labels:
-            tb = targets
-        else:
-            lb = labels
-        pretrain = 0 if self._pretrained[0] else self.pretrain_epochs
-        fo = self.feedback_optimizer
-        status, ran = K.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self.feedback_params, self.grads, self._fb_grads,
-            self.optimizer.state, self.optimizer.hyper, self.train_hyper, fo.state,
-            fo.hyper, self._fb_train, ws, tgt, eps, tw, m.layout, xb, lb, tb, stats,
-            self.target_step, self.sigma, pretrain, m.blas(batch_size))
+    def train_batch(self, X, labels, targets):
+        rows = X.shape[0]
+        return K.joint_step(self._kernel_args(rows), X.reshape(-1), labels, targets, rows)
+
+    def fit_epochs(self, data, plan, stats):
+        args = self._kernel_args(plan.batch_size)
+        if not self._pretrained[0] and self.pretrain_epochs and self.feedback_params.size:
+            # its own shuffling stream, so the joint epochs see the same orders either way
+            pre = plan._replace(n_epochs=self.pretrain_epochs, first_epoch=0,
+                                seed=plan.seed ^ np.uint64(0x5DEECE66D))
+            status, _ = K.pretrain_epochs(K.PretrainArgs(*args), data, pre,
+                                          np.zeros((self.pretrain_epochs, 4)))
+            if status != codes.OK:
+                stats[0] = (0.0, 0.0, 0, np.nan)
+                return status, 0
+        status, ran = K.train_epochs(args, data, plan, stats)
         if status == codes.OK or ran > 0:
             self._pretrained[0] = 1
-        return int(status), int(ran)
+        return status, ran
 
     def train_feedback(self, X):
         """One update of the feedback on the batch X (forward weights unchanged).
@@ -188,12 +180,7 @@ class DDTPTrainer(Trainer):
         m = self.model
         X = check_features(X, m.n_inputs, m.dtype, "X")
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        _, eps, tw = self._buffers(rows)
-        fo = self.feedback_optimizer
-        loss, status = K.feedback_step(X.reshape(-1), rows, m.flat_params, self.feedback_params,
-                                       self._fb_grads, fo.state, fo.hyper, self._fb_train, ws,
-                                       eps, tw, m.layout, self.sigma, m.blas(rows))
+        loss, status = K.feedback_step(self._kernel_args(rows), X.reshape(-1), rows)
         if status != codes.OK:
             raise DivergenceError("a non-finite feedback loss or update; the feedback was "
                                   "left as they were")
@@ -228,9 +215,9 @@ class DDTPTrainer(Trainer):
             for b, e in zip(blocks, noise):
                 b[...] = e
         forward(X.reshape(-1), rows, m.flat_params, m.layout, ws, m.blas(rows))
-        loss = K.feedback_directions(rows, m.flat_params, self.feedback_params, self._fb_grads,
+        loss = K.feedback_directions(rows, m.flat_params, self.feedback_params, self._feedback.grads,
                                      ws, eps, tw, m.layout, m.blas(rows))
-        return [g.copy() for g in self._feedback_views(self._fb_grads)], float(loss)
+        return [g.copy() for g in self._feedback_views(self._feedback.grads)], float(loss)
 
     def _forward_directions(self, X, y):
         X, labels, targets = self.prepare(X, y)
@@ -250,12 +237,10 @@ class DDTPTrainer(Trainer):
         return [t.copy() for t in self._blocks(self._tgt, rows)]
 
     def state_arrays(self):
-        """Forward optimizer state, the feedback Q, its optimizer's state, and
-        whether the feedback pre-training has run."""
-        return {**super().state_arrays(), "feedback_params": self.feedback_params,
-                "feedback_optimizer_state": self.feedback_optimizer.state,
-                "feedback_optimizer_hyper": self.feedback_optimizer.hyper,
-                "pretrained": self._pretrained}
+        """The optimizer's and the feedback's state (see
+        :meth:`fastbp.Trainer.state_arrays`), and whether the feedback
+        pre-training has run."""
+        return {**super().state_arrays(), "pretrained": self._pretrained}
 
     def update_directions(self, X, y):
         """The DDTP direction of the forward parameters on one batch (before
@@ -269,10 +254,7 @@ class DDTPTrainer(Trainer):
             mean-loss gradient of the output layer, plus ``weight_decay * W_l``.
         """
         self._forward_directions(X, y)
-        m = self.model
-        if self.weight_decay:
-            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m.views(self.grads)]
+        return self.directions_from_grads()
 
     def __repr__(self):
         base = super().__repr__()[:-1]

@@ -20,7 +20,7 @@ finiteness check and optimizer update (:func:`fastbp.kernels.optim.finish_step`)
 import numpy as np
 
 from fastbp.validation import check_positive_float, check_seed
-from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.kernels.optim import LOSS
 from fastbp.trainer import Trainer
 
 from . import _kernels
@@ -40,13 +40,13 @@ class _FeedbackTrainer(Trainer):
         self.feedback_seed = check_seed(feedback_seed, "feedback_seed")
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        self._feedback = np.zeros(self._feedback_size(), dtype=model.dtype)
+        self._feedback = self.add_parameter_set("feedback", self._feedback_size(),
+                                                optimizer=False).params
         self.feedback = self._feedback_views(self._feedback)
         rng = np.random.default_rng(self.feedback_seed)
         for B in self.feedback:
             r = self.feedback_scale / np.sqrt(self._fan(B))
             B[...] = rng.uniform(-r, r, size=B.shape)  # drawn in float64, then cast
-        # epoch-kernel gather buffers, (re)allocated only when the batch size grows
 
     # -- subclass hooks ---------------------------------------------------------
     def _feedback_size(self):
@@ -60,36 +60,18 @@ class _FeedbackTrainer(Trainer):
         raise NotImplementedError
 
     # -- steps ---------------------------------------------------------------------
+    def _kernel_args(self, rows):
+        m = self.model
+        return _kernels.FeedbackArgs(*self.step_arrays, self._feedback, self.workspace(rows),
+                                     m.layout, self._mode, m.blas(rows))
+
     def train_batch(self, X, labels, targets):
-        m = self.model
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        return _kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                   self._feedback, self.grads, self.optimizer.state,
-                                   self.optimizer.hyper, self.train_hyper, ws, m.layout,
-                                   self._mode, m.blas(rows))
+        return _kernels.train_step(self._kernel_args(rows), X.reshape(-1), labels, targets,
+                                   rows)
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        m = self.model
-        ws = self.workspace(batch_size)
-        use_labels = labels.shape[0] > 0
-        xb, lb, tb = self.batch_buffers(batch_size, use_labels)
-        if use_labels:
-            tb = targets
-        else:
-            lb = labels
-        status, ran = _kernels.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self._feedback, self.grads, self.optimizer.state,
-            self.optimizer.hyper, self.train_hyper, ws, m.layout, xb, lb, tb, stats,
-            self._mode, m.blas(batch_size))
-        return int(status), int(ran)
-
-    def state_arrays(self):
-        """The optimizer's state and the fixed feedback matrices (saved so a
-        restored trainer keeps training with the same B)."""
-        return {**super().state_arrays(), "feedback": self._feedback}
+    def fit_epochs(self, data, plan, stats):
+        return _kernels.train_epochs(self._kernel_args(plan.batch_size), data, plan, stats)
 
     def update_directions(self, X, y):
         """The direction this trainer would hand the optimizer on one batch
@@ -115,9 +97,7 @@ class _FeedbackTrainer(Trainer):
         _kernels.loss_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
                                  self._feedback, self.grads, ws, m.layout,
                                  int(self.train_hyper[LOSS]), self._mode, m.blas(rows))
-        if self.weight_decay:
-            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m.views(self.grads)]
+        return self.directions_from_grads()
 
     def __repr__(self):
         base = super().__repr__()[:-1]

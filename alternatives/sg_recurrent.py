@@ -25,7 +25,6 @@ from fastbp.optim import Adam, get_optimizer
 from fastbp.trainer import IN_ORDER, Trainer
 
 from . import _sg_rnn_kernels as K
-from .target_propagation import auxiliary_parameters
 
 __all__ = ["RecurrentSyntheticGradientTrainer"]
 
@@ -110,9 +109,9 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         self._m_layout = np.array([len(sizes) - 1] + sizes + acts, dtype=np.int64)
         self._m_sizes = sizes
         n_m = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) + sum(sizes[1:])
+        self._m = self.add_parameter_set("sg", n_m, sg_opt, "sg_optimizer")
         self.sg_optimizer = sg_opt
-        self.sg_params, self._m_grads, self._m_train = auxiliary_parameters(
-            self, sg_opt, n_m, "sg_optimizer")
+        self.sg_params = self._m.params
         self._m_max_layer = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
         if self.sg_hidden:
             W1, b1 = self._sg_views(self.sg_params)[:2]
@@ -146,9 +145,12 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         return blas_flag(rows, self._m_max_layer)
 
     def _kernel_args(self, rows, T):
-        ws = self.workspace(rows, T)
+        m = self.model
         mws, mtargets, inject = self._m_buffers(rows)
-        return ws, mws, mtargets, inject
+        return K.SGTBPTTArgs(self.step_arrays, self._m.step_arrays, self.workspace(rows, T),
+                             m.layout, self.truncate, mws, self._m_layout, _NO_LABELS,
+                             mtargets, inject, self.sg_scale, self.warmup, m.blas(rows, T),
+                             self._m_blas(rows))
 
     # -- training ------------------------------------------------------------------
     def train_batch(self, X, labels, targets):
@@ -156,35 +158,18 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         return obj, correct, status
 
     def _run_batch(self, X, labels, targets, apply, acc=None):
-        m = self.model
         rows, T = X.shape[0], X.shape[1]
-        ws, mws, mtargets, inject = self._kernel_args(rows, T)
         lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
         if acc is None:
-            acc = m.flat_params[:0]
-        return K.train_step(X, labels, targets, IN_ORDER, m.flat_params, self.grads,
-                            self.optimizer.state, self.optimizer.hyper, self.train_hyper, ws,
-                            m.layout, lb, tb, self.truncate, self.sg_params, self._m_grads,
-                            self.sg_optimizer.state, self.sg_optimizer.hyper, self._m_train,
-                            mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale,
-                            self.warmup, apply, acc, m.blas(rows, T), self._m_blas(rows))
+            acc = self.model.flat_params[:0]
+        return K.train_step(self._kernel_args(rows, T), X, labels, targets, IN_ORDER, lb, tb,
+                            apply, acc)
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        m = self.model
-        T = X.shape[1]
-        ws, mws, mtargets, inject = self._kernel_args(batch_size, T)
-        lb, tb = self.sequence_buffers(batch_size, T, labels.size > 0)
-        m_stats = np.full(n_epochs, np.nan)
-        status, ran = K.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
-            self.train_hyper, ws, m.layout, lb, tb, stats, self.truncate, self.sg_params,
-            self._m_grads, self.sg_optimizer.state, self.sg_optimizer.hyper, self._m_train,
-            mws, self._m_layout, _NO_LABELS, mtargets, inject, self.sg_scale, self.warmup,
-            m_stats, m.blas(batch_size, T), self._m_blas(batch_size))
-        self.sg_errors.extend(float(v) for v in m_stats[:ran])
-        return int(status), int(ran)
+    def fit_epochs(self, data, plan, stats):
+        args = self._kernel_args(plan.batch_size, data.X.shape[1])
+        status, ran = K.train_epochs(args, data, plan, stats)
+        self.sg_errors.extend(float(v) for v in stats[:ran, 3])
+        return status, ran
 
     def synthetic_gradient(self, states):
         """M's prediction of the per-sequence gradient of all future losses
@@ -226,13 +211,6 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         acc = np.zeros(self.model.n_params, dtype=self.model.dtype)
         self._run_batch(X, labels, targets, apply=False, acc=acc)
         return [v.copy() for v in self.model.views(acc)]
-
-    # -- saving --------------------------------------------------------------------
-    def state_arrays(self):
-        """The network optimizer's state plus M and its optimizer's state."""
-        return {**super().state_arrays(), "sg_params": self.sg_params,
-                "sg_optimizer_state": self.sg_optimizer.state,
-                "sg_optimizer_hyper": self.sg_optimizer.hyper}
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, "

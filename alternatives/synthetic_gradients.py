@@ -28,15 +28,14 @@ import numpy as np
 from fastbp.validation import check_int_at_least, check_seed
 from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
-from fastbp.kernels.mlp import epoch_seed, shuffle_in_place
-from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.kernels.epochs import epoch_seed, shuffle_in_place
+from fastbp.kernels.optim import LOSS
 from fastbp.models import MLP, ElmanRNN
 from fastbp.optim import Adam, get_optimizer
 from fastbp.trainer import Trainer
 
 from . import _sg_concurrent
 from . import _sg_kernels as K
-from .target_propagation import auxiliary_parameters
 
 __all__ = ["SyntheticGradientTrainer"]
 
@@ -164,9 +163,10 @@ class SyntheticGradientTrainer(Trainer):
         layout = model.layout
         self._sgl = np.array([len(self.decoupled), self.sg_hidden, int(self.conditioned),
                               model.n_outputs, *self.decoupled], dtype=np.int64)
+        self._sg = self.add_parameter_set("sg", int(K.sg_size(self._sgl, layout)), sg_opt,
+                                          "sg_optimizer")
         self.sg_optimizer = sg_opt
-        self.sg_params, self._sg_grads, self._sg_train = auxiliary_parameters(
-            self, sg_opt, int(K.sg_size(self._sgl, layout)), "sg_optimizer")
+        self.sg_params = self._sg.params
         self.modules = self._module_views(self.sg_params)
         if self.sg_hidden:
             # first layer He-normal over the module's whole input (h_l and c)
@@ -178,7 +178,7 @@ class SyntheticGradientTrainer(Trainer):
         sizes = [model.sizes[l] * (model.sizes[l] + model.n_outputs) for l in self.decoupled]
         sizes += [max(self.sg_hidden, 1) * (model.sizes[l] + model.n_outputs)
                   for l in self.decoupled]
-        self._max_product = max([model._max_layer_size] + sizes)
+        self._max_product = max([model.max_layer_size] + sizes)
         self._sw = np.zeros(0, dtype=model.dtype)
         self._sw_rows = 0
         self._uses_labels = None
@@ -247,63 +247,44 @@ class SyntheticGradientTrainer(Trainer):
         return self._sw
 
     # -- steps -----------------------------------------------------------------------
-    def train_batch(self, X, labels, targets):
+    def _kernel_args(self, rows):
         m = self.model
+        return K.SGArgs(self.step_arrays, self._sg.step_arrays, self.workspace(rows),
+                        self._sg_workspace(rows), m.layout, self._sgl, self._sg_blas(rows))
+
+    def train_batch(self, X, labels, targets):
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        sw = self._sg_workspace(rows)
-        so = self.sg_optimizer
-        obj, correct, status, sg_loss = K.joint_step(
-            X.reshape(-1), labels, targets, rows, m.flat_params, self.grads,
-            self.optimizer.state, self.optimizer.hyper, self.train_hyper, self.sg_params,
-            self._sg_grads, so.state, so.hyper, self._sg_train, ws, sw, m.layout, self._sgl,
-            self._sg_blas(rows))
+        obj, correct, status, sg_loss = K.joint_step(self._kernel_args(rows), X.reshape(-1),
+                                                     labels, targets, rows)
         if status == codes.OK:
             self.last_sg_loss = float(sg_loss)
         return obj, correct, status
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        self._uses_labels = labels.shape[0] > 0
+    def fit_epochs(self, data, plan, stats):
+        self._uses_labels = data.labels.shape[0] > 0
         if self.schedule == "concurrent":
-            return self._fit_concurrent(X, labels, targets, order, n_epochs, shuffle, seed,
-                                        first_epoch, batch_size, stats)
-        m = self.model
-        ws = self.workspace(batch_size)
-        sw = self._sg_workspace(batch_size)
-        xb, lb, tb = self.batch_buffers(batch_size, self._uses_labels)
-        if self._uses_labels:
-            tb = targets
-        else:
-            lb = labels
-        so = self.sg_optimizer
-        sg_stats = np.zeros(n_epochs, dtype=np.float64)
-        status, ran = K.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
-            self.train_hyper, self.sg_params, self._sg_grads, so.state, so.hyper,
-            self._sg_train, ws, sw, m.layout, self._sgl, xb, lb, tb, stats, sg_stats,
-            self._sg_blas(batch_size))
-        self.sg_losses.extend(float(v) for v in sg_stats[:ran])
-        return int(status), int(ran)
+            return self._fit_concurrent(data, plan, stats)
+        status, ran = K.train_epochs(self._kernel_args(plan.batch_size), data, plan, stats)
+        self.sg_losses.extend(float(v) for v in stats[:ran, 3])
+        return status, ran
 
-    def _fit_concurrent(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                        batch_size, stats, threaded=True):
+    def _fit_concurrent(self, data, plan, stats, threaded=True):
         if self._pipeline is None:
             self._pipeline = _sg_concurrent.Pipeline(self)
+        X, labels, targets, order = data.X, data.labels, data.targets, data.order
         n = X.shape[0]
         with _sg_concurrent.single_threaded_blas():
-            for e in range(n_epochs):
-                if shuffle:
-                    shuffle_in_place(order,
-                                     np.uint64(epoch_seed(np.uint64(seed), first_epoch + e)))
+            for e in range(plan.n_epochs):
+                if plan.shuffle:
+                    seed = np.uint64(epoch_seed(plan.seed, plan.first_epoch + e))
+                    shuffle_in_place(order, seed)
                 status, (obj, correct, steps, sg_loss) = _sg_concurrent.run_epoch(
-                    self, X, labels, targets, order, batch_size, self.staleness, threaded)
-                stats[e] = (obj / n, correct, steps)
+                    self, X, labels, targets, order, plan.batch_size, self.staleness, threaded)
+                stats[e] = (obj / n, correct, steps, sg_loss / n)
                 if status != codes.OK:
                     return int(status), e
                 self.sg_losses.append(sg_loss / n)
-        return codes.OK, n_epochs
+        return codes.OK, plan.n_epochs
 
     # -- inspection ------------------------------------------------------------------
     def _directions(self, X, y, given=None):
@@ -363,10 +344,7 @@ class SyntheticGradientTrainer(Trainer):
             mean loss plus ``weight_decay * W_l``.
         """
         self._directions(X, y, synthetic)
-        m = self.model
-        if self.weight_decay:
-            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m.views(self.grads)]
+        return self.directions_from_grads()
 
     def synthetic_gradients(self, X, y):
         """The modules' predictions and their training targets on one batch.
@@ -394,10 +372,10 @@ class SyntheticGradientTrainer(Trainer):
         """
         rows, labels, targets = self._directions(X, y)
         m = self.model
-        loss = K.module_directions(rows, self.sg_params, self._sg_grads, self._ws.get(rows),
+        loss = K.module_directions(rows, self.sg_params, self._sg.grads, self._ws.get(rows),
                                    self._sw, m.layout, self._sgl, labels, targets,
                                    self._sg_blas(rows))
-        grads = self._module_views(self._sg_grads)
+        grads = self._module_views(self._sg.grads)
         return [[g.copy() for g in views] for views in grads], float(loss)
 
     def state_arrays(self):

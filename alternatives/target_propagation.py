@@ -23,32 +23,20 @@ decay, no clipping).
 """
 import numpy as np
 
-from fastbp.validation import check_nonnegative_float, check_positive_float, check_seed
+from fastbp.errors import DivergenceError
+from fastbp.kernels import codes
 from fastbp.kernels.codes import IDENTITY, TANH
-from fastbp.kernels.optim import LOSS, add_weight_decay
+from fastbp.kernels.optim import LOSS
 from fastbp.optim import get_optimizer
 from fastbp.trainer import Trainer
+from fastbp.validation import (check_features, check_nonnegative_float, check_positive_float,
+                               check_seed)
 
 from . import _dtp_kernels as K
 
 __all__ = ["DTPTrainer"]
 
 _INVERSE_ACTIVATIONS = {"tanh": TANH, "identity": IDENTITY}
-
-
-def auxiliary_parameters(trainer, optimizer, size, argument):
-    """A trainer's second parameter set (inverses, feedback), beside the model's.
-
-    Binds ``optimizer`` (which must not be the trainer's own) to ``size``
-    parameters and returns zeroed (params, grads) of the model's dtype plus the
-    set's train vector for :func:`fastbp.kernels.optim.finish_step` (no weight
-    decay, no clipping).
-    """
-    if optimizer is trainer.optimizer:
-        raise ValueError(f"{argument} must be a different object from optimizer")
-    dtype = trainer.model.dtype
-    optimizer.bind(size, dtype)
-    return np.zeros(size, dtype=dtype), np.zeros(size, dtype=dtype), np.zeros(3, np.float64)
 
 
 def glorot_uniform(rng, matrices):
@@ -117,13 +105,14 @@ class DTPTrainer(Trainer):
         self.difference = bool(difference)
         self.inverse_activation = inverse_activation
         self.seed = check_seed(seed, "seed")
-        inv_opt = get_optimizer(inverse_optimizer)
+        inverse_optimizer = get_optimizer(inverse_optimizer)   # checked before any binding
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
         layout = model.layout
-        self.inverse_optimizer = inv_opt
-        self.inverse_params, self._inv_grads, self._inv_train = auxiliary_parameters(
-            self, inv_opt, int(K.inverse_size(layout)), "inverse_optimizer")
+        self._inverse = self.add_parameter_set("inverse", int(K.inverse_size(layout)),
+                                               inverse_optimizer, "inverse_optimizer")
+        self.inverse_optimizer = self._inverse.optimizer
+        self.inverse_params = self._inverse.params
         self.inverses = self._inverse_views(self.inverse_params)
         rng = np.random.default_rng(self.seed)
         glorot_uniform(rng, self.inverses[0::2])
@@ -170,66 +159,42 @@ class DTPTrainer(Trainer):
         return self._tw
 
     # -- steps ---------------------------------------------------------------------
-    def train_batch(self, X, labels, targets):
+    def _kernel_args(self, rows):
         m = self.model
-        rows = X.shape[0]
-        ws = self.workspace(rows)
-        tw = self._target_ws(rows)
-        io = self.inverse_optimizer
-        return K.joint_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                            self.inverse_params, self.grads, self._inv_grads,
-                            self.optimizer.state, self.optimizer.hyper, self.train_hyper,
-                            io.state, io.hyper, self._inv_train, ws, tw, m.layout,
-                            self.target_step, self.difference, self.sigma, self._inv_code,
-                            True, m.blas(rows))
+        return K.DTPArgs(self.step_arrays, self._inverse.step_arrays, self.workspace(rows),
+                         self._target_ws(rows), m.layout, self.target_step, self.difference,
+                         self.sigma, self._inv_code, self.schedule == "alternate",
+                         m.blas(rows))
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        m = self.model
-        ws = self.workspace(batch_size)
-        tw = self._target_ws(batch_size)
-        use_labels = labels.shape[0] > 0
-        xb, lb, tb = self.batch_buffers(batch_size, use_labels)
-        if use_labels:
-            tb = targets
-        else:
-            lb = labels
-        io = self.inverse_optimizer
-        status, ran = K.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size, m.flat_params, self.inverse_params, self.grads, self._inv_grads,
-            self.optimizer.state, self.optimizer.hyper, self.train_hyper, io.state,
-            io.hyper, self._inv_train, ws, tw, m.layout, xb, lb, tb, stats,
-            self.target_step, self.difference, self.sigma, self._inv_code,
-            self.schedule == "alternate", m.blas(batch_size))
-        return int(status), int(ran)
+    def train_batch(self, X, labels, targets):
+        rows = X.shape[0]
+        return K.joint_step(self._kernel_args(rows), X.reshape(-1), labels, targets, rows,
+                            True)
+
+    def fit_epochs(self, data, plan, stats):
+        alternate = self.schedule == "alternate" and self.inverse_params.shape[0] > 0
+        return K.train_epochs(self._kernel_args(plan.batch_size), data,
+                              plan._replace(passes=2 if alternate else 1), stats)
 
     def train_inverses(self, X):
         """One update of the inverses on the batch X (forward weights unchanged).
-        Returns the mean reconstruction loss before the update."""
-        from fastbp.validation import check_features
-        from fastbp.errors import DivergenceError
-        from fastbp.kernels import codes
-        m = self.model
-        X = check_features(X, m.n_inputs, m.dtype, "X")
+
+        Parameters
+        ----------
+        X : ndarray (batch, n_inputs) of the model's dtype
+
+        Returns
+        -------
+        float
+            The mean reconstruction loss before the update.
+        """
+        X = check_features(X, self.model.n_inputs, self.model.dtype, "X")
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        tw = self._target_ws(rows)
-        io = self.inverse_optimizer
-        loss, status = K.inverse_step(X.reshape(-1), rows, m.flat_params, self.inverse_params,
-                                      self._inv_grads, io.state, io.hyper, self._inv_train,
-                                      ws, tw, m.layout, self.sigma, self._inv_code,
-                                      m.blas(rows))
+        loss, status = K.inverse_step(self._kernel_args(rows), X.reshape(-1), rows)
         if status != codes.OK:
             raise DivergenceError("a non-finite inverse loss or update; the inverses were "
                                   "left as they were")
         return float(loss)
-
-    def state_arrays(self):
-        """Forward optimizer state, the inverses and their optimizer's state."""
-        return {**super().state_arrays(), "inverse_params": self.inverse_params,
-                "inverse_optimizer_state": self.inverse_optimizer.state,
-                "inverse_optimizer_hyper": self.inverse_optimizer.hyper}
 
     def update_directions(self, X, y):
         """The DTP direction of the forward parameters on one batch (before
@@ -251,9 +216,7 @@ class DTPTrainer(Trainer):
                              self.inverse_params, self.grads, ws, tw, m.layout,
                              int(self.train_hyper[LOSS]), self.target_step, self.difference,
                              self._inv_code, m.blas(rows))
-        if self.weight_decay:
-            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m.views(self.grads)]
+        return self.directions_from_grads()
 
     def __repr__(self):
         base = super().__repr__()[:-1]

@@ -1,10 +1,9 @@
 """Backpropagation (through time, full or truncated, for recurrent models):
 exact gradients, whole epochs in one compiled kernel."""
-import numpy as np
 
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
-from .kernels.optim import LOSS, add_weight_decay
+from .kernels.optim import LOSS
 from .models import MLP, ElmanRNN
 from .trainer import IN_ORDER, Trainer
 from .validation import check_positive_int
@@ -62,45 +61,35 @@ class BackpropTrainer(Trainer):
         super().__init__(model, loss, optimizer, weight_decay, clip_norm)
         self.truncate = truncate
 
-    def train_batch(self, X, labels, targets):
+    def kernel_args(self, rows, steps=None):
+        """The step kernels' arrays for batches of ``rows`` samples (of
+        ``steps`` time steps): a :data:`fastbp.kernels.mlp.BackpropArgs`, or
+        a :data:`fastbp.kernels.rnn.BPTTArgs` for a recurrent model."""
         m = self.model
+        opt = self.optimizer
+        if self._recurrent:
+            return rnn_kernels.BPTTArgs(m.flat_params, self.grads, opt.state, opt.hyper,
+                                        self.train_hyper, self.workspace(rows, steps),
+                                        m.layout, self.truncate or 0, m.blas(rows, steps))
+        return mlp_kernels.BackpropArgs(m.flat_params, self.grads, opt.state, opt.hyper,
+                                        self.train_hyper, self.workspace(rows), m.layout,
+                                        m.blas(rows))
+
+    def train_batch(self, X, labels, targets):
         rows = X.shape[0]
         if self._recurrent:
             T = X.shape[1]
-            ws = self.workspace(rows, T)
             lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
-            return rnn_kernels.train_step(X, labels, targets, IN_ORDER, m.flat_params,
-                                          self.grads, self.optimizer.state,
-                                          self.optimizer.hyper, self.train_hyper, ws,
-                                          m.layout, lb, tb, self.truncate or 0,
-                                          m.blas(rows, T))
-        ws = self.workspace(rows)
-        return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                      self.grads, self.optimizer.state,
-                                      self.optimizer.hyper, self.train_hyper, ws, m.layout,
-                                      m.blas(rows))
+            return rnn_kernels.train_step(self.kernel_args(rows, T), X, labels, targets,
+                                          IN_ORDER, lb, tb)
+        return mlp_kernels.train_step(self.kernel_args(rows), X.reshape(-1), labels, targets,
+                                      rows)
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        m = self.model
+    def fit_epochs(self, data, plan, stats):
         if self._recurrent:
-            T = X.shape[1]
-            ws = self.workspace(batch_size, T)
-            lb, tb = self.sequence_buffers(batch_size, T, labels.size > 0)
-            status, ran = rnn_kernels.train_epochs(
-                X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-                batch_size, m.flat_params, self.grads, self.optimizer.state,
-                self.optimizer.hyper, self.train_hyper, ws, m.layout, lb, tb, stats,
-                self.truncate or 0, m.blas(batch_size, T))
-            return int(status), int(ran)
-        ws = self.workspace(batch_size)
-        xb, lb, tb = self.batch_buffers(batch_size, labels.shape[0] > 0)
-        status, ran = mlp_kernels.train_epochs(
-            X, labels, targets, order, n_epochs, shuffle, np.uint64(seed), first_epoch,
-            batch_size,
-            m.flat_params, self.grads, self.optimizer.state, self.optimizer.hyper,
-            self.train_hyper, ws, m.layout, xb, lb, tb, stats, m.blas(batch_size))
-        return int(status), int(ran)
+            args = self.kernel_args(plan.batch_size, data.X.shape[1])
+            return rnn_kernels.train_epochs(args, data, plan, stats)
+        return mlp_kernels.train_epochs(self.kernel_args(plan.batch_size), data, plan, stats)
 
     def gradients(self, X, y):
         """Gradient of the objective J (mean loss + weight-decay penalty) on one
@@ -139,9 +128,7 @@ class BackpropTrainer(Trainer):
             ws = self.workspace(rows)
             mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,
                                        self.grads, ws, m.layout, loss_code, m.blas(rows))
-        if self.weight_decay:
-            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
-        return [g.copy() for g in m.views(self.grads)]
+        return self.directions_from_grads()
 
     def update_directions(self, X, y):
         """For backprop the update direction is the gradient: see :meth:`gradients`."""

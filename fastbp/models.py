@@ -209,7 +209,7 @@ class MLP(_Model):
         self._layout = np.array([L] + sizes + codes, dtype=np.int64)
         self.n_weights = sum(sizes[l] * sizes[l + 1] for l in range(L))
         self.n_params = self.n_weights + sum(sizes[1:])
-        self._max_layer_size = max(sizes[l] * sizes[l + 1] for l in range(L))
+        self.max_layer_size = max(sizes[l] * sizes[l + 1] for l in range(L))
         self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
         self.params = self.views(self.flat_params)
         self._predict_ws = Workspace(self)
@@ -245,7 +245,7 @@ class MLP(_Model):
 
     def blas(self, rows):
         """Kernel ``blas`` argument for batches of ``rows`` (see fastbp.kernels.linalg)."""
-        return blas_flag(rows, self._max_layer_size)
+        return blas_flag(rows, self.max_layer_size)
 
     # -- use -----------------------------------------------------------------
     def predict(self, X):
@@ -363,7 +363,7 @@ class ElmanRNN(_Model):
         self._layout = np.array([i, h, o, act, out, readout == "all"], dtype=np.int64)
         self.n_weights = h * i + h * h + o * h
         self.n_params = self.n_weights + h + o
-        self._max_layer_size = max(h * i, h * h, o * h)
+        self.max_layer_size = max(h * i, h * h, o * h)
         self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
         self.params = self.views(self.flat_params)
         self._predict_ws = Workspace(self)
@@ -406,7 +406,7 @@ class ElmanRNN(_Model):
 
     def blas(self, rows, steps):
         """Kernel ``blas`` argument for ``rows`` sequences of ``steps`` steps."""
-        return blas_flag(rows * steps, self._max_layer_size)
+        return blas_flag(rows * steps, self.max_layer_size)
 
     # -- use -----------------------------------------------------------------
     def predict(self, X, h0=None, return_state=False):

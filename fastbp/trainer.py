@@ -33,7 +33,8 @@ from .history import History
 from .kernels import codes
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
-from .kernels.optim import LOSS
+from .kernels.epochs import EpochData, EpochPlan, epoch_seed, shuffle_in_place
+from .kernels.optim import LOSS, add_weight_decay
 from .losses import (
     LOSSES,
     check_loss,
@@ -208,7 +209,7 @@ class Trainer:
                 f"{'' if self.clip_norm else ' or gradient clipping (clip_norm=1.0)'}.")
 
     # -- what an extension declares and uses --------------------------------------
-    def add_parameter_set(self, name, size, optimizer=None):
+    def add_parameter_set(self, name, size, optimizer=None, argument=None):
         """Declare an extra parameter set (feedback matrices, inverses, modules,
         memory) that this trainer keeps beside the model's parameters.
 
@@ -226,6 +227,8 @@ class Trainer:
             Number of parameters, stored flat in the model's dtype.
         optimizer : fb.SGD, fb.Adam, 'sgd', 'adam', None (Adam(1e-3)) or False
             The set's own optimizer, bound here; False for a fixed set.
+        argument : str or None
+            The constructor argument ``optimizer`` came from, for error messages.
 
         Returns
         -------
@@ -234,8 +237,9 @@ class Trainer:
         if name in self._parameter_sets:
             raise ValueError(f"this trainer already has a parameter set named {name!r}")
         if optimizer is not None and optimizer is self.optimizer:
-            raise ValueError(f"the optimizer of parameter set {name!r} must be a different "
-                             "object from the trainer's optimizer (each holds its own state)")
+            what = argument or f"the optimizer of parameter set {name!r}"
+            raise ValueError(f"{what} must be a different object from optimizer (each holds "
+                             "its own state)")
         pset = ParameterSet(name, size, self.model.dtype, optimizer)
         self._parameter_sets[name] = pset
         return pset
@@ -252,6 +256,22 @@ class Trainer:
         hyper-parameters and :attr:`train_hyper`, bundled as one
         :data:`fastbp.kernels.optim.StepArrays` for step kernels."""
         return self._step_arrays
+
+    def directions_from_grads(self):
+        """The usual ending of :meth:`update_directions` (and of
+        ``gradients``): add the weight-decay term lambda * W_l to the
+        direction a kernel left in :attr:`grads` and return it as fresh
+        arrays.
+
+        Returns
+        -------
+        list of ndarray
+            Copies aligned with ``model.params``, of the model's dtype.
+        """
+        m = self.model
+        if self.weight_decay:
+            add_weight_decay(m.flat_params, self.grads, m.n_weights, self.weight_decay)
+        return [g.copy() for g in m.views(self.grads)]
 
     # -- the hooks a trainer implements ---------------------------------------------
     def train_batch(self, X, labels, targets):
@@ -291,34 +311,81 @@ class Trainer:
         raise NotImplementedError(f"{type(self).__name__} does not implement "
                                   "update_directions")
 
-    def fit_epochs(self, X, labels, targets, order, n_epochs, shuffle, seed, first_epoch,
-                    batch_size, stats):
-        """Run ``n_epochs`` epochs; fill ``stats`` (n_epochs, 3) with the mean
-        objective, number correct and updates per epoch. Returns (status,
-        epochs completed). Epoch e of the run (``first_epoch`` + local index) is
-        shuffled from (seed, e) alone. This generic version loops in Python over
-        :meth:`train_batch`; trainers with a fused epoch kernel override it."""
+    def fit_epochs(self, data, plan, stats):
+        """Run whole epochs: the optional hook of trainers with a fused epoch
+        kernel, which call :func:`fastbp.kernels.epochs.run_epochs` from a
+        cached entry point of their own.
+
+        This default loops in Python over :meth:`train_batch`, visiting the
+        samples in the same order as the kernels do (so a rule's fused and
+        unfused versions take identical steps), with ``plan.passes`` = 1.
+
+        Parameters
+        ----------
+        data : fastbp.kernels.epochs.EpochData
+            From :meth:`epoch_data`; ``data.order`` is shuffled in place.
+        plan : fastbp.kernels.epochs.EpochPlan
+        stats : float64 ndarray (plan.n_epochs, 4)
+            Receives per epoch the mean objective, the number correct, the
+            updates applied and a trainer-specific statistic (NaN if none).
+
+        Returns
+        -------
+        status : int
+            OK, or the failure code of the step that stopped training.
+        epochs_done : int
+            Epochs completed before it.
+        """
+        X, labels, targets, order = data.X, data.labels, data.targets, data.order
         n = X.shape[0]
         use_labels = labels.shape[0] > 0
-        for e in range(n_epochs):
-            if shuffle:
-                np.random.default_rng([seed, first_epoch + e]).shuffle(order)
+        for e in range(plan.n_epochs):
+            if plan.shuffle:
+                seed = np.uint64(epoch_seed(plan.seed, plan.first_epoch + e))
+                shuffle_in_place(order, seed)
             loss_acc = correct = 0.0
             steps = 0
-            for start in range(0, n, batch_size):
-                idx = order[start:start + batch_size]
+            for start in range(0, n, plan.batch_size):
+                idx = order[start:start + plan.batch_size]
                 xb = X[idx]
                 lb = labels[idx] if use_labels else labels
                 tb = targets if use_labels else targets[idx]
                 obj, c, status = self.train_batch(xb, lb, tb)
                 if status != codes.OK:
-                    stats[e] = (loss_acc / max(start, 1), correct, steps)
+                    stats[e] = (loss_acc / max(start, 1), correct, steps, np.nan)
                     return status, e
                 loss_acc += obj * len(idx)
                 correct += c
                 steps += 1
-            stats[e] = (loss_acc / n, correct, steps)
-        return codes.OK, n_epochs
+            stats[e] = (loss_acc / n, correct, steps, np.nan)
+        return codes.OK, plan.n_epochs
+
+    def epoch_data(self, X, labels, targets, order, batch_size):
+        """The training set and this trainer's batch buffers for
+        :meth:`fit_epochs`.
+
+        Parameters
+        ----------
+        X, labels, targets
+            As returned by :meth:`prepare`.
+        order : int64 ndarray (n_samples,)
+            The sample order, shuffled in place by the epoch driver.
+        batch_size : int
+
+        Returns
+        -------
+        fastbp.kernels.epochs.EpochData
+            For an MLP, ``xb``/``lb``/``tb`` are :meth:`batch_buffers`; for a
+            recurrent model the inputs are gathered into the workspace, so
+            ``xb`` is empty and ``lb``/``tb`` are :meth:`sequence_buffers`.
+        """
+        use_labels = labels.shape[0] > 0
+        if self._recurrent:
+            lb, tb = self.sequence_buffers(batch_size, X.shape[1], use_labels)
+            xb = np.empty(0, dtype=self.model.dtype)
+        else:
+            xb, lb, tb = self.batch_buffers(batch_size, use_labels)
+        return EpochData(X, labels, targets, order, xb, lb, tb)
 
     # -- public API ----------------------------------------------------------------
     def step(self, X, y):
@@ -454,7 +521,8 @@ class Trainer:
         bs = n if batch_size is None else min(batch_size, n)
         rng = np.random.default_rng(seed)
         order = np.arange(n, dtype=np.int64)
-        stats = np.zeros((epochs, 3), dtype=np.float64)
+        data = self.epoch_data(X, labels, targets, order, bs)
+        stats = np.zeros((epochs, 4), dtype=np.float64)
         hist = History(accuracy=[] if self._classifier else None,
                        val_loss=[] if val is not None else None,
                        val_accuracy=[] if val is not None and self._classifier else None)
@@ -466,8 +534,8 @@ class Trainer:
             while done < epochs:
                 k = 1 if val is not None or callbacks else min(chunk, epochs - done)
                 t1 = time.perf_counter()
-                status, ran = self.fit_epochs(X, labels, targets, order, k, shuffle,
-                                               shuffle_seed, done, bs, stats[done:done + k])
+                plan = EpochPlan(k, bool(shuffle), np.uint64(shuffle_seed), done, bs, 1)
+                status, ran = self.fit_epochs(data, plan, stats[done:done + k])
                 dt = time.perf_counter() - t1
                 for e in range(done, done + ran):
                     self._record_epoch(hist, stats[e], denominator, dt / max(ran, 1), val)

@@ -20,6 +20,7 @@ import fastbp as fb
 import naive_sg
 from alternatives import SyntheticGradientTrainer as SG
 from alternatives import _sg_concurrent
+from fastbp.kernels.epochs import EpochPlan
 
 RTOL = 1e-10
 ATOL = 1e-12
@@ -355,11 +356,12 @@ def test_concurrent_threads_equal_their_sequential_interleaving(staleness):
     a.fit(X, y, epochs=2, batch_size=8, seed=2)
     b.fit(X, y, epochs=2, batch_size=8, seed=2)
     order = np.arange(70, dtype=np.int64)
-    stats = np.zeros((2, 3))
+    stats = np.zeros((2, 4))
     Xp, lab, tgt = c.prepare(X, y)
     c._uses_labels = True
     seed = int(np.random.default_rng(2).integers(0, 2**63 - 1))
-    status, ran = c._fit_concurrent(Xp, lab, tgt, order, 2, True, seed, 0, 8, stats,
+    plan = EpochPlan(2, True, np.uint64(seed), 0, 8, 1)
+    status, ran = c._fit_concurrent(c.epoch_data(Xp, lab, tgt, order, 8), plan, stats,
                                     threaded=False)
     assert (status, ran) == (0, 2)
     for other in (b, c):

@@ -12,7 +12,7 @@ import pytest
 
 import fastbp as fb
 import fastbp.kernels.mlp as mlp_kernels
-import fastbp.trainer as trainers_module
+import fastbp.trainer as trainer_module
 
 N, N_IN, N_OUT = 10, 4, 3
 
@@ -31,7 +31,7 @@ def no_kernels(monkeypatch):
     for name in ("train_step", "train_epochs", "loss_gradients", "evaluate_chunked",
                  "predict_chunked", "forward", "backward"):
         monkeypatch.setattr(mlp_kernels, name, _kernel_called(name))
-    monkeypatch.setattr(trainers_module, "add_weight_decay",
+    monkeypatch.setattr(trainer_module, "add_weight_decay",
                         _kernel_called("add_weight_decay"))
 
 

@@ -24,14 +24,22 @@ calls on large layers. ``blas`` (None or 1) is passed down to the matrix
 products and selects the specialization without BLAS for tiny networks (see
 :mod:`fastbp.kernels.linalg`).
 """
-import numpy as np
+from collections import namedtuple
+
 from numba import njit
 
 from .activations import activate_inplace, backprop_activation
-from .codes import KERNEL, OK
+from .codes import KERNEL
+from .epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from .linalg import gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
 from .optim import LOSS, finish_step
+
+#: The arrays of a backpropagation step: the model's flat ``params`` and
+#: ``grads``, the optimizer's ``state`` and ``opt_hyper``, the trainer's
+#: ``train_hyper``, the workspace ``ws``, the ``layout`` and ``blas``.
+BackpropArgs = namedtuple("BackpropArgs",
+                          "params grads state opt_hyper train_hyper ws layout blas")
 
 
 @njit(**KERNEL)
@@ -206,15 +214,41 @@ def loss_gradients(x, labels, targets, rows, params, grads, ws, layout, loss_cod
 
 
 @njit(**KERNEL)
-def train_step(x, labels, targets, rows, params, grads, state, opt_hyper, train_hyper,
-               ws, layout, blas):
-    """One update on one batch. Returns (objective, number correct, status);
-    parameters are unchanged unless status == OK."""
+def train_step(args, x, labels, targets, rows):
+    """One update on one batch (x flat, row-major). Returns (objective, number
+    correct, status); parameters are unchanged unless status == OK.
+
+    Parameters
+    ----------
+    args : BackpropArgs
+    x : 1-D array, the batch's (rows, n_0) inputs row-major
+    labels : int64 (>= rows,) or (0,);  targets : (>= rows, n_L) or (0, 0)
+    rows : int
+    """
+    params, grads, state, opt_hyper, train_hyper, ws, layout, blas = args
     loss_sum, correct = loss_gradients(x, labels, targets, rows, params, grads, ws,
                                        layout, int(train_hyper[LOSS]), blas)
     objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
                                     n_weights(layout), loss_sum / rows)
     return objective, correct, status
+
+
+@njit(**KERNEL)
+def backprop_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`): gather the
+    batch, then :func:`train_step`."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    return batch_result(train_step(args, xb, lb, tb, rows), rows)
+
+
+register_batch_step(BackpropArgs, backprop_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs of backpropagation in one call: see
+    :func:`fastbp.kernels.epochs.run_epochs`."""
+    return run_epochs(args, data, plan, stats)
 
 
 @njit(**KERNEL)
@@ -258,115 +292,3 @@ def predict_chunked(X, params, ws, layout, capacity, out, blas):
                 out[start + i, j] = ws[h_off + i * k + j]
 
 
-@njit(**KERNEL)
-def _splitmix64(state):
-    z = state + np.uint64(0x9E3779B97F4A7C15)
-    x = z
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x = x ^ (x >> np.uint64(31))
-    return z, x
-
-
-@njit(**KERNEL)
-def epoch_seed(seed, epoch):
-    """Seed of epoch ``epoch``'s shuffle: position epoch of seed's splitmix64
-    stream."""
-    _, r = _splitmix64(np.uint64(seed) + np.uint64(epoch) * np.uint64(0x9E3779B97F4A7C15))
-    return r
-
-
-@njit(**KERNEL)
-def shuffle_in_place(order, seed):
-    """Fisher-Yates shuffle of ``order`` driven by splitmix64 from ``seed``."""
-    s = np.uint64(seed)
-    for i in range(order.shape[0] - 1, 0, -1):
-        s, r = _splitmix64(s)
-        j = np.int64(r % np.uint64(i + 1))
-        t = order[i]
-        order[i] = order[j]
-        order[j] = t
-
-
-@njit(**KERNEL)
-def record_epoch(stats, e, loss_acc, samples, correct, steps):
-    """stats[e] = (objective summed over ``samples`` / samples, number correct,
-    updates applied): one row of an epoch loop's statistics."""
-    stats[e, 0] = loss_acc / max(samples, 1)
-    stats[e, 1] = correct
-    stats[e, 2] = steps
-
-
-@njit(**KERNEL)
-def gather_batch(X, labels, targets, order, start, rows, xb, lb, tb):
-    """Copy samples order[start:start + rows] into the batch buffers.
-
-    X (n, n_0) rows go to the flat ``xb`` (row-major); integer labels to ``lb``
-    when ``labels`` is non-empty, else target rows to ``tb`` (rows, k).
-    """
-    n_in = X.shape[1]
-    use_labels = labels.shape[0] > 0
-    for i in range(rows):
-        src = order[start + i]
-        for j in range(n_in):
-            xb[i * n_in + j] = X[src, j]
-        if use_labels:
-            lb[i] = labels[src]
-        else:
-            for j in range(targets.shape[1]):
-                tb[i, j] = targets[src, j]
-
-
-@njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, grads, state, opt_hyper, train_hyper, ws, layout,
-                 xb, lb, tb, stats, blas):
-    """Train ``n_epochs`` epochs in one call: shuffle, gather batches, forward,
-    backward, update.
-
-    Parameters
-    ----------
-    X : (n, n_0) array; labels : int64 (n,) or (0,); targets : (n, k) or (0, 0)
-    order : int64 (n,), sample order, shuffled in place each epoch when shuffle
-    seed : uint64 seed of the shuffle stream
-    first_epoch : int, index of this call's first epoch within the whole run;
-        epoch e is shuffled from (seed, e) alone, so a run's result does not
-        depend on how its epochs are split into calls
-    xb : 1-D gather buffer of batch_size * n_0 entries
-    lb : int64 (batch_size,) when labels are used, else (0,)
-    tb : (batch_size, k) when targets are used, else (0, 0)
-    stats : float64 (n_epochs, 3) receives per epoch the mean objective over
-        samples, the number correct, and the number of updates applied
-
-    Returns
-    -------
-    status : int
-        OK, or the failure code of the step that stopped training.
-    epochs_done : int
-        Epochs completed (the failing one is not counted; its row of ``stats``
-        holds what it did before failing).
-    """
-    n = X.shape[0]
-    loss_code = int(train_hyper[LOSS])
-    nw = n_weights(layout)
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        loss_acc = 0.0
-        correct_acc = 0.0
-        steps = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-            loss_sum, c = loss_gradients(xb, lb, tb, rows, params, grads, ws, layout,
-                                         loss_code, blas)
-            obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw,
-                                      loss_sum / rows)
-            if status != OK:
-                record_epoch(stats, e, loss_acc, start, correct_acc, steps)
-                return status, e
-            loss_acc += obj * rows
-            correct_acc += c
-            steps += 1
-        record_epoch(stats, e, loss_acc, n, correct_acc, steps)
-    return OK, n_epochs

@@ -45,16 +45,26 @@ Truncated BPTT with window k splits steps 1..T into windows
 boundary, but no gradient flows back across it (the state entering a window
 is a constant for that window's backward pass).
 """
+from collections import namedtuple
+
 from numba import njit
 
 from .activations import activate_inplace, backprop_activation
 from .codes import KERNEL, OK
+from .epochs import register_batch_step, run_epochs
 from .linalg import gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
-from .mlp import add_bias, bias_gradient, epoch_seed, record_epoch, shuffle_in_place
+from .mlp import add_bias, bias_gradient
 from .optim import LOSS, finish_step
 
 IN, HID, OUT, ACT, OUT_ACT, ALL = 0, 1, 2, 3, 4, 5
+
+#: The arrays of a BPTT step: the model's flat ``params`` and ``grads``, the
+#: optimizer's ``state`` and ``opt_hyper``, the trainer's ``train_hyper``, the
+#: workspace ``ws``, the ``layout``, the window ``truncate`` (0: full BPTT)
+#: and ``blas``.
+BPTTArgs = namedtuple("BPTTArgs",
+                      "params grads state opt_hyper train_hyper ws layout truncate blas")
 
 
 @njit(**KERNEL)
@@ -347,11 +357,11 @@ def sequence_gradients(X, labels, targets, order, params, grads, ws, layout, lb,
 
 
 @njit(**KERNEL)
-def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
-                truncate, blas):
+def train_batch(args, rows, T, lb, tb):
     """Train on one gathered batch (inputs in XS, labels/targets in lb/tb):
-    one update for full BPTT, or one update per window of ``truncate`` steps
-    that has a loss term (truncated BPTT, the state carried across windows).
+    one update for full BPTT, or one update per window of ``args.truncate``
+    steps that has a loss term (truncated BPTT, the state carried across
+    windows).
 
     Returns
     -------
@@ -366,6 +376,7 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
         OK, or the failure code of the window that stopped (its update, and
         those of later windows, are not applied).
     """
+    params, grads, state, opt_hyper, train_hyper, ws, layout, truncate, blas = args
     loss_code = int(train_hyper[LOSS])
     nw = n_weights(layout)
     k = T if truncate == 0 else truncate
@@ -392,54 +403,39 @@ def train_batch(params, grads, state, opt_hyper, train_hyper, ws, layout, rows, 
 
 
 @njit(**KERNEL)
-def train_step(X, labels, targets, order, params, grads, state, opt_hyper, train_hyper, ws,
-               layout, lb, tb, truncate, blas):
+def train_step(args, X, labels, targets, order, lb, tb):
     """One training step on the batch X (rows, T, i) (``order`` is (0,): the
     sequences in order): see :func:`train_batch`.
     Returns (mean objective over loss terms, number correct, status)."""
     rows, T = X.shape[0], X.shape[1]
-    xs = offsets(layout, rows, T)[2]
-    gather_sequences(X, labels, targets, order, 0, rows, ws, xs, lb, tb)
-    loss_acc, correct, terms, updates, status = train_batch(
-        params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb, truncate,
-        blas)
+    gather_sequences(X, labels, targets, order, 0, rows, args.ws,
+                     offsets(args.layout, rows, T)[2], lb, tb)
+    loss_acc, correct, terms, updates, status = train_batch(args, rows, T, lb, tb)
     return loss_acc / max(terms, 1), correct, status
 
 
 @njit(**KERNEL)
-def train_epochs(X, labels, targets, order, n_epochs, shuffle, seed, first_epoch, batch_size,
-                 params, grads, state, opt_hyper, train_hyper, ws, layout, lb, tb, stats,
-                 truncate, blas):
-    """Train ``n_epochs`` epochs in one call: shuffle, gather, forward, BPTT,
-    update. Arguments and results as :func:`fastbp.kernels.mlp.train_epochs`,
-    with X (n, T, i), labels (n, Tl) or (0, 0), targets (n, Tl, o) or
-    (0, 0, 0), lb/tb batch buffers of batch_size * Tl rows; ``stats[e]`` holds
-    the mean objective over loss terms, the number correct and the number of
-    updates applied."""
-    n, T = X.shape[0], X.shape[1]
-    for e in range(n_epochs):
-        if shuffle:
-            shuffle_in_place(order, epoch_seed(seed, first_epoch + e))
-        loss_acc = 0.0
-        correct_acc = 0.0
-        terms_acc = 0
-        steps = 0
-        for start in range(0, n, batch_size):
-            rows = min(batch_size, n - start)
-            xs = offsets(layout, rows, T)[2]
-            gather_sequences(X, labels, targets, order, start, rows, ws, xs, lb, tb)
-            loss, c, terms, updates, status = train_batch(
-                params, grads, state, opt_hyper, train_hyper, ws, layout, rows, T, lb, tb,
-                truncate, blas)
-            loss_acc += loss
-            correct_acc += c
-            terms_acc += terms
-            steps += updates
-            if status != OK:
-                record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
-                return status, e
-        record_epoch(stats, e, loss_acc, terms_acc, correct_acc, steps)
-    return OK, n_epochs
+def bptt_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`): gather
+    sequences order[start:start + rows] into the workspace, then
+    :func:`train_batch`. ``xb`` is unused (the inputs go to the workspace)."""
+    T = X.shape[1]
+    gather_sequences(X, labels, targets, order, start, rows, args.ws,
+                     offsets(args.layout, rows, T)[2], lb, tb)
+    loss, c, terms, updates, status = train_batch(args, rows, T, lb, tb)
+    return loss, c, terms, updates, 0.0, 0, status
+
+
+register_batch_step(BPTTArgs, bptt_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs of (truncated) BPTT in one call: see
+    :func:`fastbp.kernels.epochs.run_epochs`; X (n, T, i), labels (n, Tl) or
+    (0, 0), targets (n, Tl, o) or (0, 0, 0), lb/tb batch buffers of
+    batch_size * Tl rows; the statistics count loss terms."""
+    return run_epochs(args, data, plan, stats)
 
 
 @njit(**KERNEL)
