@@ -8,36 +8,37 @@ n_{l-1}) row-major, then every b_l); a flat row-major batch ``x`` of ``rows``
 samples; the MLP workspace ``ws`` (H_1..H_L, A_L, two delta blocks D1, D2 of
 rows * max(n_1..n_L)); ``blas`` None or 1.
 
-Buffers (allocate with :func:`altmin_buffers` and :func:`memory_buffers`)
-------------------------------------------------------------------------
-``aux`` = :data:`AltMinBuffers` (hyper, ws, codes, codes0, vel):
+Arguments
+---------
+Step kernels take ``(args, x, labels, targets, rows)`` like
+:func:`fastbp.kernels.mlp.train_step`; ``args`` is an :data:`AltMinArgs`
+(build it with :func:`altmin_args`, resize it with :func:`with_capacity`):
 
+* ``params grads state opt_hyper train_hyper ws layout blas``: as in
+  :data:`fastbp.kernels.mlp.BackpropArgs` (``ws`` the MLP workspace for at
+  least ``rows`` rows).
 * ``hyper`` float64 (6,): [mu, code_lr, code_momentum, code_steps, decay,
   ridge] (indices MU, CODE_LR, CODE_MOMENTUM, CODE_STEPS, DECAY, RIDGE; see
   :func:`make_hyper`). Read at every call, so it may be changed in place.
-* ``ws``: the MLP workspace for ``capacity`` rows.
 * ``codes``, ``codes0``: rows * (n_1 + ... + n_{L-1}) entries, one (rows, n_l)
   block per hidden layer in layer order, at the same offsets as H_l in ``ws``
   (:func:`code_offset`): the codes c_l being optimised and their initial values
   c0_l, the hidden pre-activations of the forward pass.
 * ``vel``: rows * max(n_1..n_{L-1}), the velocity of the code being optimised.
+* ``A B A_new B_new cand``: AM-mem only (empty arrays otherwise). Per hidden
+  layer l (n_in = n_{l-1}, n_out = n_l, a = [f(c*_{l-1}), 1], f(c*_0) = x):
+  A's block (:func:`memory_offsets`) is sum a a^T stored as its parts
+  [A_ww (n_in, n_in) row-major, A_w1 (n_in) = sum f(c*_{l-1}), A_11 = count]
+  (n_in^2 + n_in + 1 entries); B's block is sum c* a^T as [B_w (n_out, n_in)
+  = sum c* f(c*_{l-1})^T, B_1 (n_out) = sum c*], laid out like [W_l b_l].
+  ``A_new``, ``B_new`` (same layout) and ``cand`` (laid out like ``params``)
+  hold one step's candidates. The memory has the model's dtype. A and B are
+  the trainer's persistent state (save them with the model); the rest is
+  scratch.
 
 During a step, H_l in ``ws`` holds f(c_l) (the forward pass's activations
 first, f(c*_l) once code l is final); the output blocks (A_L, H_L, D1) serve
 every evaluation of the output loss; D1 holds residuals and D2 code gradients.
-
-``mem`` = :data:`Memory` (A, B, A_new, B_new, cand), for AM-mem only. Per hidden
-layer l (n_in = n_{l-1}, n_out = n_l, a = [f(c*_{l-1}), 1], f(c*_0) = x):
-
-* A block (:func:`memory_offsets`): sum a a^T stored as its parts
-  [A_ww (n_in, n_in) row-major, A_w1 (n_in) = sum f(c*_{l-1}), A_11 = count]
-  (n_in^2 + n_in + 1 entries);
-* B block: sum c* a^T as [B_w (n_out, n_in) = sum c* f(c*_{l-1})^T,
-  B_1 (n_out) = sum c*] (n_out * (n_in + 1) entries), laid out like [W_l b_l];
-* ``A_new``, ``B_new``: the same layout, the candidates of one step;
-* ``cand``: laid out like ``params``, the candidate [W_l b_l] of the sweep.
-
-The memory dtype is the model's.
 
 Equations (one mini-batch; nothing but optimizer state and the memory is
 carried from one batch to the next)
@@ -86,11 +87,22 @@ carried from one batch to the next)
    remembered, and ridge 0) is left unchanged. A is used as symmetric, which
    the memory update makes it.
 
+Calling sequence of a step (what :func:`altmin_step` and
+:func:`altmin_mem_step` do; a trainer can call the pieces itself):
+:func:`initial_codes` -> :func:`update_codes` (:func:`descend_top_code`, then
+:func:`descend_lower_code` for l = L-2..1) -> gradient mode:
+:func:`weight_gradients` (:func:`output_layer_gradient`,
+:func:`hidden_layer_gradient` per hidden layer, any order) and
+:func:`finish_step`; memory mode: :func:`output_layer_gradient`,
+:func:`check_step` on the output slice, :func:`hidden_candidates`
+(:func:`memory_update`, :func:`gauss_seidel_sweep` per hidden layer), then
+:func:`apply_update` and :func:`commit_hidden` only if everything is finite.
+
 Failures leave everything untouched: :func:`altmin_step` through
 :func:`finish_step`; :func:`altmin_mem_step` computes the memory and the
-swept weights into ``mem.A_new``, ``mem.B_new`` and ``mem.cand``, checks the
-loss, the output-layer update and every candidate for finiteness, and only
-then applies the optimizer step and copies the candidates in.
+swept weights into ``A_new``, ``B_new`` and ``cand``, checks the loss, the
+output-layer update and every candidate for finiteness, and only then
+applies the optimizer step and copies the candidates in.
 """
 from collections import namedtuple
 
@@ -98,7 +110,7 @@ import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate, activate_inplace, backprop_activation
-from fastbp.kernels.codes import KERNEL, MSE, NONFINITE_UPDATE, OK, SQUARED_ERROR
+from fastbp.kernels.codes import KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import add_bias, bias_gradient, max_width, n_weights, output_offsets
@@ -108,13 +120,13 @@ from fastbp.models import mlp_workspace_size
 #: indices into ``hyper``
 MU, CODE_LR, CODE_MOMENTUM, CODE_STEPS, DECAY, RIDGE = 0, 1, 2, 3, 4, 5
 
-#: a step's buffers; see the module docstring
-AltMinBuffers = namedtuple("AltMinBuffers", ["hyper", "ws", "codes", "codes0", "vel"])
-#: AM-mem's memory and one step's candidates; see the module docstring
-Memory = namedtuple("Memory", ["A", "B", "A_new", "B_new", "cand"])
+#: Every array of an AM step; the first eight fields are those of
+#: :data:`fastbp.kernels.mlp.BackpropArgs`. See the module docstring.
+AltMinArgs = namedtuple("AltMinArgs", "params grads state opt_hyper train_hyper ws layout blas "
+                                      "hyper codes codes0 vel A B A_new B_new cand")
 
 
-# -- sizes and offsets (Python) ---------------------------------------------------------
+# -- allocation (Python) ---------------------------------------------------------------
 
 def make_hyper(mu, code_lr, code_momentum, code_steps, decay=0.0, ridge=0.0):
     """The float64 ``hyper`` vector: [mu, code_lr, code_momentum, code_steps,
@@ -123,21 +135,8 @@ def make_hyper(mu, code_lr, code_momentum, code_steps, decay=0.0, ridge=0.0):
                     dtype=np.float64)
 
 
-def code_size(sizes, capacity):
-    """Entries of ``codes`` (and ``codes0``): capacity * (n_1 + ... + n_{L-1})."""
-    return capacity * sum(sizes[1:-1])
-
-
-def altmin_buffers(sizes, capacity, dtype, hyper, ws=None):
-    """An :data:`AltMinBuffers` for batches of up to ``capacity`` rows of an MLP
-    of layer ``sizes`` [n_0, ..., n_L]; ``ws`` an existing MLP workspace of at
-    least that capacity, or None to allocate one."""
-    if ws is None:
-        ws = np.zeros(mlp_workspace_size(sizes, capacity), dtype=dtype)
-    n = code_size(sizes, capacity)
-    vel = np.zeros(capacity * max(sizes[1:-1], default=0), dtype=dtype)
-    return AltMinBuffers(np.asarray(hyper, dtype=np.float64), ws, np.zeros(n, dtype=dtype),
-                         np.zeros(n, dtype=dtype), vel)
+def _sizes(layout):
+    return [int(n) for n in layout[1:layout[0] + 2]]
 
 
 def memory_sizes(sizes):
@@ -147,12 +146,45 @@ def memory_sizes(sizes):
     return a, b
 
 
-def memory_buffers(sizes, dtype):
-    """A zeroed :data:`Memory` for an MLP of layer ``sizes``."""
-    a, b = memory_sizes(sizes)
-    n_params = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-    return Memory(np.zeros(a, dtype=dtype), np.zeros(b, dtype=dtype), np.zeros(a, dtype=dtype),
-                  np.zeros(b, dtype=dtype), np.zeros(n_params, dtype=dtype))
+def code_buffers(layout, capacity, dtype, ws=None):
+    """(ws, codes, codes0, vel) for batches of up to ``capacity`` rows; ``ws``
+    an MLP workspace of at least that capacity, or None to allocate one."""
+    sizes = _sizes(layout)
+    if ws is None:
+        ws = np.zeros(mlp_workspace_size(sizes, capacity), dtype=dtype)
+    n = capacity * sum(sizes[1:-1])
+    return (ws, np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype),
+            np.zeros(capacity * max(sizes[1:-1], default=0), dtype=dtype))
+
+
+def memory_buffers(layout, dtype, n_params):
+    """(A, B, A_new, B_new, cand), zeroed, for AM-mem."""
+    a, b = memory_sizes(_sizes(layout))
+    return (np.zeros(a, dtype=dtype), np.zeros(b, dtype=dtype), np.zeros(a, dtype=dtype),
+            np.zeros(b, dtype=dtype), np.zeros(n_params, dtype=dtype))
+
+
+def altmin_args(params, grads, state, opt_hyper, train_hyper, layout, blas, capacity, hyper,
+                memory=False, ws=None):
+    """An :data:`AltMinArgs` for batches of up to ``capacity`` rows: the
+    model's and optimizer's arrays as given, fresh code buffers (and ``ws``
+    unless given), and zeroed memory buffers when ``memory`` (else empty
+    arrays; :func:`altmin_mem_step` needs them)."""
+    dtype = params.dtype
+    ws, codes, codes0, vel = code_buffers(layout, capacity, dtype, ws)
+    if memory:
+        mem = memory_buffers(layout, dtype, params.shape[0])
+    else:
+        mem = tuple(np.zeros(0, dtype=dtype) for _ in range(5))
+    return AltMinArgs(params, grads, state, opt_hyper, train_hyper, ws, layout, blas,
+                      np.asarray(hyper, dtype=np.float64), codes, codes0, vel, *mem)
+
+
+def with_capacity(args, capacity, blas, ws=None):
+    """``args`` with code buffers (and ``ws`` unless given) for ``capacity``
+    rows and the ``blas`` flag for that batch size; the memory is kept."""
+    ws, codes, codes0, vel = code_buffers(args.layout, capacity, args.params.dtype, ws)
+    return args._replace(ws=ws, codes=codes, codes0=codes0, vel=vel, blas=blas)
 
 
 # -- offsets (kernels) ------------------------------------------------------------------
@@ -170,7 +202,6 @@ def code_offset(layout, rows, l):
 @njit(**KERNEL)
 def layer_offsets(layout, l):
     """(offset of W_l, offset of b_l) in ``params``."""
-    L = layout[0]
     woff = 0
     boff = n_weights(layout)
     for j in range(1, l):
@@ -194,8 +225,15 @@ def memory_offsets(layout, l):
 @njit(**KERNEL)
 def _deltas(layout, rows):
     """Offsets of the workspace's delta blocks D1 (the output delta) and D2."""
-    h_off, a_off, d_off = output_offsets(layout, rows)
+    d_off = output_offsets(layout, rows)[2]
     return d_off, d_off + rows * max_width(layout)
+
+
+@njit(**KERNEL)
+def _block(buf, layout, rows, l):
+    """Hidden layer l's (rows, n_l) block of a codes-like buffer, flat."""
+    off = code_offset(layout, rows, l)
+    return buf[off:off + rows * layout[l + 1]]
 
 
 # -- forward pass and output loss -------------------------------------------------------
@@ -220,24 +258,23 @@ def output_loss(src, s0, rows, params, layout, ws, labels, targets, loss_code, b
 
 
 @njit(**KERNEL)
-def _hidden_layer(src, s0, rows, params, l, layout, aux, blas):
+def _hidden_layer(args, l, src, s0, rows):
     """c0_l = src W_l^T + b_l into codes0 and codes; H_l = f(c0_l) into ws."""
+    layout = args.layout
     nin = layout[l]
     nout = layout[l + 1]
     woff, boff = layer_offsets(layout, l)
-    off = code_offset(layout, rows, l)
-    n = rows * nout
-    c0 = aux.codes0[off:off + n]
-    gemm_nt(src, s0, params, woff, c0, 0, rows, nout, nin, blas)
-    add_bias(c0, 0, params[boff:boff + nout], 0, rows, nout)
-    aux.codes[off:off + n] = c0
-    h = aux.ws[off:off + n]
+    c0 = _block(args.codes0, layout, rows, l)
+    gemm_nt(src, s0, args.params, woff, c0, 0, rows, nout, nin, args.blas)
+    add_bias(c0, 0, args.params[boff:boff + nout], 0, rows, nout)
+    _block(args.codes, layout, rows, l)[:] = c0
+    h = _block(args.ws, layout, rows, l)
     h[:] = c0
     activate_inplace(h, 0, rows, nout, layout[layout[0] + 1 + l])
 
 
 @njit(**KERNEL)
-def initial_codes(x, labels, targets, rows, params, layout, aux, loss_code, blas):
+def initial_codes(args, x, labels, targets, rows):
     """Forward pass keeping the hidden pre-activations: codes0 = codes = c0,
     H_l = f(c0_l) in ``ws`` (what :func:`fastbp.kernels.mlp.forward` leaves
     there), A_L and the output loss. fastbp's forward overwrites each a_l with
@@ -246,18 +283,19 @@ def initial_codes(x, labels, targets, rows, params, layout, aux, loss_code, blas
 
     Returns (loss summed over the batch, number correct) at the current
     parameters."""
+    layout = args.layout
     L = layout[0]
+    loss_code = int(args.train_hyper[LOSS])
     for l in range(1, L):
         if l == 1:
-            _hidden_layer(x, 0, rows, params, l, layout, aux, blas)
+            _hidden_layer(args, l, x, 0, rows)
         else:
-            _hidden_layer(aux.ws, code_offset(layout, rows, l - 1), rows, params, l, layout,
-                          aux, blas)
+            _hidden_layer(args, l, args.ws, code_offset(layout, rows, l - 1), rows)
     if L == 1:
-        return output_loss(x, 0, rows, params, layout, aux.ws, labels, targets, loss_code,
-                           blas)
-    return output_loss(aux.ws, code_offset(layout, rows, L - 1), rows, params, layout, aux.ws,
-                       labels, targets, loss_code, blas)
+        return output_loss(x, 0, rows, args.params, layout, args.ws, labels, targets,
+                           loss_code, args.blas)
+    return output_loss(args.ws, code_offset(layout, rows, L - 1), rows, args.params, layout,
+                       args.ws, labels, targets, loss_code, args.blas)
 
 
 # -- code objectives, their gradients and descent -----------------------------------------
@@ -269,7 +307,8 @@ def top_code_gradient(c, c0, h, g, params, layout, ws, labels, targets, loss_cod
 
     c, c0, h, g are (rows, n_{L-1}) blocks of exactly rows * n_{L-1} entries;
     h receives f(c), g receives dJ/dc. ``ws`` serves the output blocks (A_L,
-    H_L, D1); ``h`` may be its H_{L-1} block. Returns J.
+    H_L, D1) for rows = c.size / n_{L-1}; ``h`` may be its H_{L-1} block.
+    Returns J.
     """
     L = layout[0]
     n = layout[L]
@@ -281,14 +320,15 @@ def top_code_gradient(c, c0, h, g, params, layout, ws, labels, targets, loss_cod
     d_off = output_offsets(layout, rows)[2]
     gemm_nn(ws, d_off, params, woff, g, 0, rows, n, k, blas)
     backprop_activation(h, 0, g, 0, rows, n, layout[L + L])
-    inv_mu = 1.0 / mu
-    s = 2.0 / (rows * n)
+    f = c.dtype.type
+    inv_mu = f(1.0 / mu)
+    s = f(2.0 / (rows * n))
     dist = 0.0
     for i in range(rows * n):
         d = c[i] - c0[i]
-        dist += d * d
+        dist += np.float64(d) * d
         g[i] = g[i] * inv_mu + s * d
-    return loss_sum / rows * inv_mu + dist / (rows * n)
+    return loss_sum / rows / mu + dist / (rows * n)
 
 
 @njit(**KERNEL)
@@ -308,26 +348,31 @@ def lower_code_gradient(l, c, c0, h, g, t, r, params, layout, blas):
     activate(c, 0, h, 0, rows, n, layout[L + 1 + l])
     gemm_nt(h, 0, params, woff, r, 0, rows, m, n, blas)
     add_bias(r, 0, params[boff:boff + m], 0, rows, m)
+    f = c.dtype.type
     fit = 0.0
-    sr = 2.0 / (rows * m)
+    sr = f(2.0 / (rows * m))
     for i in range(rows * m):
         e = r[i] - t[i]
-        fit += e * e
+        fit += np.float64(e) * e
         r[i] = sr * e
     gemm_nn(r, 0, params, woff, g, 0, rows, n, m, blas)
     backprop_activation(h, 0, g, 0, rows, n, layout[L + 1 + l])
-    s = 2.0 / (rows * n)
+    s = f(2.0 / (rows * n))
     dist = 0.0
     for i in range(rows * n):
         d = c[i] - c0[i]
-        dist += d * d
+        dist += np.float64(d) * d
         g[i] += s * d
     return fit / (rows * m) + dist / (rows * n)
 
 
 @njit(**KERNEL)
 def nesterov_step(c, v, g, lr, mom):
-    """v = mom v + g;  c -= lr (g + mom v) (torch.optim.SGD, nesterov=True)."""
+    """v = mom v + g;  c -= lr (g + mom v) (torch.optim.SGD, nesterov=True),
+    in the codes' dtype."""
+    f = c.dtype.type
+    lr = f(lr)
+    mom = f(mom)
     for i in range(c.shape[0]):
         gi = g[i]
         vi = mom * v[i] + gi
@@ -336,171 +381,184 @@ def nesterov_step(c, v, g, lr, mom):
 
 
 @njit(**KERNEL)
-def _code_blocks(layout, rows, aux, l):
-    """Views of code l's blocks: c, c0, h (H_l in ws), g (D2), v."""
-    n = rows * layout[l + 1]
-    off = code_offset(layout, rows, l)
-    d1, d2 = _deltas(layout, rows)
-    return (aux.codes[off:off + n], aux.codes0[off:off + n], aux.ws[off:off + n],
-            aux.ws[d2:d2 + n], aux.vel[:n])
-
-
-@njit(**KERNEL)
-def descend_top_code(rows, params, layout, aux, labels, targets, loss_code, blas):
-    """code_steps Nesterov steps on the top code (in ``aux.codes``), from its
-    current value with zero velocity; leaves H_{L-1} = f(c*_{L-1}) in ``ws``."""
+def descend_top_code(args, labels, targets, rows):
+    """code_steps Nesterov steps on the top code (in ``codes``), from its
+    current value with zero velocity; leaves H_{L-1} = f(c*_{L-1}) in ``ws``.
+    Uses the output blocks and D2 of ``ws`` as scratch."""
+    layout = args.layout
     L = layout[0]
-    hy = aux.hyper
-    c, c0, h, g, v = _code_blocks(layout, rows, aux, L - 1)
+    hy = args.hyper
+    n = rows * layout[L]
+    c = _block(args.codes, layout, rows, L - 1)
+    c0 = _block(args.codes0, layout, rows, L - 1)
+    h = _block(args.ws, layout, rows, L - 1)
+    d2 = _deltas(layout, rows)[1]
+    g = args.ws[d2:d2 + n]
+    v = args.vel[:n]
     v[:] = 0.0
+    loss_code = int(args.train_hyper[LOSS])
     for _ in range(int(hy[CODE_STEPS])):
-        top_code_gradient(c, c0, h, g, params, layout, aux.ws, labels, targets, loss_code,
-                          hy[MU], blas)
+        top_code_gradient(c, c0, h, g, args.params, layout, args.ws, labels, targets,
+                          loss_code, hy[MU], args.blas)
         nesterov_step(c, v, g, hy[CODE_LR], hy[CODE_MOMENTUM])
     activate(c, 0, h, 0, rows, layout[L], layout[L + L])
 
 
 @njit(**KERNEL)
-def descend_lower_code(l, rows, params, layout, aux, blas):
+def descend_lower_code(args, l, rows):
     """code_steps Nesterov steps on code l (1 <= l <= L-2) toward the final
-    code l+1 above it; leaves H_l = f(c*_l) in ``ws``."""
+    code l+1 above it; leaves H_l = f(c*_l) in ``ws``. Uses D1 and D2 of
+    ``ws`` as scratch."""
+    layout = args.layout
     L = layout[0]
-    hy = aux.hyper
-    c, c0, h, g, v = _code_blocks(layout, rows, aux, l)
+    hy = args.hyper
+    n = rows * layout[l + 1]
     m = rows * layout[l + 2]
-    toff = code_offset(layout, rows, l + 1)
-    t = aux.codes[toff:toff + m]
+    c = _block(args.codes, layout, rows, l)
+    c0 = _block(args.codes0, layout, rows, l)
+    h = _block(args.ws, layout, rows, l)
+    t = _block(args.codes, layout, rows, l + 1)
     d1, d2 = _deltas(layout, rows)
-    r = aux.ws[d1:d1 + m]
+    r = args.ws[d1:d1 + m]
+    g = args.ws[d2:d2 + n]
+    v = args.vel[:n]
     v[:] = 0.0
     for _ in range(int(hy[CODE_STEPS])):
-        lower_code_gradient(l, c, c0, h, g, t, r, params, layout, blas)
+        lower_code_gradient(l, c, c0, h, g, t, r, args.params, layout, args.blas)
         nesterov_step(c, v, g, hy[CODE_LR], hy[CODE_MOMENTUM])
     activate(c, 0, h, 0, rows, layout[l + 1], layout[L + 1 + l])
 
 
 @njit(**KERNEL)
-def update_codes(labels, targets, rows, params, layout, aux, loss_code, blas):
+def update_codes(args, labels, targets, rows):
     """The codes step after :func:`initial_codes`: the top code, then each lower
-    code down to c_1. Afterwards ``aux.codes`` holds c* and H_l = f(c*_l)."""
-    L = layout[0]
+    code down to c_1. Afterwards ``codes`` holds c* and H_l = f(c*_l)."""
+    L = args.layout[0]
     if L < 2:
         return
-    descend_top_code(rows, params, layout, aux, labels, targets, loss_code, blas)
+    descend_top_code(args, labels, targets, rows)
     for l in range(L - 2, 0, -1):
-        descend_lower_code(l, rows, params, layout, aux, blas)
+        descend_lower_code(args, l, rows)
 
 
 # -- weights ------------------------------------------------------------------------------
 
 @njit(**KERNEL)
-def _output_grads(src, s0, labels, targets, rows, params, grads, layout, ws, loss_code,
-                  blas):
+def _output_grads(args, src, s0, labels, targets, rows):
+    layout = args.layout
     L = layout[0]
     nin = layout[L]
     k = layout[L + 1]
     woff, boff = layer_offsets(layout, L)
-    loss_sum, _ = output_loss(src, s0, rows, params, layout, ws, labels, targets, loss_code,
-                              blas)
+    loss_sum, _ = output_loss(src, s0, rows, args.params, layout, args.ws, labels, targets,
+                              int(args.train_hyper[LOSS]), args.blas)
     d_off = output_offsets(layout, rows)[2]
-    gemm_tn(ws, d_off, src, s0, grads, woff, rows, k, nin, blas)
-    bias_gradient(ws[d_off:d_off + rows * k], 0, grads[boff:boff + k], 0, rows, k)
+    gemm_tn(args.ws, d_off, src, s0, args.grads, woff, rows, k, nin, args.blas)
+    bias_gradient(args.ws[d_off:d_off + rows * k], 0, args.grads[boff:boff + k], 0, rows, k)
     return loss_sum
 
 
 @njit(**KERNEL)
-def output_layer_gradient(x, labels, targets, rows, params, grads, layout, ws, loss_code,
-                          blas):
+def output_layer_gradient(args, x, labels, targets, rows):
     """grads[W_L, b_L] = d loss(W_L f(c*_{L-1}) + b_L, y)/d(W_L, b_L), the batch
     mean, from H_{L-1} = f(c*_{L-1}) in ``ws`` (from x when L = 1). Returns
     the loss summed over the batch at the final codes."""
-    L = layout[0]
+    L = args.layout[0]
     if L == 1:
-        return _output_grads(x, 0, labels, targets, rows, params, grads, layout, ws,
-                             loss_code, blas)
-    return _output_grads(ws, code_offset(layout, rows, L - 1), labels, targets, rows, params,
-                         grads, layout, ws, loss_code, blas)
+        return _output_grads(args, x, 0, labels, targets, rows)
+    return _output_grads(args, args.ws, code_offset(args.layout, rows, L - 1), labels, targets,
+                         rows)
 
 
 @njit(**KERNEL)
-def _local_grads(src, s0, l, rows, params, grads, layout, c, r, blas):
+def _local_grads(args, l, src, s0, rows):
+    """Layer l's local gradient from the residual r = W_l src + b_l - c*_l. For
+    l = 1, W_1 x + b_1 is c0_1 (same products as initial_codes, same values),
+    so the largest product of many networks is not computed twice."""
+    layout = args.layout
     nin = layout[l]
     nout = layout[l + 1]
     woff, boff = layer_offsets(layout, l)
-    gemm_nt(src, s0, params, woff, r, 0, rows, nout, nin, blas)
-    add_bias(r, 0, params[boff:boff + nout], 0, rows, nout)
-    s = 2.0 / (rows * nout)
-    for i in range(rows * nout):
-        r[i] = s * (r[i] - c[i])
-    gemm_tn(r, 0, src, s0, grads, woff, rows, nout, nin, blas)
-    bias_gradient(r, 0, grads[boff:boff + nout], 0, rows, nout)
-
-
-@njit(**KERNEL)
-def hidden_layer_gradient(l, x, rows, params, grads, layout, aux, blas):
-    """grads[W_l, b_l] = d mean((W_l f(c*_{l-1}) + b_l - c*_l)^2)/d(W_l, b_l)
-    for hidden layer l, from ``aux.codes`` and H_{l-1} = f(c*_{l-1}) in ``ws``
-    (x for l = 1). Reads no other layer's gradient and writes only its own
-    slices of ``grads`` (and D1 as scratch), so layers may go in any order."""
-    n = rows * layout[l + 1]
-    off = code_offset(layout, rows, l)
-    d1, d2 = _deltas(layout, rows)
-    c = aux.codes[off:off + n]
-    r = aux.ws[d1:d1 + n]
+    c = _block(args.codes, layout, rows, l)
+    d1 = _deltas(layout, rows)[0]
+    n = rows * nout
+    r = args.ws[d1:d1 + n]
+    f = r.dtype.type
+    s = f(2.0 / n)
     if l == 1:
-        _local_grads(x, 0, l, rows, params, grads, layout, c, r, blas)
+        c0 = _block(args.codes0, layout, rows, l)
+        for i in range(n):
+            r[i] = s * (c0[i] - c[i])
     else:
-        _local_grads(aux.ws, code_offset(layout, rows, l - 1), l, rows, params, grads, layout,
-                     c, r, blas)
+        gemm_nt(src, s0, args.params, woff, r, 0, rows, nout, nin, args.blas)
+        add_bias(r, 0, args.params[boff:boff + nout], 0, rows, nout)
+        for i in range(n):
+            r[i] = s * (r[i] - c[i])
+    gemm_tn(r, 0, src, s0, args.grads, woff, rows, nout, nin, args.blas)
+    bias_gradient(r, 0, args.grads[boff:boff + nout], 0, rows, nout)
 
 
 @njit(**KERNEL)
-def weight_gradients(x, labels, targets, rows, params, grads, layout, aux, loss_code, blas):
+def hidden_layer_gradient(args, l, x, rows):
+    """grads[W_l, b_l] = d mean((W_l f(c*_{l-1}) + b_l - c*_l)^2)/d(W_l, b_l)
+    for hidden layer l, from ``codes`` and H_{l-1} = f(c*_{l-1}) in ``ws``
+    (x for l = 1, where W_1 x + b_1 is read from ``codes0``: the parameters
+    must be those :func:`initial_codes` ran with). Reads no other layer's
+    gradient and writes only its own slices of ``grads`` (and D1 as
+    scratch), so layers may go in any order."""
+    if l == 1:
+        _local_grads(args, l, x, 0, rows)
+    else:
+        _local_grads(args, l, args.ws, code_offset(args.layout, rows, l - 1), rows)
+
+
+@njit(**KERNEL)
+def weight_gradients(args, x, labels, targets, rows):
     """Every layer's gradient into ``grads`` after :func:`update_codes`.
     Returns the loss summed over the batch at the final codes."""
-    loss_sum = output_layer_gradient(x, labels, targets, rows, params, grads, layout, aux.ws,
-                                     loss_code, blas)
-    for l in range(1, layout[0]):
-        hidden_layer_gradient(l, x, rows, params, grads, layout, aux, blas)
+    loss_sum = output_layer_gradient(args, x, labels, targets, rows)
+    for l in range(1, args.layout[0]):
+        hidden_layer_gradient(args, l, x, rows)
     return loss_sum
 
 
 @njit(**KERNEL)
-def altmin_step(x, labels, targets, rows, params, grads, state, opt_hyper, train_hyper, aux,
-                layout, blas):
+def altmin_step(args, x, labels, targets, rows):
     """One AM step (gradient mode: AM-SGD / AM-Adam): :func:`initial_codes`,
-    :func:`update_codes`, :func:`weight_gradients`, one :func:`finish_step`.
+    :func:`update_codes`, :func:`weight_gradients`, then one
+    :func:`finish_step` on all parameters.
 
     Returns (objective, number correct, status) as
     :func:`fastbp.kernels.mlp.train_step`: the loss and accuracy of the
     forward pass at the parameters before the update (plus the weight decay
     penalty); parameters and optimizer state are unchanged unless status == OK.
     """
-    loss_code = int(train_hyper[LOSS])
-    loss_sum, correct = initial_codes(x, labels, targets, rows, params, layout, aux, loss_code,
-                                      blas)
-    update_codes(labels, targets, rows, params, layout, aux, loss_code, blas)
-    weight_gradients(x, labels, targets, rows, params, grads, layout, aux, loss_code, blas)
-    objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
-                                    n_weights(layout), loss_sum / rows)
+    loss_sum, correct = initial_codes(args, x, labels, targets, rows)
+    update_codes(args, labels, targets, rows)
+    weight_gradients(args, x, labels, targets, rows)
+    objective, status = finish_step(args.params, args.grads, args.state, args.opt_hyper,
+                                    args.train_hyper, n_weights(args.layout), loss_sum / rows)
     return objective, correct, status
 
 
 # -- AM-mem -------------------------------------------------------------------------------
 
 @njit(**KERNEL)
-def _memory_layer(src, s0, l, rows, layout, c, A, B, A_new, B_new, decay, blas):
+def _memory_layer(args, l, src, s0, rows):
+    layout = args.layout
     nin = layout[l]
     nout = layout[l + 1]
     a_off, b_off = memory_offsets(layout, l)
     na = nin * nin + nin + 1
     nb = nout * (nin + 1)
-    gemm_tn(src, s0, src, s0, A_new, a_off, rows, nin, nin, blas)
-    gemm_tn(c, 0, src, s0, B_new, b_off, rows, nout, nin, blas)
+    c = _block(args.codes, layout, rows, l)
+    A, B, A_new, B_new = args.A, args.B, args.A_new, args.B_new
+    gemm_tn(src, s0, src, s0, A_new, a_off, rows, nin, nin, args.blas)
+    gemm_tn(c, 0, src, s0, B_new, b_off, rows, nout, nin, args.blas)
     bias_gradient(src, s0, A_new, a_off + nin * nin, rows, nin)     # column sums
     A_new[a_off + nin * nin + nin] = rows
     bias_gradient(c, 0, B_new, b_off + nout * nin, rows, nout)
-    keep = 1.0 - decay
+    keep = 1.0 - args.hyper[DECAY]
     for i in range(a_off, a_off + na):
         A_new[i] += keep * A[i]
     for i in range(b_off, b_off + nb):
@@ -508,50 +566,50 @@ def _memory_layer(src, s0, l, rows, layout, c, A, B, A_new, B_new, decay, blas):
 
 
 @njit(**KERNEL)
-def memory_update(l, x, rows, layout, aux, mem, blas):
-    """Hidden layer l's memory candidates: mem.A_new = (1 - decay) mem.A +
-    sum a a^T, mem.B_new = (1 - decay) mem.B + sum c* a^T (its blocks only),
-    a = [f(c*_{l-1}), 1] from H_{l-1} in ``ws`` (x for l = 1), c* from
-    ``aux.codes``, decay = aux.hyper[DECAY]. mem.A and mem.B are only read."""
-    n = rows * layout[l + 1]
-    off = code_offset(layout, rows, l)
-    c = aux.codes[off:off + n]
-    decay = aux.hyper[DECAY]
+def memory_update(args, l, x, rows):
+    """Hidden layer l's memory candidates: A_new = (1 - decay) A + sum a a^T,
+    B_new = (1 - decay) B + sum c* a^T (its blocks only), a = [f(c*_{l-1}), 1]
+    from H_{l-1} in ``ws`` (x for l = 1), c* from ``codes``, decay =
+    hyper[DECAY]. A and B are only read."""
     if l == 1:
-        _memory_layer(x, 0, l, rows, layout, c, mem.A, mem.B, mem.A_new, mem.B_new, decay,
-                      blas)
+        _memory_layer(args, l, x, 0, rows)
     else:
-        _memory_layer(aux.ws, code_offset(layout, rows, l - 1), l, rows, layout, c, mem.A,
-                      mem.B, mem.A_new, mem.B_new, decay, blas)
+        _memory_layer(args, l, args.ws, code_offset(args.layout, rows, l - 1), rows)
 
 
-@njit(**KERNEL)
+@njit(**REDUCTION)
 def gauss_seidel_sweep(l, w, A, B, layout, ridge):
     """One Gauss-Seidel sweep on [W_l b_l] (A + ridge P) = B for hidden layer l,
-    in place on ``w`` (laid out like ``params``), with memory blocks A and B
-    (see the module docstring for the update and the zero-denominator rule)."""
+    in place on ``w`` (laid out like ``params``), with memory buffers A and B
+    (see the module docstring for the update and the zero-denominator rule).
+
+    n_out * (n_in + 1)^2 multiply-adds, in dot products of contiguous rows
+    (row slices, so that LLVM sees two distinct arrays: indexing ``w`` and
+    ``A`` at offsets kept the loop scalar, 6x slower), compiled with
+    reassociation (fastbp's REDUCTION flags) so that the dot products
+    vectorize; NaN and inf still propagate."""
     nin = layout[l]
     nout = layout[l + 1]
     woff, boff = layer_offsets(layout, l)
     a_off, b_off = memory_offsets(layout, l)
-    a1 = a_off + nin * nin          # A_w1 (column sums), then A_11 (count)
-    a11 = A[a1 + nin]
+    a1 = A[a_off + nin * nin:a_off + nin * nin + nin]     # A_w1: sums of the inputs
+    a11 = A[a_off + nin * nin + nin]                       # A_11: the count
     for i in range(nout):
-        wi = woff + i * nin
+        wr = w[woff + i * nin:woff + (i + 1) * nin]
         bi = boff + i
+        br = b_off + i * nin
         for j in range(nin):
-            ajj = A[a_off + j * nin + j]
-            den = ajj + ridge
+            ar = A[a_off + j * nin:a_off + (j + 1) * nin]
+            den = ar[j] + ridge
             if den != 0.0:
-                s = w[bi] * A[a1 + j]
-                aj = a_off + j * nin
+                s = w[bi] * a1[j]
                 for k in range(nin):
-                    s += w[wi + k] * A[aj + k]
-                w[wi + j] += (B[b_off + i * nin + j] - s - ridge * w[wi + j]) / den
+                    s += wr[k] * ar[k]
+                wr[j] += (B[br + j] - s - ridge * wr[j]) / den
         if a11 != 0.0:
             s = w[bi] * a11
             for k in range(nin):
-                s += w[wi + k] * A[a1 + k]
+                s += wr[k] * a1[k]
             w[bi] += (B[b_off + nout * nin + i] - s) / a11
 
 
@@ -575,71 +633,70 @@ def copy_layer(l, src, dst, layout):
 
 
 @njit(**KERNEL)
-def hidden_candidates(x, rows, params, layout, aux, mem, blas):
+def hidden_candidates(args, x, rows):
     """For every hidden layer: the memory candidates (:func:`memory_update`) and
-    the swept weights, mem.cand[W_l, b_l] = one :func:`gauss_seidel_sweep`
-    from params[W_l, b_l] with the candidate memory. Writes only mem.A_new,
-    mem.B_new, mem.cand (and D1 nothing: reads aux). Returns True when every
-    candidate is finite."""
-    ok = True
-    ridge = aux.hyper[RIDGE]
+    the swept weights, cand[W_l, b_l] = one :func:`gauss_seidel_sweep` from
+    params[W_l, b_l] on the candidate memory. Writes only A_new, B_new and
+    cand (params, A and B are only read). Returns True when every candidate
+    is finite."""
+    layout = args.layout
     for l in range(1, layout[0]):
-        memory_update(l, x, rows, layout, aux, mem, blas)
-        copy_layer(l, params, mem.cand, layout)
-        gauss_seidel_sweep(l, mem.cand, mem.A_new, mem.B_new, layout, ridge)
-    if layout[0] > 1:
-        ok = all_finite(mem.A_new) and all_finite(mem.B_new) and all_finite(mem.cand)
-    return ok
+        memory_update(args, l, x, rows)
+        copy_layer(l, args.params, args.cand, layout)
+        gauss_seidel_sweep(l, args.cand, args.A_new, args.B_new, layout, args.hyper[RIDGE])
+    if layout[0] == 1:
+        return True
+    woff, _ = layer_offsets(layout, layout[0])
+    return (all_finite(args.A_new) and all_finite(args.B_new)
+            and all_finite(args.cand[:woff]) and all_finite(args.cand[n_weights(layout):]))
 
 
 @njit(**KERNEL)
-def commit_hidden(params, layout, mem):
-    """Copy the candidates in: mem.A = mem.A_new, mem.B = mem.B_new, and every
-    hidden layer's params[W_l, b_l] = mem.cand[W_l, b_l]."""
-    mem.A[:] = mem.A_new
-    mem.B[:] = mem.B_new
-    for l in range(1, layout[0]):
-        copy_layer(l, mem.cand, params, layout)
+def commit_hidden(args):
+    """Copy the candidates in: A = A_new, B = B_new, and every hidden layer's
+    params[W_l, b_l] = cand[W_l, b_l]."""
+    args.A[:] = args.A_new
+    args.B[:] = args.B_new
+    for l in range(1, args.layout[0]):
+        copy_layer(l, args.cand, args.params, args.layout)
 
 
 @njit(**KERNEL)
-def altmin_mem_step(x, labels, targets, rows, params, grads, state, opt_hyper, train_hyper,
-                    aux, mem, layout, blas):
+def altmin_mem_step(args, x, labels, targets, rows):
     """One AM-mem step: :func:`initial_codes`, :func:`update_codes`, the output
     layer's gradient and one optimizer step on it, and for the hidden layers
     :func:`hidden_candidates` (memory update and one sweep) in place of the
-    optimizer.
+    optimizer. Needs the memory buffers (``altmin_args(..., memory=True)``).
 
     The optimizer, weight decay and clipping see the slice of the flat buffer
     from W_L on (W_L, then every bias), with zero gradients for the hidden
     biases, so they leave hidden weights, hidden biases and their optimizer
     state alone (a zero gradient on zero state moves nothing, under SGD and
     Adam alike); the objective's penalty is lambda/2 ||W_L||^2. Hidden layers
-    are regularised by the sweep's ridge instead.
+    are regularised by the sweep's ridge instead. Afterwards ``grads`` holds
+    the output layer's gradient (after decay and clipping), zero for the
+    hidden biases, and stale values for the hidden weights.
 
     Returns (objective, number correct, status) as :func:`altmin_step`. Unless
-    status == OK, params, optimizer state and the memory (mem.A, mem.B) are as
+    status == OK, params, optimizer state and the memory (A, B) are as
     before; a non-finite memory or swept weight gives NONFINITE_UPDATE.
     """
-    loss_code = int(train_hyper[LOSS])
-    loss_sum, correct = initial_codes(x, labels, targets, rows, params, layout, aux, loss_code,
-                                      blas)
-    update_codes(labels, targets, rows, params, layout, aux, loss_code, blas)
-    L = layout[0]
-    woff, _ = layer_offsets(layout, L)
-    nb = n_weights(layout)
-    grads[nb:] = 0.0
-    output_layer_gradient(x, labels, targets, rows, params, grads, layout, aux.ws, loss_code,
-                          blas)
-    p = params[woff:]
-    gr = grads[woff:]
-    st = state[:, woff:]
-    objective, status = check_step(p, gr, st, opt_hyper, train_hyper, nb - woff,
+    loss_sum, correct = initial_codes(args, x, labels, targets, rows)
+    update_codes(args, labels, targets, rows)
+    layout = args.layout
+    woff, _ = layer_offsets(layout, layout[0])
+    nw = n_weights(layout)
+    args.grads[nw:] = 0.0
+    output_layer_gradient(args, x, labels, targets, rows)
+    p = args.params[woff:]
+    gr = args.grads[woff:]
+    st = args.state[:, woff:]
+    objective, status = check_step(p, gr, st, args.opt_hyper, args.train_hyper, nw - woff,
                                    loss_sum / rows)
     if status != OK:
         return objective, correct, status
-    if not hidden_candidates(x, rows, params, layout, aux, mem, blas):
+    if not hidden_candidates(args, x, rows):
         return objective, correct, NONFINITE_UPDATE
-    apply_update(p, gr, st, opt_hyper)
-    commit_hidden(params, layout, mem)
+    apply_update(p, gr, st, args.opt_hyper)
+    commit_hidden(args)
     return objective, correct, OK
