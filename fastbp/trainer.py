@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from .validation import (
+    all_finite,
     check_features,
     check_nonnegative_float,
     check_positive_float,
@@ -624,13 +625,22 @@ class Trainer:
         """Restore what :meth:`save_state` wrote into this trainer and its model.
 
         The trainer must be of the same class with the same architecture and
-        dtype; nothing is changed unless every array fits.
+        dtype; nothing is changed unless every array fits. The file's
+        optimizer settings win (learning rate, coefficients, update count and
+        state are restored exactly, so training resumes as if it had never
+        stopped); weight decay and clipping are the constructor's, as they
+        are not part of the state.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
 
         Raises
         ------
         ValueError
-            The file is not a trainer state of this class, or an array's shape
-            or dtype differs (the message names it).
+            The file is not a trainer state of this class, an array's shape or
+            dtype differs, an optimizer's hyper-parameters or state are not
+            valid, or a parameter set holds NaN or inf (the message names it).
         """
         from .io import load, read_arrays
         model = load(path)
@@ -648,6 +658,19 @@ class Trainer:
             if src.shape != dest.shape or src.dtype != dest.dtype:
                 raise ValueError(f"{path!r}: trainer/{k} has shape {src.shape} and dtype "
                                  f"{src.dtype}; this trainer expects {dest.shape}, {dest.dtype}")
+        optimizers = {"optimizer": self.optimizer}
+        for name, pset in self._parameter_sets.items():
+            values = arrays[f"trainer/{name}_params"]
+            if not all_finite(values):
+                bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise ValueError(f"{path!r}: trainer/{name}_params[{bad}] is {values[bad]}; "
+                                 "a saved parameter set must be finite")
+            if pset.optimizer is not None:
+                optimizers[f"{name}_optimizer"] = pset.optimizer
+        for prefix, opt in optimizers.items():
+            opt.check_loaded(arrays[f"trainer/{prefix}_hyper"], arrays[f"trainer/{prefix}_state"],
+                             repr(path), hyper_name=f"trainer/{prefix}_hyper",
+                             state_name=f"trainer/{prefix}_state")
         self.model.flat_params[...] = model.flat_params
         for k, dest in own.items():
             dest[...] = arrays[f"trainer/{k}"]

@@ -79,3 +79,35 @@ def test_wrong_class_or_architecture_is_rejected_and_changes_nothing(tmp_path):
     a.model.save(plain)
     with pytest.raises(ValueError, match="trainer_class"):
         make("fa").load_state(plain)
+
+
+def _edited(src, dst, name, edit):
+    with np.load(src) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[name] = arrays[name].copy()
+    edit(arrays[name])
+    np.savez(dst, **arrays)
+
+
+@pytest.mark.parametrize("name, array, edit, message", [
+    ("backprop", "trainer/optimizer_hyper", lambda h: h.__setitem__(1, -1.0), r"\(lr\)"),
+    ("dtp", "trainer/inverse_optimizer_hyper", lambda h: h.__setitem__(2, 1.5), "inverse"),
+    ("dtp", "trainer/inverse_optimizer_state", lambda s: s.__setitem__((0, 0), np.nan),
+     "inverse_optimizer_state"),
+    ("ddtp", "trainer/feedback_params", lambda p: p.__setitem__(0, np.inf),
+     r"feedback_params\[0\] is inf"),
+])
+def test_edited_optimizer_or_parameter_set_is_refused_and_changes_nothing(
+        tmp_path, name, array, edit, message):
+    X, y = data()
+    a = make(name)
+    a.fit(X, y, epochs=1, batch_size=16, seed=0)
+    a.save_state(tmp_path / "s.npz")
+    _edited(tmp_path / "s.npz", tmp_path / "bad.npz", array, edit)
+    b = make(name, model_seed=4)
+    before, params = state_of(b), b.model.flat_params.copy()
+    with pytest.raises(ValueError, match=message):
+        b.load_state(tmp_path / "bad.npz")
+    np.testing.assert_array_equal(b.model.flat_params, params)
+    for k, v in state_of(b).items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
