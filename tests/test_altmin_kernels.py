@@ -426,3 +426,23 @@ def test_single_layer_network_is_plain_backprop():
         [g.ravel() for g in bp.gradients(net.X, net.y)])
     assert net.step()[2] == OK
     np.testing.assert_allclose(net.model.flat_params, want, rtol=1e-13)
+
+
+def test_batches_smaller_than_the_capacity_and_with_capacity():
+    """Offsets follow ``rows``: a batch below the capacity, then buffers grown
+    by with_capacity for a larger one, each step as the twin's."""
+    net = Net([4, 6, 5, 3], rows=7, optimizer=fb.SGD(0.1), hyper=(0.05, 0.5, 0.9, 3))
+    for rows, capacity in ((4, None), (12, 12)):
+        if capacity:
+            net.args = K.with_capacity(net.args, capacity, None)
+        X = np.random.default_rng(rows).normal(size=(rows, 4))
+        y = np.arange(rows) % 3
+        layers = net.layers
+        out = K.altmin_step(net.args, X.reshape(-1), y.astype(np.int64), EMPTY_T[np.float64],
+                            rows)
+        assert out[2] == OK
+        layers, objective, _ = twin.step(layers, net.acts, X, y, net.loss, (0.05, 0.5, 0.9, 3),
+                                         ("sgd", 0.1, 0.0, False), {})
+        assert out[0] == pytest.approx(objective, rel=1e-12)
+        np.testing.assert_allclose(net.model.flat_params, naive.flatten(layers), rtol=1e-10,
+                                   atol=1e-12)
