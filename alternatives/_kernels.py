@@ -27,9 +27,9 @@ from numba import njit
 from fastbp.kernels.activations import backprop_activation
 from fastbp.kernels.codes import KERNEL
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
-from fastbp.kernels.linalg import gemm_nn, gemm_tn
+from fastbp.kernels.linalg import gemm_nn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import backward, bias_gradient, forward, n_weights, output_offsets
+from fastbp.kernels.mlp import backward, forward, layer_gradient, n_weights, output_offsets
 from fastbp.kernels.optim import LOSS, finish_step
 
 FA = 0
@@ -92,13 +92,9 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
                 backprop_activation(ws[hoff:hoff + n], 0, ws[other:other + n], 0,
                                     rows, nout, layout[L + 1 + l])
         if l == 1:
-            gemm_tn(ws, d, x, 0, grads, woff, rows, nout, nin, blas)
+            layer_gradient(ws, d, x, 0, grads, woff, boff, rows, nout, nin, blas)
         else:
-            gemm_tn(ws, d, ws, prev_off, grads, woff, rows, nout, nin, blas)
-        if blas is None:
-            bias_gradient(ws, d, grads, boff, rows, nout)
-        else:
-            bias_gradient(ws[d:d + rows * nout], 0, grads[boff:boff + nout], 0, rows, nout)
+            layer_gradient(ws, d, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
 
 
 @njit(**KERNEL)

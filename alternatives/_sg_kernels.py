@@ -48,8 +48,8 @@ from fastbp.kernels.codes import KERNEL, OK, RELU
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, max_width, n_weights,
-                                output_offsets)
+from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, layer_gradient, max_width,
+                                n_weights, output_offsets)
 from fastbp.kernels.optim import LOSS, finish_step, finish_steps
 
 #: The arrays of a locked synthetic-gradient step: the model's and the
@@ -292,14 +292,9 @@ def sg_backward(x, rows, params, grads, layout, ws, sw, sgl, blas):
         hoff -= rows * nout
         prev_off = hoff - rows * nin
         if l == 1:
-            gemm_tn(ws, cur, x, 0, grads, woff, rows, nout, nin, blas)
+            layer_gradient(ws, cur, x, 0, grads, woff, boff, rows, nout, nin, blas)
         else:
-            gemm_tn(ws, cur, ws, prev_off, grads, woff, rows, nout, nin, blas)
-        if blas is None:
-            bias_gradient(ws, cur, grads, boff, rows, nout)
-        else:
-            bias_gradient(ws[cur:cur + rows * nout], 0, grads[boff:boff + nout], 0,
-                          rows, nout)
+            layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
         if l > 1:
             gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
             if i_mod >= 0 and sgl[4 + i_mod] == l - 1:

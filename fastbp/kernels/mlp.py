@@ -104,6 +104,18 @@ def bias_gradient(D, d0, grads, g0, rows, cols):
 
 
 @njit(**KERNEL)
+def layer_gradient(ws, d, src, s0, grads, woff, boff, rows, nout, nin, blas):
+    """dW_l = delta_l^T H_{l-1} into grads[woff:] and db_l = column sums of
+    delta_l into grads[boff:], for the (rows, nout) delta at ws[d:] and the
+    (rows, nin) layer input at src[s0:]."""
+    gemm_tn(ws, d, src, s0, grads, woff, rows, nout, nin, blas)
+    if blas is None:
+        bias_gradient(ws, d, grads, boff, rows, nout)
+    else:
+        bias_gradient(ws[d:d + rows * nout], 0, grads[boff:boff + nout], 0, rows, nout)
+
+
+@njit(**KERNEL)
 def forward(x, rows, params, layout, ws, blas):
     """Forward pass of a batch; fills H_1..H_L and A_L in ``ws``.
 
@@ -175,14 +187,9 @@ def backward(x, rows, params, grads, layout, ws, blas):
         hoff -= rows * nout  # start of H_l
         prev_off = hoff - rows * nin
         if l == 1:
-            gemm_tn(ws, cur, x, 0, grads, woff, rows, nout, nin, blas)
+            layer_gradient(ws, cur, x, 0, grads, woff, boff, rows, nout, nin, blas)
         else:
-            gemm_tn(ws, cur, ws, prev_off, grads, woff, rows, nout, nin, blas)
-        if blas is None:
-            bias_gradient(ws, cur, grads, boff, rows, nout)
-        else:
-            bias_gradient(ws[cur:cur + rows * nout], 0, grads[boff:boff + nout], 0,
-                          rows, nout)
+            layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
         if l > 1:
             gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
             if blas is None:
