@@ -4,11 +4,12 @@ flat buffer (weights first, then biases) and exposes them as views.
 :class:`MLP` is a fully connected feed-forward network, :class:`ElmanRNN` a
 simple recurrent network read out at the last step or at every step.
 """
+import functools
 import numbers
 
 import numpy as np
 
-from .validation import check_dtype, check_features, check_seed, check_sequences
+from .validation import all_finite, check_dtype, check_features, check_seed, check_sequences
 from .activations import hidden_code, output_code
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
@@ -46,10 +47,15 @@ def dense_views(flat, sizes):
 class Workspace:
     """A model's kernel workspace, grown (never shrunk) to the largest batch
     seen, so that repeated calls with any batch size (and, for recurrent
-    models, any sequence length up to the longest seen) allocate nothing."""
+    models, any sequence length up to the longest seen) allocate nothing.
+
+    It keeps the model's size function, not the model, so a model holding
+    its own workspace is freed as soon as it is unreachable (no reference
+    cycle for the garbage collector to find).
+    """
 
     def __init__(self, model):
-        self.model = model
+        self._size = model.workspace_size_function()
         self.buffer = np.empty(0, dtype=model.dtype)
         self._rows = self._steps = -1   # the last request, known to fit
 
@@ -59,10 +65,9 @@ class Workspace:
         # a training loop asks for the same shape every step: answer that
         # without recomputing the size (a measurable part of a tiny step)
         if rows != self._rows or steps != self._steps:
-            need = (self.model.workspace_size(rows) if steps is None
-                    else self.model.workspace_size(rows, steps))
+            need = self._size(rows) if steps is None else self._size(rows, steps)
             if need > self.buffer.shape[0]:
-                self.buffer = np.empty(need, dtype=self.model.dtype)
+                self.buffer = np.empty(need, dtype=self.buffer.dtype)
             self._rows, self._steps = rows, steps
         return self.buffer
 
@@ -70,6 +75,28 @@ class Workspace:
 class _Model:
     """What every model shares beyond its shapes: copying and saving, both
     defined by ``get_config`` and the one ``flat_params`` buffer."""
+
+    @property
+    def flat_params(self):
+        """ndarray (n_params,): the one buffer holding every parameter.
+        ``params`` are views into it. Assigning to it copies the new values
+        into this buffer (same shape and dtype, finite), so the views stay
+        valid."""
+        return self._flat_params
+
+    @flat_params.setter
+    def flat_params(self, values):
+        if not isinstance(values, np.ndarray):
+            values = np.asarray(values, dtype=self.dtype)
+        if values.dtype != self.dtype:
+            raise TypeError(f"flat_params must have the model's dtype {self.dtype.name}, got "
+                            f"{values.dtype.name}; convert with .astype(np.{self.dtype.name})")
+        if values.shape != (self.n_params,):
+            raise ValueError(f"flat_params must have shape ({self.n_params},), got "
+                             f"{values.shape}")
+        if not all_finite(values):
+            raise ValueError("flat_params must be finite; got NaN or inf")
+        self._flat_params[...] = values
 
     @property
     def layout(self):
@@ -165,9 +192,12 @@ class MLP(_Model):
     ----------
     flat_params : ndarray (n_params,)
         The one buffer holding every parameter: W_1..W_L, then b_1..b_L.
+        Assigning to it copies into the buffer (see :attr:`flat_params`).
     params : list of ndarray
         [W_1, b_1, ..., W_L, b_L], W_l of shape (sizes[l], sizes[l-1]), b_l of
         shape (sizes[l],); views into ``flat_params``.
+    max_layer_size : int
+        The largest weight matrix's entry count (decides :meth:`blas`).
     """
 
     kind = "MLP"
@@ -210,7 +240,7 @@ class MLP(_Model):
         self.n_weights = sum(sizes[l] * sizes[l + 1] for l in range(L))
         self.n_params = self.n_weights + sum(sizes[1:])
         self.max_layer_size = max(sizes[l] * sizes[l + 1] for l in range(L))
-        self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
+        self._flat_params = np.zeros(self.n_params, dtype=self.dtype)
         self.params = self.views(self.flat_params)
         self._predict_ws = Workspace(self)
         self.initialize(seed)
@@ -243,8 +273,14 @@ class MLP(_Model):
         """Length of the kernel workspace for batches of up to ``capacity`` rows."""
         return mlp_workspace_size(self.sizes, capacity)
 
+    def workspace_size_function(self):
+        """:meth:`workspace_size` as a function that holds no reference to
+        the model: ``f(capacity) -> int``."""
+        return functools.partial(mlp_workspace_size, list(self.sizes))
+
     def blas(self, rows):
-        """Kernel ``blas`` argument for batches of ``rows`` (see fastbp.kernels.linalg)."""
+        """The kernels' ``blas`` argument for batches of ``rows``: None (plain
+        loops, for tiny products) or 1 (BLAS); see :mod:`fastbp.kernels.linalg`."""
         return blas_flag(rows, self.max_layer_size)
 
     # -- use -----------------------------------------------------------------
@@ -324,10 +360,13 @@ class ElmanRNN(_Model):
     Attributes
     ----------
     flat_params : ndarray (n_params,)
-        The one buffer: W_in, W_rec, W_out, then b, b_out.
+        The one buffer: W_in, W_rec, W_out, then b, b_out. Assigning to it
+        copies into the buffer (see :attr:`flat_params`).
     params : list of ndarray
         [W_in (h, i), W_rec (h, h), b (h,), W_out (o, h), b_out (o,)], views
         into ``flat_params``.
+    max_layer_size : int
+        The largest weight matrix's entry count (decides :meth:`blas`).
 
     Notes
     -----
@@ -364,7 +403,7 @@ class ElmanRNN(_Model):
         self.n_weights = h * i + h * h + o * h
         self.n_params = self.n_weights + h + o
         self.max_layer_size = max(h * i, h * h, o * h)
-        self.flat_params = np.zeros(self.n_params, dtype=self.dtype)
+        self._flat_params = np.zeros(self.n_params, dtype=self.dtype)
         self.params = self.views(self.flat_params)
         self._predict_ws = Workspace(self)
         self.initialize(seed)
@@ -404,8 +443,15 @@ class ElmanRNN(_Model):
         return rnn_kernels.workspace_size(self.input_size, self.hidden_size, self.output_size,
                                           self.readout == "all", capacity, steps)
 
+    def workspace_size_function(self):
+        """:meth:`workspace_size` as a function that holds no reference to
+        the model: ``f(capacity, steps) -> int``."""
+        return functools.partial(rnn_kernels.workspace_size, self.input_size, self.hidden_size,
+                                 self.output_size, self.readout == "all")
+
     def blas(self, rows, steps):
-        """Kernel ``blas`` argument for ``rows`` sequences of ``steps`` steps."""
+        """The kernels' ``blas`` argument (None or 1) for ``rows`` sequences of
+        ``steps`` steps; see :mod:`fastbp.kernels.linalg`."""
         return blas_flag(rows * steps, self.max_layer_size)
 
     # -- use -----------------------------------------------------------------
