@@ -6,6 +6,7 @@ simple recurrent network read out at the last step or at every step.
 """
 import functools
 import numbers
+import warnings
 
 import numpy as np
 
@@ -28,6 +29,17 @@ def mlp_workspace_size(sizes, capacity):
     """
     widths = sizes[1:]
     return capacity * (sum(widths) + widths[-1] + 2 * max(widths))
+
+
+def warn_if_not_finite(outputs):
+    """Warn (RuntimeWarning) when predictions hold NaN or inf: the network's
+    arithmetic overflowed on some inputs."""
+    if not all_finite(outputs):
+        with np.errstate(invalid="ignore"):
+            rows = int((~np.isfinite(outputs)).any(axis=1).sum())
+        warnings.warn(f"the predictions of {rows} of {outputs.shape[0]} rows are not finite: "
+                      "the network's outputs overflow (inputs or parameters too large)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def dense_views(flat, sizes):
@@ -302,6 +314,7 @@ class MLP(_Model):
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         mlp_kernels.predict_chunked(X, self.flat_params, ws, self._layout, capacity, out,
                                     self.blas(capacity))
+        warn_if_not_finite(out)
         return out
 
     def get_config(self):
@@ -492,6 +505,7 @@ class ElmanRNN(_Model):
         state = np.empty((n, self.hidden_size), dtype=self.dtype)
         rnn_kernels.predict_chunked(X, h0, self.flat_params, ws, self._layout, capacity, out,
                                     state, self.blas(capacity, T))
+        warn_if_not_finite(out)
         if self.readout == "all":
             out = out.reshape(n, T, self.output_size)
         return (out, state) if return_state else out

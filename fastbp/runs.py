@@ -218,12 +218,16 @@ def _warm_up(cls, task, model, data, spec, bs, alignment):
 
 def _metrics(trainer, task, options, X, y):
     """(loss, the task's accuracy): one evaluation pass, plus a prediction
-    pass for tasks whose accuracy is not evaluate's arg-max accuracy."""
-    metrics = trainer.evaluate(X, y)
-    if task.custom_accuracy or "accuracy" not in metrics:
-        acc = accuracy(task, trainer.model.predict(X), y, **options)
-    else:
-        acc = metrics["accuracy"]
+    pass for tasks whose accuracy is not evaluate's arg-max accuracy. A
+    diverged model's NaN metrics are recorded (the run reports the divergence)
+    without a warning per epoch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        metrics = trainer.evaluate(X, y)
+        if task.custom_accuracy or "accuracy" not in metrics:
+            acc = accuracy(task, trainer.model.predict(X), y, **options)
+        else:
+            acc = metrics["accuracy"]
     return float(metrics["loss"]), float(acc)
 
 

@@ -53,6 +53,10 @@ from .progress import progress_bar
 EVAL_CHUNK = 1024
 #: fit runs several epochs per kernel call until a call takes about this long
 _SECONDS_PER_CALL = 0.05
+#: parameters above this magnitude count as grown by training, not as ordinary
+ORDINARY_WEIGHT = 1e4
+#: fit warns (once) when an epoch's loss exceeds the first epoch's by this factor
+LOSS_GROWTH = 1e3
 #: the kernels' "no sample order" (samples taken in order)
 IN_ORDER = np.empty(0, dtype=np.int64)
 
@@ -204,10 +208,35 @@ class Trainer:
         n = self._n_terms(labels, targets)
         return n * self.model.n_outputs if self.loss == "binary_cross_entropy" else n
 
-    def _divergence_message(self, status, where):
-        return (f"{_FAILURES[status]} {where}; the parameters were left as they were before "
-                f"that step. Try a smaller learning rate (lr={self.optimizer.lr:g})"
-                f"{'' if self.clip_norm else ' or gradient clipping (clip_norm=1.0)'}.")
+    def _divergence_message(self, status, where, data):
+        """Say what failed and its likely cause: data that overflow the
+        network at ordinary parameters, or else the learning (a step too
+        large, parameters grown over earlier steps, exploding gradients)."""
+        X, labels, targets = data
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            at_start = self._evaluate_prepared(*data)["loss"]
+            try:   # the direction comes before any learning rate scales it
+                y = labels if labels.size else targets
+                direction_ok = all(all_finite(d) for d in self.update_directions(X, y))
+            except (NotImplementedError, ValueError, TypeError):
+                direction_ok = True
+            largest_x = float(np.max(np.abs(X))) if X.size else 0.0
+            largest_w = float(np.max(np.abs(self.model.flat_params)))
+        head = (f"{_FAILURES[status]} {where}; the parameters were left as they were before "
+                "that step. ")
+        if not (np.isfinite(at_start) and direction_ok) and largest_w <= ORDINARY_WEIGHT:
+            return head + (f"The loss or its gradient is not finite even at those "
+                           f"parameters (all |w| <= {largest_w:.3g}), so the data, not the "
+                           f"learning rate, is the likely cause: inputs up to "
+                           f"|x| = {largest_x:.3g} or the targets "
+                           f"overflow the network's {self.model.dtype.name} arithmetic; "
+                           "scale them.")
+        grown = (f"The parameters have grown to |w| = {largest_w:.3g}. "
+                 if largest_w > ORDINARY_WEIGHT else "")
+        clip = "" if self.clip_norm else " or gradient clipping (clip_norm=1.0)"
+        return head + grown + (f"The learning rate (lr={self.optimizer.lr:g}) may be too "
+                               f"large for this problem: try a smaller learning rate{clip}.")
 
     # -- what an extension declares and uses --------------------------------------
     def add_parameter_set(self, name, size, optimizer=None, argument=None):
@@ -407,10 +436,10 @@ class Trainer:
         DivergenceError
             The loss or gradient was not finite; nothing was updated.
         """
-        X, labels, targets = self.prepare(X, y)
-        obj, _, status = self.train_batch(X, labels, targets)
+        data = self.prepare(X, y)
+        obj, _, status = self.train_batch(*data)
         if status != codes.OK:
-            raise DivergenceError(self._divergence_message(status, "at this step"))
+            raise DivergenceError(self._divergence_message(status, "at this step", data))
         return float(obj)
 
     def evaluate(self, X, y):
@@ -451,6 +480,12 @@ class Trainer:
         out = {"loss": loss / self._n_terms(labels, targets)}
         if self._classifier:
             out["accuracy"] = correct / self._accuracy_denominator(labels, targets)
+        if not np.isfinite(out["loss"]):
+            if self._classifier:
+                out["accuracy"] = float("nan")   # never a count over NaN outputs
+            warnings.warn("the loss on this data is not finite: the network's outputs "
+                          "overflow (inputs or parameters too large); loss and accuracy "
+                          "are NaN", RuntimeWarning, stacklevel=3)
         return out
 
     def objective(self, X, y):
@@ -531,6 +566,7 @@ class Trainer:
         t0 = time.perf_counter()
         shuffle_seed = int(rng.integers(0, 2**63 - 1))
         done, chunk = 0, 1
+        growth_warned = False
         try:
             while done < epochs:
                 k = 1 if val is not None or callbacks else min(chunk, epochs - done)
@@ -540,6 +576,14 @@ class Trainer:
                 dt = time.perf_counter() - t1
                 for e in range(done, done + ran):
                     self._record_epoch(hist, stats[e], denominator, dt / max(ran, 1), val)
+                    first, last = hist.loss[0], hist.loss[-1]
+                    if not growth_warned and last > LOSS_GROWTH * max(first, 1e-3):
+                        growth_warned = True
+                        warnings.warn(f"the training loss grew from {first:.4g} in epoch 1 to "
+                                      f"{last:.4g} in epoch {e + 1}: training is diverging "
+                                      f"without overflowing; the learning rate "
+                                      f"(lr={self.optimizer.lr:g}) may be too large",
+                                      RuntimeWarning, stacklevel=2)
                     for cb in callbacks:
                         cb(self, e + 1, hist)
                     hist.wall_time.append(time.perf_counter() - t0)
@@ -548,7 +592,8 @@ class Trainer:
                     hist.iterations += int(stats[done + ran, 2])
                     epoch = done + ran + 1
                     hist.diverged = True
-                    hist.message = self._divergence_message(status, f"in epoch {epoch}")
+                    hist.message = self._divergence_message(status, f"in epoch {epoch}",
+                                                            (X, labels, targets))
                     hist.training_time = time.perf_counter() - t0
                     if on_divergence == "raise":
                         raise DivergenceError(hist.message, epoch=epoch, history=hist)

@@ -102,8 +102,9 @@ def all_finite(a):
     """True when every entry of a float array is finite (cheap path first)."""
     # the sum is finite whenever all entries are, unless finite values overflow
     # it; only then pay for the elementwise test
-    if np.isfinite(a.sum()):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return True
     return bool(np.isfinite(a).all())
 
 

@@ -121,13 +121,15 @@ def test_failing_step_is_repeatable_and_trainer_recovers(dtype):
 @pytest.mark.parametrize("dtype, scale", [(np.float32, 1e20), (np.float64, 1e200)])
 def test_huge_inputs_fail_on_the_first_step(dtype, scale):
     """Inputs whose square overflows make the very first loss/gradient
-    non-finite: nothing is updated, not even the step counter."""
+    non-finite: nothing is updated, not even the step counter, and the message
+    blames the data, not the learning rate."""
     trainer = make_trainer(dtype, fb.SGD(0.01, momentum=0.9), activation="identity")
     X, y = regression_data(dtype, scale=scale)
     assert np.isfinite(X).all()
     initial = state_of(trainer)
-    with pytest.raises(fb.DivergenceError, match="smaller learning rate"):
+    with pytest.raises(fb.DivergenceError, match="data, not the learning rate") as info:
         trainer.step(X, y)
+    assert "smaller learning rate" not in str(info.value)
     assert_state_equal(trainer, initial)
     assert trainer.optimizer.t == 0
     assert not trainer.optimizer.state.any()
@@ -269,3 +271,50 @@ def test_update_overflow_never_leaves_non_finite_parameters(optimizer):
         except fb.DivergenceError:
             pass
         assert np.isfinite(trainer.model.flat_params).all()
+
+
+def _overflowing(dtype=np.float32):
+    X = np.full((10, 4), np.finfo(dtype).max * 0.9, dtype)
+    return X, np.arange(10) % 3
+
+
+def test_evaluate_and_predict_on_overflowing_input_say_so_and_give_no_plausible_accuracy():
+    model = fb.MLP([4, 8, 3], output="softmax", seed=0)
+    trainer = fb.BackpropTrainer(model)
+    X, y = _overflowing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)   # no leaked NumPy overflow warning
+        with pytest.raises(RuntimeWarning, match="loss on this data is not finite"):
+            trainer.evaluate(X, y)
+        with pytest.raises(RuntimeWarning, match="predictions of 10 of 10 rows are not finite"):
+            model.predict(X)
+    with pytest.warns(RuntimeWarning):
+        metrics = trainer.evaluate(X, y)
+    assert np.isnan(metrics["loss"]) and np.isnan(metrics["accuracy"])
+
+
+def test_divergence_from_overflowing_input_blames_the_data_not_the_learning_rate():
+    trainer = fb.BackpropTrainer(fb.MLP([4, 8, 3], output="softmax", seed=0))
+    X, y = _overflowing()
+    with pytest.raises(fb.DivergenceError) as info:
+        trainer.fit(X, y, epochs=1)
+    msg = str(info.value)
+    assert "data, not the learning rate" in msg and "scale them" in msg
+    assert "smaller learning rate" not in msg
+    with pytest.raises(fb.DivergenceError, match="data, not the learning rate"):
+        trainer.step(X, y)
+
+
+def test_a_loss_that_grows_by_orders_of_magnitude_warns_once():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    y = rng.normal(size=(40, 2)).astype(np.float32)
+    trainer = fb.BackpropTrainer(fb.MLP([4, 8, 2], activation="tanh", seed=0), loss="mse",
+                                 optimizer=fb.SGD(2.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hist = trainer.fit(X, y, epochs=40, batch_size=40, on_divergence="stop")
+    grew = [w for w in caught if "training loss grew" in str(w.message)]
+    finite = [v for v in hist.loss if np.isfinite(v)]
+    assert max(finite) > 1e3 * finite[0]
+    assert len(grew) == 1 and "lr=2" in str(grew[0].message)
