@@ -18,12 +18,11 @@ Per-sample equations (rows are samples, L the per-sample loss, e = dL/da_L):
 * hidden layer l minimises mean_batch 1/2 ||f_l(W_l h_{l-1} + b_l) - h^_l||^2
   over (W_l, b_l) only; the output layer takes the gradient of the mean loss;
 * Q_l minimises mean_batch 1/2 ||Q_l (a_L(h_l + eps) - a_L(h_l)) - eps||^2,
-  eps ~ N(0, sigma^2) (Numba's generator), a_L(.) the output pre-activation
+  eps ~ N(0, sigma^2) (the trainer's own generator), a_L(.) the output pre-activation
   with layers l+1..L applied to a (perturbed) h_l.
 """
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
@@ -32,14 +31,16 @@ from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_ste
 from fastbp.kernels.linalg import gemm_nt, gemm_tn
 from fastbp.kernels.mlp import add_bias, bias_gradient, forward, n_weights, output_offsets
 from fastbp.kernels.optim import LOSS, finish_step, finish_steps
+from fastbp.kernels.random import fill_normal
 
 from ._dtp_kernels import _offsets, forward_and_output_gradient, layer_apply, max_width
 
 #: The arrays of a DDTP step: the model's and the feedback's StepArrays, the
 #: workspace ``ws``, the hidden targets ``tgt``, the noise ``eps``, the
-#: scratch ``tw``, the ``layout``, the target step beta, the noise ``sigma``
-#: and ``blas``.
-DDTPArgs = namedtuple("DDTPArgs", "step feedback ws tgt eps tw layout target_step sigma blas")
+#: scratch ``tw``, the ``layout``, the target step beta, the noise ``sigma``,
+#: the noise generator's state ``rng`` and ``blas``.
+DDTPArgs = namedtuple("DDTPArgs", "step feedback ws tgt eps tw layout target_step sigma rng "
+                                  "blas")
 #: The same arrays, for the feedback-only pre-training epochs.
 PretrainArgs = namedtuple("PretrainArgs", DDTPArgs._fields)
 
@@ -115,12 +116,6 @@ def forward_directions(x, labels, targets, rows, params, fb, grads, ws, tgt, tw,
 
 
 @njit(**KERNEL)
-def draw_noise(eps, n, sigma):
-    for i in range(n):
-        eps[i] = sigma * np.random.standard_normal()
-
-
-@njit(**KERNEL)
 def feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas):
     """Difference-reconstruction gradients of every Q_l after :func:`forward`
     filled ``ws``, with the noise blocks in ``eps``: ``fgrads`` receives
@@ -170,7 +165,7 @@ def feedback_step(args, x, rows):
     """Forward pass, fresh noise, one update of the feedback. Returns (loss, status)."""
     main, fb, layout = args.step, args.feedback, args.layout
     forward(x, rows, main.params, layout, args.ws, args.blas)
-    draw_noise(args.eps, rows * hidden_total(layout), args.sigma)
+    fill_normal(args.eps, rows * hidden_total(layout), args.sigma, args.rng)
     loss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
                                args.tw, layout, args.blas)
     return finish_step(fb.params, fb.grads, fb.state, fb.opt_hyper, fb.train_hyper, 0, loss)
@@ -188,7 +183,7 @@ def joint_step(args, x, labels, targets, rows):
                                            int(main.train_hyper[LOSS]), args.target_step,
                                            args.blas)
     if fb.params.shape[0] > 0:
-        draw_noise(args.eps, rows * hidden_total(layout), args.sigma)
+        fill_normal(args.eps, rows * hidden_total(layout), args.sigma, args.rng)
         floss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
                                     args.tw, layout, args.blas)
         obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, fb, floss)

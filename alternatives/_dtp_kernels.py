@@ -22,11 +22,10 @@ Per-sample equations (rows are samples; the loss L is the per-sample loss):
   only: delta_l = (h_l - h^_l) / rows * f'(a_l), dW_l = delta_l^T H_{l-1};
   the output layer takes the gradient of the mean loss.
 * inverse l minimises mean_batch 1/2 ||g_l(f_l(h_{l-1} + eps)) - (h_{l-1} + eps)||^2
-  over (V_l, c_l), eps ~ N(0, sigma^2) drawn with Numba's generator.
+  over (V_l, c_l), eps ~ N(0, sigma^2) drawn from the trainer's own generator.
 """
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
@@ -37,20 +36,15 @@ from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, max_width, n_weights,
                                 output_offsets)
 from fastbp.kernels.optim import LOSS, finish_step, finish_steps
+from fastbp.kernels.random import standard_normal
 
 #: The arrays of a DTP step: the model's and the inverses' StepArrays, the
 #: workspace ``ws`` and the target workspace ``tw``, the ``layout``, the
 #: target step eta_hat, ``difference`` (bool), the noise ``sigma``, the
-#: inverses' activation code, ``alternate`` (bool: the epoch schedule) and
-#: ``blas``.
+#: inverses' activation code, ``alternate`` (bool: the epoch schedule), the
+#: noise generator's state ``rng`` and ``blas``.
 DTPArgs = namedtuple("DTPArgs", "step inverse ws tw layout target_step difference sigma "
-                                "inv_code alternate blas")
-
-
-@njit(**KERNEL)
-def seed_rng(seed):
-    """Seed Numba's generator (the denoising noise)."""
-    np.random.seed(seed)
+                                "inv_code alternate rng blas")
 
 
 @njit(**KERNEL)
@@ -185,7 +179,7 @@ def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, lay
 
 
 @njit(**KERNEL)
-def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_code, blas):
+def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_code, rng, blas):
     """Denoising gradients of every inverse after :func:`forward` filled ``ws``:
     ``igrads`` receives d/d(V, c) of the mean reconstruction loss. Returns that
     loss (summed over layers, mean over the batch)."""
@@ -204,7 +198,7 @@ def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_cod
         nl = layout[l + 1]
         m = rows * nprev
         for i in range(m):
-            tw[N + i] = ws[prev + i] + sigma * np.random.standard_normal()
+            tw[N + i] = ws[prev + i] + sigma * standard_normal(rng)
         layer_apply(tw, N, params, woff, boff, tw, F, rows, nl, nprev, layout[L + 1 + l], blas)
         layer_apply(tw, F, inv, voff, coff, tw, R, rows, nprev, nl, inv_code, blas)
         for i in range(m):
@@ -223,7 +217,8 @@ def inverse_step(args, x, rows):
     main, inverse = args.step, args.inverse
     forward(x, rows, main.params, args.layout, args.ws, args.blas)
     loss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
-                              args.tw, args.layout, args.sigma, args.inv_code, args.blas)
+                              args.tw, args.layout, args.sigma, args.inv_code, args.rng,
+                              args.blas)
     return finish_step(inverse.params, inverse.grads, inverse.state, inverse.opt_hyper,
                        inverse.train_hyper, 0, loss)
 
@@ -241,7 +236,8 @@ def joint_step(args, x, labels, targets, rows, train_inverses):
                                            args.difference, args.inv_code, args.blas)
     if train_inverses and inverse.params.shape[0] > 0:
         iloss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
-                                   args.tw, layout, args.sigma, args.inv_code, args.blas)
+                                   args.tw, layout, args.sigma, args.inv_code, args.rng,
+                                   args.blas)
         obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, inverse, iloss)
     else:
         obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,

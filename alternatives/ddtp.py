@@ -30,11 +30,13 @@ from fastbp.errors import DivergenceError
 from fastbp.kernels import codes
 from fastbp.kernels.mlp import forward
 from fastbp.kernels.optim import LOSS
+from fastbp.kernels.random import fill_normal
+from fastbp.kernels.random import new_state as new_rng_state
 from fastbp.optim import Adam, get_optimizer
 from fastbp.trainer import Trainer
 
 from . import _ddtp_kernels as K
-from ._dtp_kernels import max_width, seed_rng
+from ._dtp_kernels import max_width
 from .target_propagation import glorot_uniform
 
 __all__ = ["DDTPTrainer"]
@@ -65,7 +67,8 @@ class DDTPTrainer(Trainer):
         Bound to the feedback buffer; its own state (no decay, no clipping).
     feedback_seed : int or None
         Seed of the feedback initialisation (Glorot uniform) and of the
-        feedback-training noise (Numba's generator, seeded at construction).
+        feedback-training noise (the trainer's own generator, saved with its
+        state, so the same seed gives the same run wherever it is trained).
     pretrain_epochs : int >= 0
         Feedback-only epochs (same data, batch size and shuffling) run at the
         start of the first ``fit`` of this trainer, before any forward update;
@@ -113,7 +116,7 @@ class DDTPTrainer(Trainer):
         self.feedback = self._feedback_views(self.feedback_params)
         rng = np.random.default_rng(self.feedback_seed)
         glorot_uniform(rng, self.feedback)
-        seed_rng(int(rng.integers(0, 2**31 - 1)))
+        self._rng = new_rng_state(int(rng.integers(0, 2**63 - 1)))
         self._mw = int(max_width(layout))
         self._nh = int(K.hidden_total(layout))
         self._rows = 0
@@ -151,8 +154,9 @@ class DDTPTrainer(Trainer):
     def _kernel_args(self, rows):
         m = self.model
         tgt, eps, tw = self._buffers(rows)
-        return K.DDTPArgs(self.step_arrays, self._feedback.step_arrays, self.workspace(rows), tgt,
-                          eps, tw, m.layout, self.target_step, self.sigma, m.blas(rows))
+        return K.DDTPArgs(self.step_arrays, self._feedback.step_arrays, self.workspace(rows),
+                          tgt, eps, tw, m.layout, self.target_step, self.sigma, self._rng,
+                          m.blas(rows))
 
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
@@ -207,7 +211,7 @@ class DDTPTrainer(Trainer):
         ws = self.workspace(rows)
         _, eps, tw = self._buffers(rows)
         if noise is None:
-            K.draw_noise(eps, rows * self._nh, self.sigma)
+            fill_normal(eps, rows * self._nh, self.sigma, self._rng)
         else:
             blocks = self._blocks(eps, rows)
             if len(noise) != len(blocks):
@@ -239,8 +243,9 @@ class DDTPTrainer(Trainer):
     def state_arrays(self):
         """The optimizer's and the feedback's state (see
         :meth:`fastbp.Trainer.state_arrays`), and whether the feedback
-        pre-training has run."""
-        return {**super().state_arrays(), "pretrained": self._pretrained}
+        pre-training has run, and the noise generator's state."""
+        return {**super().state_arrays(), "pretrained": self._pretrained,
+                "rng_state": self._rng}
 
     def update_directions(self, X, y):
         """The DDTP direction of the forward parameters on one batch (before

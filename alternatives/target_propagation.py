@@ -27,6 +27,7 @@ from fastbp.errors import DivergenceError
 from fastbp.kernels import codes
 from fastbp.kernels.codes import IDENTITY, TANH
 from fastbp.kernels.optim import LOSS
+from fastbp.kernels.random import new_state as new_rng_state
 from fastbp.optim import get_optimizer
 from fastbp.trainer import Trainer
 from fastbp.validation import (check_features, check_nonnegative_float, check_positive_float,
@@ -69,7 +70,8 @@ class DTPTrainer(Trainer):
         batch ('joint'). ``step`` always does one joint update.
     seed : int or None
         Seed of the inverses' initialisation and of the denoising noise
-        (Numba's generator, seeded at construction).
+        (the trainer's own generator, saved with its state, so the same
+        seed gives the same run wherever and whenever it is trained).
     inverse_activation : {'tanh', 'identity'}
         f_inv in g_l(h) = f_inv(V_l h + c_l); 'identity' gives linear inverses
         (e.g. to substitute exact inverses of a linear network in tests).
@@ -116,7 +118,7 @@ class DTPTrainer(Trainer):
         self.inverses = self._inverse_views(self.inverse_params)
         rng = np.random.default_rng(self.seed)
         glorot_uniform(rng, self.inverses[0::2])
-        K.seed_rng(int(rng.integers(0, 2**31 - 1)))
+        self._rng = new_rng_state(int(rng.integers(0, 2**63 - 1)))
         self._inv_code = _INVERSE_ACTIVATIONS[inverse_activation]
         self._mw = int(K.max_width(layout))
         self._tw = np.zeros(0, dtype=model.dtype)
@@ -164,7 +166,7 @@ class DTPTrainer(Trainer):
         return K.DTPArgs(self.step_arrays, self._inverse.step_arrays, self.workspace(rows),
                          self._target_ws(rows), m.layout, self.target_step, self.difference,
                          self.sigma, self._inv_code, self.schedule == "alternate",
-                         m.blas(rows))
+                         self._rng, m.blas(rows))
 
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
@@ -195,6 +197,11 @@ class DTPTrainer(Trainer):
             raise DivergenceError("a non-finite inverse loss or update; the inverses were "
                                   "left as they were")
         return float(loss)
+
+    def state_arrays(self):
+        """The optimizer's and the inverses' state (see
+        :meth:`fastbp.Trainer.state_arrays`) and the noise generator's state."""
+        return {**super().state_arrays(), "rng_state": self._rng}
 
     def update_directions(self, X, y):
         """The DTP direction of the forward parameters on one batch (before

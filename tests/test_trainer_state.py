@@ -1,14 +1,17 @@
 """Trainer.save_state / load_state: the model, the optimizer state and each
 trainer's own buffers (feedback matrices, inverses) in one file."""
+import threading
+
 import numpy as np
 import pytest
 
 import alternatives  # noqa: F401  (registers fa, dfa, dtp, ddtp)
 import fastbp as fb
 
-NAMES = ["backprop", "fa", "dfa", "dtp", "ddtp"]
-#: trainers whose updates draw no random numbers, so resuming is bit-exact
-DETERMINISTIC = ["backprop", "fa", "dfa"]
+NAMES = ["backprop", "fa", "dfa", "dtp", "ddtp", "sg"]
+#: every trainer resumes bit-exactly: those that draw noise keep their own
+#: generator state and save it
+DETERMINISTIC = NAMES
 
 
 def data(seed=0):
@@ -111,3 +114,33 @@ def test_edited_optimizer_or_parameter_set_is_refused_and_changes_nothing(
     np.testing.assert_array_equal(b.model.flat_params, params)
     for k, v in state_of(b).items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["dtp", "ddtp"])
+def test_the_noise_depends_on_the_trainers_seed_alone(name):
+    """Same seed, same run: whether another noisy trainer is built or trained
+    in between, and whichever thread runs fit."""
+    X, y = data()
+
+    def build():
+        model = fb.MLP([6, 8, 7, 3], activation="tanh", output="softmax", seed=0)
+        kwargs = {"seed": 3} if name == "dtp" else {"feedback_seed": 3}
+        return fb.TRAINERS[name](model, optimizer=fb.Adam(1e-2), sigma=0.5, **kwargs)
+
+    a = build()
+    a.fit(X, y, epochs=2, batch_size=16, seed=0)
+    b = build()
+    make(name, model_seed=9).fit(X, y, epochs=1, batch_size=16, seed=1)   # noise drawn here
+    b.fit(X, y, epochs=2, batch_size=16, seed=0)
+    c = build()
+    worker = threading.Thread(target=c.fit, args=(X, y),
+                              kwargs=dict(epochs=2, batch_size=16, seed=0))
+    worker.start()
+    worker.join()
+    for other in (b, c):
+        np.testing.assert_array_equal(other.model.flat_params, a.model.flat_params)
+    different = build()
+    different.fit(X, y, epochs=1, batch_size=16, seed=0)
+    later = build()
+    later.fit(X, y, epochs=1, batch_size=16, seed=0)
+    np.testing.assert_array_equal(later.model.flat_params, different.model.flat_params)

@@ -57,7 +57,8 @@ _STEPS = {}
 
 
 @njit(**KERNEL)
-def _splitmix64(state):
+def splitmix64(state):
+    """One step of the splitmix64 generator: (next state, output), both uint64."""
     z = state + np.uint64(0x9E3779B97F4A7C15)
     x = z
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -70,7 +71,7 @@ def _splitmix64(state):
 def epoch_seed(seed, epoch):
     """Seed of epoch ``epoch``'s shuffle: position epoch of seed's splitmix64
     stream."""
-    _, r = _splitmix64(np.uint64(seed) + np.uint64(epoch) * np.uint64(0x9E3779B97F4A7C15))
+    _, r = splitmix64(np.uint64(seed) + np.uint64(epoch) * np.uint64(0x9E3779B97F4A7C15))
     return r
 
 
@@ -79,7 +80,7 @@ def shuffle_in_place(order, seed):
     """Fisher-Yates shuffle of ``order`` driven by splitmix64 from ``seed``."""
     s = np.uint64(seed)
     for i in range(order.shape[0] - 1, 0, -1):
-        s, r = _splitmix64(s)
+        s, r = splitmix64(s)
         j = np.int64(r % np.uint64(i + 1))
         t = order[i]
         order[i] = order[j]
