@@ -1,16 +1,13 @@
-"""Saving and loading models as one ``.npz`` file, and the atomic file
-writes every fastbp output shares (models, trainer states, results.json)."""
+"""Loading models saved as one ``.npz`` file, and the model-kind map."""
 import json
 import numbers
 import os
-import tempfile
 
 import numpy as np
 
+from .files import FORMAT_VERSION, write_model_file
 from .models import MLP, ElmanRNN
-from .validation import all_finite, check_dtype
-
-FORMAT_VERSION = 1
+from .validation import check_dtype
 
 #: model kind (the ``kind`` a file names, ``model.kind``) -> model class; the
 #: one name -> class map (tasks build their models from it too)
@@ -40,100 +37,20 @@ def model_class(kind):
                          f"{sorted(MODEL_KINDS)}") from None
 
 
-def _file_mode():
-    """The mode a newly created file gets under the process umask (0o666 &
-    ~umask), read without changing the umask where the platform allows."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no other way to read it; set straight back
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path, write, binary=True):
-    """Write a file atomically: ``write(f)`` fills a temporary file in the same
-    folder, which then replaces ``path`` (an interrupted write never leaves a
-    damaged file behind).
-
-    The file gets the permissions any new file gets under the user's umask
-    (``tempfile.mkstemp`` alone would make it 0600).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file; its folder must exist.
-    write : callable
-        ``write(f)`` with ``f`` the open temporary file.
-    binary : bool
-        Open the temporary file in binary (True) or text mode.
-
-    Returns
-    -------
-    str
-        ``path`` as a str.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, _file_mode())
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def _first_nonfinite(a):
-    """Index and value of the first NaN/inf entry of a float array, or None."""
-    if a.dtype.kind not in "fc" or all_finite(a):
-        return None
-    index = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-    return (index[0] if len(index) == 1 else index), a[index]
-
-
 def save_model(model, path, extra=None):
-    """Write ``model`` to ``path`` atomically (temporary file, then rename).
-
-    The file holds ``format_version``, ``kind``, ``config`` (JSON of the
-    constructor arguments) and ``flat_params``, plus the arrays of ``extra``
-    (name -> array; names must not clash with those), which :func:`load`
-    ignores (trainers store their state there, see ``Trainer.save_state``).
+    """Write ``model`` (and, beside it, the arrays of ``extra``) to one
+    ``.npz`` file: see :func:`fastbp.files.write_model_file`.
 
     Parameters
     ----------
     model : MLP or ElmanRNN
     path : str or os.PathLike
-        The ``.npz`` file; its folder must exist.
     extra : dict of str -> ndarray, optional
-
-    Raises
-    ------
-    ValueError
-        When the parameters, or a float array of ``extra``, contain NaN or
-        inf: :func:`load` refuses such a file, so it is not written (the
-        existing file at ``path``, if any, is left as it was).
+        Names must not clash with the model's (``flat_params``, ``kind``,
+        ``config``, ``format_version``).
     """
-    path = os.fspath(path)
-    arrays = {"flat_params": model.flat_params, **(extra or {})}
-    for name, a in arrays.items():
-        bad = _first_nonfinite(np.asarray(a))
-        if bad is not None:
-            what = "the model's parameters (flat_params)" if name == "flat_params" else name
-            raise ValueError(f"cannot save to {path!r}: {what} contain {bad[1]} at index "
-                             f"{bad[0]}; a file with NaN or inf parameters would not load "
-                             "(the training diverged: restore an earlier state or retrain)")
-    atomic_write(path, lambda f: np.savez(
-        f, format_version=np.int64(FORMAT_VERSION), kind=np.str_(model.kind),
-        config=np.str_(json.dumps(model.get_config())), **arrays))
+    write_model_file(path, model.kind, model.get_config(),
+                     {"flat_params": model.flat_params, **(extra or {})})
 
 
 def _is_size(value):
@@ -173,25 +90,6 @@ def config_n_params(kind, config):
 
 class _DoesNotFit(Exception):
     """Stored parameters that do not fit the stored config (raised as ValueError)."""
-
-
-def read_arrays(path, names):
-    """The arrays ``names`` of a fastbp ``.npz`` file, or ValueError naming the
-    path and what is missing or unreadable."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [n for n in names if n not in data.files]
-            if missing:
-                raise ValueError(f"{path!r} has no {missing}")
-            return {n: data[n] for n in names}
-    except FileNotFoundError:
-        raise
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path!r} is not a readable fastbp file: "
-                         f"{type(exc).__name__}: {exc}") from None
 
 
 def load(path):

@@ -12,6 +12,7 @@ import numpy as np
 
 from .validation import all_finite, check_dtype, check_features, check_seed, check_sequences
 from .activations import hidden_code, output_code
+from .files import write_model_file
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
 from .kernels.linalg import blas_flag
@@ -129,8 +130,7 @@ class _Model:
 
         See :func:`fastbp.load`.
         """
-        from .io import save_model
-        save_model(self, path)
+        write_model_file(path, self.kind, self.get_config(), {"flat_params": self.flat_params})
 
 
 def _rng(seed):

@@ -193,7 +193,7 @@ class Results:
         path : str or os.PathLike
             The file; its directory is created when missing.
         """
-        from .io import atomic_write
+        from .files import atomic_write
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         data = _jsonable(self.as_dict())

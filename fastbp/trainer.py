@@ -20,34 +20,23 @@ import warnings
 
 import numpy as np
 
-from .validation import (
-    all_finite,
-    check_features,
-    check_nonnegative_float,
-    check_positive_float,
-    check_positive_int,
-    check_seed,
-    check_sequences,
-)
 from .errors import DivergenceError
+from .files import read_arrays
 from .history import History
+from .io import load, save_model
 from .kernels import codes
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
 from .kernels.epochs import EpochData, EpochPlan, epoch_seed, shuffle_in_place
-from .kernels.optim import LOSS, add_weight_decay
-from .losses import (
-    LOSSES,
-    check_loss,
-    is_classification,
-    prepare_sequence_targets,
-    prepare_targets,
-)
-from .kernels.optim import StepArrays
+from .kernels.optim import LOSS, StepArrays, add_weight_decay
+from .losses import (LOSSES, check_loss, is_classification, prepare_sequence_targets,
+                     prepare_targets)
 from .models import MLP, ElmanRNN, Workspace
 from .optim import get_optimizer
 from .parameter_sets import ParameterSet
 from .progress import progress_bar
+from .validation import (all_finite, check_features, check_nonnegative_float, check_positive_float,
+                         check_positive_int, check_seed, check_sequences)
 
 #: rows per kernel call in ``evaluate``
 EVAL_CHUNK = 1024
@@ -106,7 +95,8 @@ class Trainer:
         self.loss = check_loss(loss, model.output)
         self.optimizer = get_optimizer(optimizer)
         self.weight_decay = check_nonnegative_float(weight_decay, "weight_decay")
-        self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm, "clip_norm")
+        self.clip_norm = (None if clip_norm is None
+                          else check_positive_float(clip_norm, "clip_norm"))
         # bound last: a constructor that fails leaves the optimizer unbound
         self.optimizer.bind(model.n_params, model.dtype)
         self.train_hyper = np.array([LOSSES[self.loss], self.weight_decay,
@@ -661,7 +651,6 @@ class Trainer:
         ----------
         path : str or os.PathLike
         """
-        from .io import save_model
         arrays = {f"trainer/{k}": v for k, v in self.state_arrays().items()}
         arrays["trainer_class"] = np.str_(type(self).__name__)
         save_model(self.model, path, extra=arrays)
@@ -687,7 +676,6 @@ class Trainer:
             dtype differs, an optimizer's hyper-parameters or state are not
             valid, or a parameter set holds NaN or inf (the message names it).
         """
-        from .io import load, read_arrays
         model = load(path)
         own = self.state_arrays()
         names = ["trainer_class"] + [f"trainer/{k}" for k in own]

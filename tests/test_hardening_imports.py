@@ -45,3 +45,57 @@ def test_the_fastbp_version_is_recorded_without_the_root():
     from fastbp.comparison import _fastbp_version
     import fastbp
     assert _fastbp_version() == fastbp.__version__
+
+
+def _module_imports():
+    """module -> the fastbp/alternatives modules it imports (anywhere in it,
+    lazy imports included), from the source."""
+    real = {}
+    for package in ("fastbp", "alternatives"):
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    mod = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                    real[mod[:-len(".__init__")] if mod.endswith(".__init__") else mod] = path
+    graph = {}
+    for mod, path in real.items():
+        is_package = path.endswith("__init__.py")
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = mod.split(".")[:len(mod.split(".")) - node.level + is_package]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                for alias in node.names:
+                    targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in real else base)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        # a package's own parent is imported implicitly, never a dependency of its content
+        graph[mod] = {t for t in targets if t in real and t != mod and not mod.startswith(t + ".")}
+    return graph
+
+
+def test_no_module_import_loop_and_fastbp_never_imports_alternatives():
+    graph = _module_imports()
+    assert not [m for m in graph if m.startswith("fastbp") and
+                any(t.startswith("alternatives") for t in graph[m])]
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for t in sorted(graph[m]):
+            if state.get(t) == "open":
+                loop = path[path.index(t):] + [t]
+                if not any(x in ("fastbp", "alternatives") for x in loop):
+                    pytest.fail("import loop: " + " -> ".join(loop))
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
