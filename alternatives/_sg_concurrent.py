@@ -30,7 +30,6 @@ end of an epoch only when every update of the epoch was finite, so a
 diverging epoch leaves the model and modules as they were after the
 previous one.
 """
-import contextlib
 import queue
 import threading
 
@@ -48,21 +47,6 @@ _POLL = 0.05
 
 class _Abort(Exception):
     pass
-
-
-def single_threaded_blas():
-    """A context in which BLAS runs every call on one thread (threadpoolctl's
-    ``threadpool_limits(1, user_api="blas")``); a no-op without threadpoolctl.
-
-    One thread per layer group already keeps the cores busy; a multi-threaded
-    BLAS call per group on top oversubscribes them (measured on 2 cores,
-    784-256-256-10 b128, all hidden layers decoupled: 107 ms per epoch with
-    2 BLAS threads per call against 59 ms with 1)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 class Group:

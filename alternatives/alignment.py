@@ -1,35 +1,17 @@
-"""Angles between a trainer's updates and the true gradient, per layer."""
-from fastbp import SGD, BackpropTrainer
+"""Angles between a trainer's updates and the true gradient, per layer:
+fastbp's own measure (``alignment`` is :func:`fastbp.angles.gradient_alignment`)
+as a ``fit`` callback."""
+from fastbp.angles import gradient_alignment as alignment
 from fastbp.angles import layer_angles
 
 __all__ = ["AlignmentRecorder", "alignment", "layer_angles"]
 
 
-def alignment(trainer, X, y):
-    """Per-layer angle between ``trainer.update_directions(X, y)`` and the
-    backprop gradient of the same objective (same loss and weight decay) at
-    the current parameters. Nothing is updated.
-
-    Parameters
-    ----------
-    trainer : fastbp.Trainer
-        Any trainer with ``update_directions``.
-    X : ndarray (n_samples, n_inputs); y : targets for X
-
-    Returns
-    -------
-    ndarray (L,) float64
-        Degrees, one per weight layer: 0 means the trainer moves that layer
-        exactly along the gradient, 90 orthogonally to it.
-    """
-    reference = BackpropTrainer(trainer.model, loss=trainer.loss, optimizer=SGD(1.0),
-                                weight_decay=trainer.weight_decay)
-    return layer_angles(trainer.update_directions(X, y), reference.gradients(X, y))
-
-
 class AlignmentRecorder:
-    """A ``fit`` callback that appends :func:`alignment` on (X, y) after every
-    epoch to ``history.records["alignment"]`` (one (L,) array per epoch).
+    """A ``fit`` callback that appends :func:`alignment` (the per-layer angle
+    to the backprop gradient, :func:`fastbp.angles.gradient_alignment`) on
+    (X, y) after every epoch to ``history.records["alignment"]`` (one (L,)
+    array per epoch).
 
     Examples
     --------

@@ -32,6 +32,7 @@ from fastbp.kernels.epochs import epoch_seed, shuffle_in_place
 from fastbp.kernels.optim import LOSS
 from fastbp.models import MLP, ElmanRNN
 from fastbp.optim import Adam, get_optimizer
+from fastbp.threads import blas_limit
 from fastbp.trainer import Trainer
 
 from . import _sg_concurrent
@@ -273,7 +274,7 @@ class SyntheticGradientTrainer(Trainer):
             self._pipeline = _sg_concurrent.Pipeline(self)
         X, labels, targets, order = data.X, data.labels, data.targets, data.order
         n = X.shape[0]
-        with _sg_concurrent.single_threaded_blas():
+        with blas_limit(1):   # one thread per layer group already fills the cores
             for e in range(plan.n_epochs):
                 if plan.shuffle:
                     seed = np.uint64(epoch_seed(plan.seed, plan.first_epoch + e))

@@ -22,7 +22,6 @@ What a run does:
 Times are kernel seconds per epoch as ``fit`` measures them (History.epoch_time):
 evaluation, alignment and progress display are not on the clock.
 """
-import contextlib
 import hashlib
 import inspect
 import time
@@ -31,6 +30,7 @@ import warnings
 import numpy as np
 
 from .angles import gradient_alignment, has_update_directions
+from .threads import blas_limit
 from .optim import Optimizer
 from .tasks import accuracy, get_task, parse_task_spec
 
@@ -370,24 +370,6 @@ def epochs_to_target(accuracies, target):
             break
         held = e
     return held
-
-
-def blas_limit(threads):
-    """A context limiting BLAS to ``threads`` threads (threadpoolctl, which
-    scikit-learn brings); a no-op for None or without threadpoolctl.
-
-    Two BLAS threads per process look fast on an idle machine, but any other
-    busy process on the two cores makes OpenBLAS's spinning threads wait on
-    each other: epochs of the mnist1d MLP measured 0.6 s instead of 13 ms.
-    One thread per run keeps the clock steady and is what Dask workers use.
-    """
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def run_safely(spec, on_epoch=None):
