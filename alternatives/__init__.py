@@ -4,8 +4,8 @@ gradients ...). This package imports fastbp; fastbp never imports it.
 
 Importing it registers its trainers with :func:`fastbp.register_trainer`:
 ``"fa"`` (:class:`FATrainer`), ``"dfa"`` (:class:`DFATrainer`), ``"dtp"``
-(:class:`DTPTrainer`), ``"ddtp"`` (:class:`DDTPTrainer`) and ``"sg"``
-(:class:`SyntheticGradientTrainer`).
+(:class:`DTPTrainer`), ``"ddtp"`` (:class:`DDTPTrainer`), ``"sg"``
+(:class:`SyntheticGradientTrainer`) and ``"altmin"`` (:class:`AltMinTrainer`).
 """
 import os as _os
 
@@ -17,6 +17,7 @@ from fastbp.kernels import KERNELS_DIR
 drop_stale_caches(_os.path.dirname(_os.path.abspath(__file__)), [KERNELS_DIR])
 
 from .alignment import AlignmentRecorder, alignment, layer_angles
+from .altmin import AltMinTrainer
 from .ddtp import DDTPTrainer
 from .feedback_alignment import DFATrainer, FATrainer
 from .synthetic_gradients import SyntheticGradientTrainer
@@ -27,6 +28,8 @@ fastbp.register_trainer("dfa", DFATrainer)
 fastbp.register_trainer("dtp", DTPTrainer)
 fastbp.register_trainer("ddtp", DDTPTrainer)
 fastbp.register_trainer("sg", SyntheticGradientTrainer)
+fastbp.register_trainer("altmin", AltMinTrainer)
 
 __all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "DDTPTrainer", "SyntheticGradientTrainer",
+           "AltMinTrainer",
            "alignment", "layer_angles", "AlignmentRecorder"]

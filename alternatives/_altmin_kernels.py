@@ -98,6 +98,12 @@ Calling sequence of a step (what :func:`altmin_step` and
 (:func:`memory_update`, :func:`gauss_seidel_sweep` per hidden layer), then
 :func:`apply_update` and :func:`commit_hidden` only if everything is finite.
 
+Trainer entry points: :func:`step_directions` and :func:`mem_directions`
+(a step's update direction, nothing updated), and the fused epochs
+:func:`train_epochs` through :func:`fastbp.kernels.epochs.run_epochs`, which
+runs :func:`altmin_step` for an :data:`AltMinArgs` and :func:`altmin_mem_step`
+for an :data:`AltMinMemArgs` (the same fields; the class picks the step).
+
 Failures leave everything untouched: :func:`altmin_step` through
 :func:`finish_step`; :func:`altmin_mem_step` computes the memory and the
 swept weights into ``A_new``, ``B_new`` and ``cand``, checks the loss, the
@@ -111,9 +117,11 @@ from numba import njit
 
 from fastbp.kernels.activations import activate, activate_inplace, backprop_activation
 from fastbp.kernels.codes import KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import add_bias, bias_gradient, max_width, n_weights, output_offsets
+from fastbp.kernels.optim import DECAY as WEIGHT_DECAY
 from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
 from fastbp.models import mlp_workspace_size
 
@@ -124,6 +132,9 @@ MU, CODE_LR, CODE_MOMENTUM, CODE_STEPS, DECAY, RIDGE = 0, 1, 2, 3, 4, 5
 #: :data:`fastbp.kernels.mlp.BackpropArgs`. See the module docstring.
 AltMinArgs = namedtuple("AltMinArgs", "params grads state opt_hyper train_hyper ws layout blas "
                                       "hyper codes codes0 vel A B A_new B_new cand")
+#: The same arrays for an AM-mem step: the epoch driver runs
+#: :func:`altmin_mem_step` for this class (``AltMinMemArgs(*args)`` converts).
+AltMinMemArgs = namedtuple("AltMinMemArgs", AltMinArgs._fields)
 
 
 # -- allocation (Python) ---------------------------------------------------------------
@@ -700,3 +711,70 @@ def altmin_mem_step(args, x, labels, targets, rows):
     apply_update(p, gr, st, args.opt_hyper)
     commit_hidden(args)
     return objective, correct, OK
+
+
+# -- trainer entry points ---------------------------------------------------------------------
+
+@njit(**KERNEL)
+def step_directions(args, x, labels, targets, rows):
+    """The direction :func:`altmin_step` hands the optimizer, into ``grads``
+    (no weight decay, no clipping), without updating anything: the codes
+    pass and :func:`weight_gradients`. Returns (loss summed over the batch,
+    number correct) at the current parameters."""
+    loss_sum, correct = initial_codes(args, x, labels, targets, rows)
+    update_codes(args, labels, targets, rows)
+    weight_gradients(args, x, labels, targets, rows)
+    return loss_sum, correct
+
+
+@njit(**KERNEL)
+def mem_directions(args, x, labels, targets, rows):
+    """The update direction of :func:`altmin_mem_step` into ``grads``, without
+    updating anything (only ``grads`` and the scratch A_new, B_new, cand are
+    written): for W_L, b_L the output layer's gradient plus lambda W_L (the
+    weight decay the optimizer would add; no clipping); for every hidden
+    layer [W_l b_l] - (its swept value), the displacement of the sweep
+    negated, so that it points the way a gradient does. Returns (loss summed
+    over the batch, number correct) at the current parameters."""
+    loss_sum, correct = initial_codes(args, x, labels, targets, rows)
+    update_codes(args, labels, targets, rows)
+    output_layer_gradient(args, x, labels, targets, rows)
+    hidden_candidates(args, x, rows)
+    layout = args.layout
+    p, g, cand = args.params, args.grads, args.cand
+    lam = args.train_hyper[WEIGHT_DECAY]
+    woff, _ = layer_offsets(layout, layout[0])
+    for i in range(woff, n_weights(layout)):
+        g[i] += lam * p[i]
+    for l in range(1, layout[0]):
+        woff, boff = layer_offsets(layout, l)
+        for i in range(woff, woff + layout[l] * layout[l + 1]):
+            g[i] = p[i] - cand[i]
+        for i in range(boff, boff + layout[l + 1]):
+            g[i] = p[i] - cand[i]
+    return loss_sum, correct
+
+
+@njit(**KERNEL)
+def altmin_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step for :data:`AltMinArgs`: :func:`altmin_step`."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    return batch_result(altmin_step(args, xb, lb, tb, rows), rows)
+
+
+@njit(**KERNEL)
+def altmin_mem_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step for :data:`AltMinMemArgs`: :func:`altmin_mem_step`."""
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    return batch_result(altmin_mem_step(args, xb, lb, tb, rows), rows)
+
+
+register_batch_step(AltMinArgs, altmin_batch)
+register_batch_step(AltMinMemArgs, altmin_mem_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs of AM (an :data:`AltMinArgs`) or AM-mem (an
+    :data:`AltMinMemArgs`): see :func:`fastbp.kernels.epochs.run_epochs`."""
+    return run_epochs(args, data, plan, stats)
