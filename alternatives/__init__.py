@@ -20,6 +20,7 @@ from .alignment import AlignmentRecorder, alignment, layer_angles
 from .altmin import AltMinTrainer
 from .ddtp import DDTPTrainer
 from .feedback_alignment import DFATrainer, FATrainer
+from .sg_recurrent import RecurrentSyntheticGradientTrainer
 from .synthetic_gradients import SyntheticGradientTrainer
 from .target_propagation import DTPTrainer
 
@@ -31,5 +32,6 @@ fastbp.register_trainer("sg", SyntheticGradientTrainer)
 fastbp.register_trainer("altmin", AltMinTrainer)
 
 __all__ = ["FATrainer", "DFATrainer", "DTPTrainer", "DDTPTrainer", "SyntheticGradientTrainer",
+           "RecurrentSyntheticGradientTrainer",
            "AltMinTrainer",
            "alignment", "layer_angles", "AlignmentRecorder"]

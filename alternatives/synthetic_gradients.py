@@ -37,6 +37,7 @@ from fastbp.trainer import Trainer
 
 from . import _sg_concurrent
 from . import _sg_kernels as K
+from .sg_recurrent import RecurrentSyntheticGradientTrainer
 
 __all__ = ["SyntheticGradientTrainer"]
 
@@ -49,12 +50,11 @@ class SyntheticGradientTrainer(Trainer):
 
     Parameters
     ----------
-    model : fb.MLP or fb.ElmanRNN
-        An ElmanRNN gets the truncated-BPTT variant,
-        :class:`alternatives.sg_recurrent.RecurrentSyntheticGradientTrainer`
-        (``truncate`` required; ``sg_scale`` and ``warmup`` accepted; the
-        MLP-only options ``conditioned``, ``decoupled``, ``schedule`` and
-        ``staleness`` must keep their defaults).
+    model : fb.MLP
+        For an fb.ElmanRNN, the truncated-BPTT variant is
+        :class:`alternatives.RecurrentSyntheticGradientTrainer`, registered
+        under the same name: ``fb.get_trainer("sg", model)`` returns the
+        class for the model.
     loss, optimizer
         As for :class:`fastbp.Trainer` (the optimizer updates the model).
     sg_hidden : int >= 0
@@ -66,7 +66,7 @@ class SyntheticGradientTrainer(Trainer):
         The hidden layers that get a module: 1-based indices in 1..L-1
         (l means h_l, the output of W_l). 'all' decouples every hidden layer;
         an empty list gives plain backprop.
-    sg_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3); Adam(1e-2) for fb.ElmanRNN)
+    sg_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3))
         Updates the modules; must not be ``optimizer``. No weight decay or
         clipping applies to the modules.
     weight_decay, clip_norm
@@ -89,9 +89,6 @@ class SyntheticGradientTrainer(Trainer):
     sg_seed : int or None
         Seed of the modules' first-layer initialisation (sg_hidden > 0:
         He-normal; the last layer is always zero).
-    truncate : None
-        Reserved for the recurrent variant (fb.ElmanRNN with truncated BPTT,
-        not available yet); must be None.
 
     Attributes
     ----------
@@ -120,31 +117,19 @@ class SyntheticGradientTrainer(Trainer):
     """
 
     name = "sg"
-    supported_models = (MLP, ElmanRNN)
-
-    #: options that only the MLP form takes, with their defaults
-    _MLP_ONLY = {"conditioned": False, "decoupled": "all", "schedule": "locked",
-                 "staleness": 1}
-    def __new__(cls, model=None, *args, **kwargs):
-        # an ElmanRNN gets the truncated-BPTT variant: the same registry name and
-        # constructor, a trainer of its own (see alternatives.sg_recurrent)
-        if cls is SyntheticGradientTrainer and isinstance(model, ElmanRNN):
-            return _recurrent_trainer(model, args, kwargs)
-        return super().__new__(cls)
+    supported_models = (MLP,)
+    variants = (RecurrentSyntheticGradientTrainer,)
 
     def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=False,
                  decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
-                 schedule="locked", staleness=1, sg_seed=None, truncate=None, sg_scale=None,
-                 warmup=None):
-        for name, value in (("truncate", truncate), ("sg_scale", sg_scale),
-                            ("warmup", warmup)):
-            if value is not None:
-                raise ValueError(f"{name}={value!r} applies to recurrent models "
-                                 f"(fb.ElmanRNN); model is {type(model).__name__}, leave "
-                                 f"{name}=None")
+                 schedule="locked", staleness=1, sg_seed=None):
+        if isinstance(model, ElmanRNN):
+            raise TypeError("SyntheticGradientTrainer trains fb.MLP models; for an fb.ElmanRNN "
+                            "use alternatives.RecurrentSyntheticGradientTrainer(model, "
+                            "truncate=k, ...) (fastbp compare picks it for 'sg' by itself)")
         if not isinstance(model, MLP):
-            raise TypeError(f"{type(self).__name__} trains fb.MLP models, and fb.ElmanRNN "
-                            f"models with truncate=k; model is {type(model).__name__}")
+            raise TypeError(f"SyntheticGradientTrainer trains fb.MLP models; model is "
+                            f"{type(model).__name__}")
         self.sg_hidden = check_int_at_least(sg_hidden, "sg_hidden", 0)
         if not isinstance(conditioned, (bool, np.bool_)):
             raise TypeError(f"conditioned must be a bool, got {conditioned!r}")
@@ -393,25 +378,3 @@ class SyntheticGradientTrainer(Trainer):
         return (f"{base}, sg_hidden={self.sg_hidden}, conditioned={self.conditioned}, "
                 f"decoupled={list(self.decoupled)}, sg_optimizer={self.sg_optimizer!r}"
                 f"{extra})")
-
-
-def _recurrent_trainer(model, args, kwargs):
-    """SyntheticGradientTrainer(rnn, ...) -> RecurrentSyntheticGradientTrainer,
-    with the arguments given by the MLP form's names."""
-    import inspect
-
-    from .sg_recurrent import RecurrentSyntheticGradientTrainer
-
-    try:
-        bound = inspect.signature(SyntheticGradientTrainer.__init__).bind(
-            None, model, *args, **kwargs)
-    except TypeError as exc:
-        raise TypeError(f"SyntheticGradientTrainer for an ElmanRNN: {exc}") from None
-    given = dict(bound.arguments)
-    given.pop("self")
-    for name, default in SyntheticGradientTrainer._MLP_ONLY.items():
-        if name in given and given.pop(name) != default:
-            raise ValueError(f"{name} applies to fb.MLP models only; the recurrent "
-                             f"synthetic-gradient trainer takes truncate, sg_hidden, "
-                             f"sg_optimizer, sg_scale, warmup and sg_seed")
-    return RecurrentSyntheticGradientTrainer(**given)

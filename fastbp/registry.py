@@ -60,12 +60,31 @@ def available_trainers():
     return sorted(TRAINERS)
 
 
-def get_trainer(name):
-    """The trainer class registered under ``name`` (plug-ins included)."""
+def get_trainer(name, model=None):
+    """The trainer class registered under ``name`` (plug-ins included).
+
+    Parameters
+    ----------
+    name : str
+    model : fb.MLP, fb.ElmanRNN or None
+        When given, the class for this model: the registered class, or the
+        first of its ``variants`` that supports the model (the registered
+        class when none does, so that building it gives the usual error).
+
+    Returns
+    -------
+    type
+        A :class:`fastbp.Trainer` subclass.
+    """
     if name not in TRAINERS:
         _load_plugins()
     try:
-        return TRAINERS[name]
+        cls = TRAINERS[name]
     except KeyError:
         raise ValueError(f"trainer {name!r} is not registered; known: "
                          f"{available_trainers()}") from None
+    if model is not None and not cls.supports(model):
+        for variant in cls.variants:
+            if variant.supports(model):
+                return variant
+    return cls

@@ -187,7 +187,7 @@ def check_spec(spec):
     options = task.options(**options)
     load_data(spec)
     model = task.build_model(spec["seed"], spec["dtype"], **options)
-    trainer, why = build_trainer(get_trainer(spec["trainer"]), model, task, spec)
+    trainer, why = build_trainer(get_trainer(spec["trainer"], model), model, task, spec)
     return why
 
 
@@ -286,9 +286,9 @@ def run(spec, on_epoch=None):
               "train_seconds": [], "alignment": None, "alignment_epochs": None,
               "final": None, "time_per_epoch": None, "time_to_target": None,
               "epochs_to_target": None, "warmup_seconds": None}
-    cls = get_trainer(spec["trainer"])
     data = _data(task, spec, options)
     model = task.build_model(spec["seed"], spec["dtype"], **options)
+    cls = get_trainer(spec["trainer"], model)
     # fingerprint of the initial parameters: equal for every trainer of a seed
     record["settings"]["init_sha256"] = hashlib.sha256(model.flat_params.tobytes()).hexdigest()
     probe = None

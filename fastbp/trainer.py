@@ -79,6 +79,10 @@ class Trainer:
     name = None
     #: model classes this trainer can train
     supported_models = (MLP,)
+    #: trainer classes registered under the same name for models this one does
+    #: not train (e.g. a recurrent variant): :func:`fastbp.get_trainer` with a
+    #: model picks the first of (cls, *variants) that supports it
+    variants = ()
 
     @classmethod
     def supports(cls, model):

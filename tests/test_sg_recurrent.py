@@ -226,21 +226,23 @@ def test_bad_arguments():
         trainer.synthetic_gradient(np.zeros((2, 3), np.float32))
 
 
-def test_the_registered_trainer_dispatches_recurrent_models():
+def test_the_registry_gives_the_recurrent_variant_for_recurrent_models():
     import alternatives
 
-    rnn = fb.ElmanRNN(2, 4, 1, seed=0)
-    trainer = alternatives.SyntheticGradientTrainer(rnn, loss="mse", optimizer=fb.Adam(1e-3),
-                                                    truncate=5, sg_scale=0.2, warmup=3)
-    assert isinstance(trainer, SGRNN)
+    rnn, mlp = fb.ElmanRNN(2, 4, 1, seed=0), fb.MLP([2, 3, 3, 1])
+    assert fb.get_trainer("sg", rnn) is alternatives.RecurrentSyntheticGradientTrainer is SGRNN
+    assert fb.get_trainer("sg", mlp) is fb.get_trainer("sg") is alternatives.SyntheticGradientTrainer
+    trainer = fb.get_trainer("sg", rnn)(rnn, loss="mse", optimizer=fb.Adam(1e-3), truncate=5,
+                                        sg_scale=0.2, warmup=3)
     assert (trainer.truncate, trainer.sg_scale, trainer.warmup) == (5, 0.2, 3)
-    assert fb.get_trainer("sg").supports(rnn)
-    with pytest.raises(ValueError, match="conditioned applies to fb.MLP models only"):
-        alternatives.SyntheticGradientTrainer(rnn, truncate=4, conditioned=True)
-    with pytest.raises(ValueError, match="truncate is required"):
+    with pytest.raises(TypeError, match="RecurrentSyntheticGradientTrainer"):
         alternatives.SyntheticGradientTrainer(rnn)
-    mlp_trainer = alternatives.SyntheticGradientTrainer(fb.MLP([2, 3, 3, 1]))
-    assert type(mlp_trainer) is alternatives.SyntheticGradientTrainer
+    with pytest.raises(TypeError, match="conditioned"):
+        SGRNN(rnn, truncate=4, conditioned=True)
+    with pytest.raises(ValueError, match="truncate is required"):
+        SGRNN(rnn)
+    with pytest.raises(TypeError, match="truncate"):
+        alternatives.SyntheticGradientTrainer(mlp, truncate=4)
 
 
 def test_compare_runs_it_on_a_sequence_task_with_the_task_window():
@@ -250,10 +252,11 @@ def test_compare_runs_it_on_a_sequence_task_with_the_task_window():
     assert task.trainer_options["sg"]["truncate"] == 10
     spec = {"trainer": "sg", "lr": None, "weight_decay": None, "seed": 0,
             "trainer_options": {}}
-    kwargs = runs.trainer_kwargs(fb.get_trainer("sg"), task, spec)
+    cls = fb.get_trainer("sg", task.build_model(0, np.float32))
+    kwargs = runs.trainer_kwargs(cls, task, spec)
     assert kwargs["truncate"] == 10
     spec["trainer_options"] = {"truncate": 6}
-    assert runs.trainer_kwargs(fb.get_trainer("sg"), task, spec)["truncate"] == 6
+    assert runs.trainer_kwargs(cls, task, spec)["truncate"] == 6
 
 
 def echo_cross_entropy(probabilities, y, delay):

@@ -467,7 +467,7 @@ def test_bad_arguments_name_what_was_expected():
         SG(model, optimizer=opt, sg_optimizer=opt)
     with pytest.raises(TypeError, match="fb.MLP"):
         SG("not a model")
-    with pytest.raises(ValueError, match="truncate=8 applies to recurrent"):
+    with pytest.raises(TypeError, match="truncate"):
         SG(model, truncate=8)
     tr = SG(model)
     with pytest.raises(TypeError, match="astype"):
