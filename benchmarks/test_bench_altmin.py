@@ -25,15 +25,12 @@ Run::
 import numpy as np
 import pytest
 from bench_utils import DTYPES, check_loss, median_seconds, run_timed, warm_up
+from test_bench_trainers import WORKLOADS, make_batch
 
 import fastbp as fb
 from alternatives import AltMinTrainer
 from fastbp.threads import blas_limit
 
-WORKLOADS = {
-    "40-100-100-10-b32": dict(sizes=[40, 100, 100, 10], batch=32, rounds=None, k=20),
-    "784-256-256-10-b128": dict(sizes=[784, 256, 256, 10], batch=128, rounds=100, k=10),
-}
 VARIANTS = {
     "backprop": None,
     "altmin-k1": dict(code_steps=1),
@@ -84,9 +81,7 @@ def test_altmin_step(benchmark, workload, variant, dtype):
                  / multiply_adds(w["sizes"]))
         benchmark.extra_info["madd_ratio"] = round(ratio, 3)
         benchmark.extra_info["issue_ratio"] = round((6 + 4 * k) / 6, 3)
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((w["batch"], w["sizes"][0])).astype(dtype)
-    y = rng.integers(0, w["sizes"][-1], size=w["batch"])
+    X, y = make_batch(workload, dtype)
     with blas_limit(1):
         losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
         check_loss(run_timed(benchmark, w, trainer.step, X, y))

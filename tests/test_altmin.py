@@ -343,6 +343,11 @@ def test_recurrent_models_are_refused():
 def test_registered_and_described():
     assert fb.get_trainer("altmin") is AltMinTrainer is alternatives.AltMinTrainer
     assert "altmin" in fb.available_trainers()
+    tomllib = pytest.importorskip("tomllib")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        entry_points = tomllib.load(f)["project"]["entry-points"]["fastbp.trainers"]
+    assert entry_points["altmin"] == "alternatives:AltMinTrainer"
     text = repr(AltMinTrainer(_net(), memory=0.1))
     assert "mu=1," in text and "memory=0.1" in text and "ridge=1" in text
     assert "memory" not in repr(AltMinTrainer(_net()))
