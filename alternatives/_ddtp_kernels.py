@@ -182,14 +182,13 @@ def joint_step(args, x, labels, targets, rows):
                                            main.grads, args.ws, args.tgt, args.tw, layout,
                                            int(main.train_hyper[LOSS]), args.target_step,
                                            args.blas)
+    floss = 0.0
     if fb.params.shape[0] > 0:
         fill_normal(args.eps, rows * hidden_total(layout), args.sigma, args.rng)
         floss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
                                     args.tw, layout, args.blas)
-        obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, fb, floss)
-    else:
-        obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
-                                  main.train_hyper, n_weights(layout), loss_sum / rows)
+    obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, fb, floss,
+                               fb.params.shape[0] > 0)
     return obj, correct, status
 
 

@@ -234,14 +234,14 @@ def joint_step(args, x, labels, targets, rows, train_inverses):
                                            inverse.params, main.grads, args.ws, args.tw, layout,
                                            int(main.train_hyper[LOSS]), args.target_step,
                                            args.difference, args.inv_code, args.blas)
-    if train_inverses and inverse.params.shape[0] > 0:
+    with_inverse = train_inverses and inverse.params.shape[0] > 0
+    iloss = 0.0
+    if with_inverse:
         iloss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
                                    args.tw, layout, args.sigma, args.inv_code, args.rng,
                                    args.blas)
-        obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, inverse, iloss)
-    else:
-        obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
-                                  main.train_hyper, n_weights(layout), loss_sum / rows)
+    obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, inverse, iloss,
+                               with_inverse)
     return obj, correct, status
 
 

@@ -50,7 +50,7 @@ from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, layer_gradient, max_width,
                                 n_weights, output_offsets)
-from fastbp.kernels.optim import LOSS, finish_step, finish_steps
+from fastbp.kernels.optim import LOSS, finish_steps
 
 #: The arrays of a locked synthetic-gradient step: the model's and the
 #: modules' StepArrays, the workspaces ``ws`` and ``sw``, the ``layout``, the
@@ -370,10 +370,8 @@ def joint_step(args, x, labels, targets, rows):
     if sgl[0] > 0:
         sg_loss = module_directions(rows, sg.params, sg.grads, ws, sw, layout, sgl, labels,
                                     targets, blas)
-        obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, sg, sg_loss)
-    else:
-        obj, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
-                                  main.train_hyper, n_weights(layout), loss_sum / rows)
+    obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, sg, sg_loss,
+                               sgl[0] > 0)
     return obj, correct, status, sg_loss
 
 

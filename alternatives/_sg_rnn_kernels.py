@@ -127,11 +127,8 @@ def train_batch(args, rows, T, lb, tb, apply, acc):
                                            mset.params, mset.grads, mws, mlayout,
                                            SQUARED_ERROR, mblas)
         # the network and M update together, all or nothing
-        if learn and train_m:
-            obj, status = finish_steps(main, nw, data_loss, mset, m_loss / rows)
-        elif learn:
-            obj, status = finish_step(params, grads, main.state, main.opt_hyper,
-                                      main.train_hyper, nw, data_loss)
+        if learn:
+            obj, status = finish_steps(main, nw, data_loss, mset, m_loss / rows, train_m)
         else:
             obj, status = finish_step(mset.params, mset.grads, mset.state, mset.opt_hyper,
                                       mset.train_hyper, 0, m_loss / rows)

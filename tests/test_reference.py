@@ -1,4 +1,4 @@
-"""The classic 2-2-2 worked example of /work/shared/REFERENCE.md, number by number.
+"""The classic 2-2-2 worked example (docs/walkthrough.md), number by number.
 
 2 inputs, 2 sigmoid hidden units, 2 sigmoid outputs, loss "squared_error"
 (1/2 sum of squared errors: E_total for one sample), plain gradient descent

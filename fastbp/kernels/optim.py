@@ -238,12 +238,14 @@ def finish_step(params, grads, state, opt_hyper, train_hyper, n_weights, data_lo
 
 
 @njit(**KERNEL)
-def finish_steps(main, n_weights, data_loss, aux, aux_loss):
+def finish_steps(main, n_weights, data_loss, aux, aux_loss, with_aux=True):
     """The tail of a step that updates the model (``main``, a
     :data:`StepArrays`) and one extra parameter set (``aux``) together: both
     are checked (:func:`check_step`) before either is updated, so a diverging
     step leaves both as they were. ``aux`` gets no weight decay and no
-    clipping unless its own train vector asks for them.
+    clipping unless its own train vector asks for them. With ``with_aux``
+    False (e.g. a set that is empty, or not trained on this step) it is
+    :func:`finish_step` of the model alone.
 
     Returns
     -------
@@ -253,12 +255,13 @@ def finish_steps(main, n_weights, data_loss, aux, aux_loss):
         OK, or the first failure (the extra set's is checked first); then
         nothing was updated.
     """
-    _, aux_status = check_step(aux.params, aux.grads, aux.state, aux.opt_hyper,
-                               aux.train_hyper, 0, aux_loss)
-    if aux_status != OK:
-        return data_loss, aux_status
+    if with_aux:
+        _, aux_status = check_step(aux.params, aux.grads, aux.state, aux.opt_hyper,
+                                   aux.train_hyper, 0, aux_loss)
+        if aux_status != OK:
+            return data_loss, aux_status
     objective, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
                                     main.train_hyper, n_weights, data_loss)
-    if status == OK:
+    if status == OK and with_aux:
         apply_update(aux.params, aux.grads, aux.state, aux.opt_hyper)
     return objective, status
