@@ -1,0 +1,399 @@
+"""Numba step kernels of the HSIC-bottleneck trainer (Ma, Lewis & Kleijn 2020),
+built on fastbp's MLP kernels and the HSIC kernels of
+:mod:`alternatives._hsic_kernels`.
+
+Conventions are those of :mod:`fastbp.kernels.mlp` (flat ``params``/``grads``
+buffers, every W_l then every b_l; flat row-major batch ``x``; the workspace
+``ws`` holding H_1..H_L, the logits A_L and the delta buffers; ``blas`` None
+or 1).
+
+One step on a batch of m rows (X, labels or target rows; Y their one-hot
+rows, or the target rows as given), in one pass up the network:
+
+1. R_X and R_Y (:func:`normalized_r`), S = R_X - beta R_Y, once per batch;
+2. for each hidden layer l = 1..L-1, from H_{l-1} as the layers below left it
+   after their own update: H_l = f_l(H_{l-1} W_l^T + b_l);
+   dJ_l/dH_l for J_l = tr(R_{H_l} S) = nHSIC(H_l, X) - beta nHSIC(H_l, Y)
+   (:func:`layer_gradient`); delta_l = dJ_l/dH_l * f_l'(a_l),
+   dW_l = delta_l^T H_{l-1}, db_l = column sums of delta_l; weight decay,
+   clipping (of this layer's gradient), the finiteness check and the
+   optimizer's update of (W_l, b_l) alone; then H_l again from the updated
+   (W_l, b_l), the input of layer l + 1. No gradient crosses a layer;
+3. the output ("format") layer: logits, loss and d(mean loss)/dA_L from
+   H_{L-1}, and its own update (W_L, b_L) on that gradient.
+
+``phase`` selects what a step trains: :data:`JOINT` (2 and 3), :data:`HSIC`
+(2 only; the output layer is evaluated, not updated) or :data:`FORMAT` (3
+only; the hidden layers are evaluated, not updated, and R_X, R_Y are not
+formed).
+
+Optimizer semantics: every layer's update is the optimizer's rule applied to
+that layer's slices of params, grads and state with the update count
+``opt_hyper[T]`` held at its value before the step, so each layer's update
+is the one a single optimizer step over the whole buffer would give it; the
+count advances by one per step. A step is all or nothing: each layer's
+update is computed on copies of its slices (``new_params``, laid out like
+params, from which the next layer's input is computed, and ``new_state``,
+where each slice's optimizer state is contiguous, as the optimizer kernels
+need to vectorise); only when every update and the loss are finite are the
+copies committed to the model and the optimizer. A failed step leaves both
+exactly as they were.
+"""
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+
+from fastbp.kernels.activations import activate_inplace, backprop_activation
+from fastbp.kernels.codes import (IDENTITY, KERNEL, LEAKY_RELU, NONFINITE_GRADIENT,
+                                  NONFINITE_LOSS, NONFINITE_UPDATE, OK, RELU)
+from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
+from fastbp.kernels.linalg import gemm_tn
+from fastbp.kernels.losses import loss_and_delta
+from fastbp.kernels.mlp import bias_gradient, n_weights, output_offsets
+from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, apply_update,
+                                  clip_by_global_norm, sum_squares, update_is_finite)
+
+from ._dtp_kernels import layer_apply
+from ._hsic_kernels import layer_gradient, layer_nhsic, normalized_r, target_matrix
+
+#: phases: what a step trains
+JOINT = 0
+HSIC = 1
+FORMAT = 2
+
+#: which hidden layers' Z enter the kernel rescaled to unit spread
+NEVER = 0
+ALWAYS = 1
+UNBOUNDED = 2   # layers whose activation is not bounded (relu, leaky_relu, identity)
+
+#: The arrays of an HSIC step: the model's ``step`` arrays
+#: (:data:`fastbp.kernels.optim.StepArrays`), the model workspace ``ws``, the
+#: ``layout``, ``blas``, the float64 :class:`~alternatives._hsic_kernels.HSICWorkspace`
+#: ``hws``, the flat float64 (m_max^2,) matrices ``rx``, ``ry``, ``s``, the
+#: float64 (m_max, k) matrix ``y`` (Y's rows), the float64 scratch ``zs``
+#: and ``gs`` (m_max * d_max,) of :func:`unit_spread_gradient`, the tentative
+#: ``new_params`` (n_params,) and ``new_state`` (n_slots * n_params,) in the
+#: model's dtype, ``info`` float64 (L - 1, 2) receiving nHSIC(H_l, X) and
+#: nHSIC(H_l, Y) of each hidden layer in the last step that trained it (before
+#: its update), sigma, beta, epsilon, ``unit_spread`` (:data:`NEVER`, :data:`ALWAYS`
+#: or :data:`UNBOUNDED`) and the ``phase``.
+HSICArgs = namedtuple("HSICArgs", "step ws layout blas hws rx ry s y zs gs new_params "
+                                  "new_state info sigma beta epsilon unit_spread phase")
+
+
+@njit(**KERNEL)
+def rescales(mode, code):
+    """True when a hidden layer of activation ``code`` is rescaled under ``mode``."""
+    if mode == UNBOUNDED:
+        return code == RELU or code == LEAKY_RELU or code == IDENTITY
+    return mode == ALWAYS
+
+
+@njit(**KERNEL)
+def unit_spread_gradient(Z, S, sigma, epsilon, hws, zs, gs, dZ):
+    """J = tr(R_U S) and dZ <- dJ/dZ for U = (Z - column means) / s, s^2 the
+    mean over Z's entries of (z - its column mean)^2 (s = 1 for a constant
+    Z): the layer objective on Z rescaled to a unit spread. zs, gs: float64
+    scratch of at least m * d entries (U and dJ/dU).
+
+    The Gaussian kernel sees differences of rows only, so dJ/dU has zero
+    column sums, and with N = m d
+    dJ/dZ = (dJ/dU - U <dJ/dU, U> / N) / s."""
+    m, d = Z.shape
+    N = m * d
+    U = zs[:N].reshape((m, d))
+    G = gs[:N].reshape((m, d))
+    for j in range(d):
+        mu = 0.0
+        for i in range(m):
+            mu += Z[i, j]
+        mu /= m
+        for i in range(m):
+            U[i, j] = Z[i, j] - mu
+    s2 = 0.0
+    for i in range(m):
+        for j in range(d):
+            s2 += U[i, j] * U[i, j]
+    s2 /= N
+    inv = 1.0 / np.sqrt(s2) if s2 > 0.0 else 1.0
+    for i in range(m):
+        for j in range(d):
+            U[i, j] *= inv
+    J = layer_gradient(U, S, sigma, epsilon, hws, G)
+    c = 0.0
+    for i in range(m):
+        for j in range(d):
+            c += G[i, j] * U[i, j]
+    c /= N
+    for i in range(m):
+        for j in range(d):
+            dZ[i, j] = (G[i, j] - U[i, j] * c) * inv
+    return J
+
+
+@njit(**KERNEL)
+def fill_y(labels, targets, rows, y):
+    """y[:rows] <- one-hot rows of the integer ``labels`` (when non-empty),
+    else the ``targets`` rows as they are."""
+    k = y.shape[1]
+    if labels.shape[0] > 0:
+        for i in range(rows):
+            for j in range(k):
+                y[i, j] = 0.0
+            y[i, labels[i]] = 1.0
+    else:
+        for i in range(rows):
+            for j in range(k):
+                y[i, j] = targets[i, j]
+
+
+@njit(**KERNEL)
+def _tentative(args, a, n):
+    """Copy params[a:a + n] to the same slice of ``new_params`` and the
+    optimizer state's columns a..a+n-1 to their region of ``new_state``;
+    return that region as a contiguous (n_slots, n) array (the optimizer
+    kernels vectorise over contiguous state only)."""
+    params, state, P = args.step.params, args.step.state, args.new_params
+    ns = state.shape[0]
+    N = params.shape[0]
+    flat = state.reshape(state.size)
+    region = args.new_state[ns * a:ns * (a + n)]
+    for i in range(a, a + n):
+        P[i] = params[i]
+    for s in range(ns):
+        for i in range(n):
+            region[s * n + i] = flat[s * N + a + i]
+    return region.reshape((ns, n))
+
+
+@njit(**KERNEL)
+def _commit(args, a, n):
+    """params[a:a + n] and the state's columns a..a+n-1 <- their tentative values."""
+    params, state, P = args.step.params, args.step.state, args.new_params
+    ns = state.shape[0]
+    N = params.shape[0]
+    flat = state.reshape(state.size)
+    region = args.new_state[ns * a:ns * (a + n)]
+    for i in range(a, a + n):
+        params[i] = P[i]
+    for s in range(ns):
+        for i in range(n):
+            flat[s * N + a + i] = region[s * n + i]
+
+
+@njit(**KERNEL)
+def layer_update(args, woff, nw, boff, nb, t0):
+    """Weight decay, clipping, check and tentative update of one layer's
+    (W, b), its gradient in ``grads``: the new values go to ``new_params``
+    and ``new_state`` (:func:`_commit` makes them the model's).
+
+    Returns (lambda/2 ||W||^2 before the update, status)."""
+    grads, opt_hyper, train_hyper = args.step.grads, args.step.opt_hyper, args.step.train_hyper
+    sw = _tentative(args, woff, nw)
+    sb = _tentative(args, boff, nb)
+    pw = args.new_params[woff:woff + nw]
+    gw = grads[woff:woff + nw]
+    pb = args.new_params[boff:boff + nb]
+    gb = grads[boff:boff + nb]
+    lam = train_hyper[DECAY]
+    penalty = 0.0
+    if lam > 0.0:
+        penalty = add_weight_decay(pw, gw, nw, lam)
+    clip = train_hyper[CLIP]
+    if clip > 0.0:
+        sq = sum_squares(gw) + sum_squares(gb)
+        if not np.isfinite(sq):
+            return penalty, NONFINITE_GRADIENT
+        clip_by_global_norm(gw, sq, clip)
+        clip_by_global_norm(gb, sq, clip)
+    opt_hyper[T] = t0
+    if not (update_is_finite(pw, gw, sw, opt_hyper) and update_is_finite(pb, gb, sb, opt_hyper)):
+        if not np.isfinite(sum_squares(gw) + sum_squares(gb)):
+            return penalty, NONFINITE_GRADIENT
+        return penalty, NONFINITE_UPDATE
+    apply_update(pw, gw, sw, opt_hyper)
+    opt_hyper[T] = t0
+    apply_update(pb, gb, sb, opt_hyper)
+    opt_hyper[T] = t0
+    return penalty, OK
+
+
+@njit(**KERNEL)
+def _commit_layers(args, first, last):
+    """Commit the tentative updates of layers first..last (1-based)."""
+    layout = args.layout
+    woff = 0
+    boff = n_weights(layout)
+    for l in range(1, last + 1):
+        nw = layout[l + 1] * layout[l]
+        if l >= first:
+            _commit(args, woff, nw)
+            _commit(args, boff, layout[l + 1])
+        woff += nw
+        boff += layout[l + 1]
+
+
+@njit(**KERNEL)
+def _frozen_penalty(params, woff, nw, lam):
+    """lambda/2 ||W||^2 of a layer that is not updated (0 without decay)."""
+    if lam > 0.0:
+        return 0.5 * lam * sum_squares(params[woff:woff + nw])
+    return 0.0
+
+
+@njit(**KERNEL)
+def _layer_input(x, ws, l, prev):
+    """(array, offset) of H_{l-1}: the batch x for l = 1, else ws at prev."""
+    return (x, 0) if l == 1 else (ws, prev)
+
+
+@njit(**KERNEL)
+def hsic_pass(args, x, labels, targets, rows, update):
+    """One pass up the network on the batch ``x`` (rows, n_0) flat.
+
+    ``update`` True: one training step of ``args.phase`` (see the module
+    docstring). False: ``grads`` receives the direction of every layer at the
+    current parameters (each hidden layer's HSIC gradient, the output layer's
+    loss gradient; no decay, no clipping) and nothing else changes.
+
+    Returns
+    -------
+    objective : float
+        Mean loss of the batch as the output layer sees it (after this step's
+        hidden updates, before its own) + lambda/2 sum_l ||W_l||^2 (each W_l
+        before its update).
+    n_correct : float
+    status : int
+        OK, or the failure code; then params and the optimizer are as before.
+    j_sum : float
+        sum over the hidden layers of J_l (0 in the format phase).
+    """
+    params, grads, state, opt_hyper, train_hyper = args.step
+    layout, ws, blas, hws = args.layout, args.ws, args.blas, args.hws
+    sigma, epsilon = args.sigma, args.epsilon
+    L = layout[0]
+    k = layout[L + 1]
+    phase = JOINT if not update else args.phase
+    hidden = phase != FORMAT
+    lam = train_hyper[DECAY] if update else 0.0
+    t0 = opt_hyper[T]
+    h_out, a_out, d_off = output_offsets(layout, rows)
+    m = rows
+    if hidden and L > 1:
+        X2 = x[:rows * layout[1]].reshape((rows, layout[1]))
+        fill_y(labels, targets, rows, args.y)
+        if normalized_r(X2, sigma, epsilon, hws, args.rx) != 0 \
+                or normalized_r(args.y[:rows], sigma, epsilon, hws, args.ry) != 0:
+            return np.nan, 0.0, NONFINITE_GRADIENT, np.nan
+        target_matrix(args.rx, args.ry, args.beta, m, args.s)
+    penalty = 0.0
+    j_sum = 0.0
+    woff = 0
+    boff = n_weights(layout)
+    hoff = 0
+    prev = 0
+    for l in range(1, L):
+        nin = layout[l]
+        nout = layout[l + 1]
+        nw = nout * nin
+        n = rows * nout
+        code = layout[L + 1 + l]
+        src, s0 = _layer_input(x, ws, l, prev)
+        layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas)
+        if hidden:
+            Z = ws[hoff:hoff + n].reshape((rows, nout))
+            dZ = ws[d_off:d_off + n].reshape((rows, nout))
+            if rescales(args.unit_spread, code):
+                J = unit_spread_gradient(Z, args.s, sigma, epsilon, hws, args.zs, args.gs, dZ)
+            else:
+                J = layer_gradient(Z, args.s, sigma, epsilon, hws, dZ)
+            if not np.isfinite(J):
+                return np.nan, 0.0, NONFINITE_GRADIENT, np.nan
+            j_sum += J
+            if update:
+                args.info[l - 1, 0] = layer_nhsic(args.rx, m, epsilon, hws)
+                args.info[l - 1, 1] = layer_nhsic(args.ry, m, epsilon, hws)
+            backprop_activation(ws[hoff:hoff + n], 0, ws[d_off:d_off + n], 0, rows, nout, code)
+            gemm_tn(ws, d_off, src, s0, grads, woff, rows, nout, nin, blas)
+            bias_gradient(ws[d_off:d_off + n], 0, grads[boff:boff + nout], 0, rows, nout)
+            if update:
+                p, status = layer_update(args, woff, nw, boff, nout, t0)
+                penalty += p
+                if status != OK:
+                    return np.nan, 0.0, status, np.nan
+                # H_l again, from the updated layer: the input of layer l + 1
+                layer_apply(src, s0, args.new_params, woff, boff, ws, hoff, rows, nout, nin,
+                            code, blas)
+        else:
+            penalty += _frozen_penalty(params, woff, nw, lam)
+        prev = hoff
+        woff += nw
+        boff += nout
+        hoff += n
+    # the output (format) layer
+    nin = layout[L]
+    nw = k * nin
+    src, s0 = _layer_input(x, ws, L, prev)
+    layer_apply(src, s0, params, woff, boff, ws, a_out, rows, k, nin, IDENTITY, blas)
+    n = rows * k
+    for i in range(n):
+        ws[h_out + i] = ws[a_out + i]
+    out_code = layout[2 * L + 1]
+    activate_inplace(ws[h_out:h_out + n], 0, rows, k, out_code)
+    loss_sum, correct = loss_and_delta(ws, a_out, h_out, d_off, rows, k, labels, targets,
+                                       int(train_hyper[LOSS]), out_code)
+    if not np.isfinite(loss_sum):
+        return loss_sum / rows, correct, NONFINITE_LOSS, j_sum
+    if phase != HSIC:
+        gemm_tn(ws, d_off, src, s0, grads, woff, rows, k, nin, blas)
+        bias_gradient(ws[d_off:d_off + n], 0, grads[boff:boff + k], 0, rows, k)
+    if update:
+        if phase == HSIC:
+            penalty += _frozen_penalty(params, woff, nw, lam)
+        else:
+            p, status = layer_update(args, woff, nw, boff, k, t0)
+            penalty += p
+            if status != OK:
+                return loss_sum / rows + penalty, correct, status, j_sum
+        # everything finite: the tentative values become the model's
+        _commit_layers(args, 1 if hidden else L, L if phase != HSIC else L - 1)
+        opt_hyper[T] = t0 + 1.0
+    return loss_sum / rows + penalty, correct, OK, j_sum
+
+
+@njit(**KERNEL)
+def train_step(args, x, labels, targets, rows):
+    """One update of ``args.phase`` on one batch: (objective, number correct,
+    status, sum of the layers' J)."""
+    return hsic_pass(args, x, labels, targets, rows, True)
+
+
+@njit(**KERNEL)
+def hsic_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
+    """The epoch driver's step (see :mod:`fastbp.kernels.epochs`). A batch of
+    one sample (the last of an epoch when n mod batch_size = 1) cannot be
+    trained by HSIC: the batch before it takes that sample (the trainer's
+    batch buffers hold batch_size + 1 rows), and its own call does nothing."""
+    n = X.shape[0]
+    if rows < 2:
+        return 0.0, 0.0, 0, 0, 0.0, 0, OK
+    if start + rows == n - 1:
+        rows += 1
+    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    obj, correct, status, j_sum = train_step(args, xb, lb, tb, rows)
+    if status != OK:
+        return 0.0, 0.0, 0, 0, 0.0, 0, status
+    counted = 0 if args.phase == FORMAT else 1
+    return obj * rows, correct, rows, 1, j_sum * counted, counted, OK
+
+
+register_batch_step(HSICArgs, hsic_batch)
+
+
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs of ``args.phase`` in one call: see
+    :func:`fastbp.kernels.epochs.run_epochs`; ``stats[:, 3]`` receives each
+    epoch's mean over batches of sum_l J_l (NaN in the format phase)."""
+    return run_epochs(args, data, plan, stats)
