@@ -216,6 +216,21 @@ def test_update_directions_match_the_twin_and_change_nothing(name):
     assert all(np.abs(g).max() > 1e-8 for g in got[0::2])
 
 
+@pytest.mark.parametrize("memory", [None, 0.0])
+def test_without_hidden_layers_it_is_backprop(memory):
+    """No codes and no memory: directions and fitted parameters are backprop's."""
+    model = _net((4, 3))
+    X, y = _batch(model.sizes, 20)
+    trainer = AltMinTrainer(model, optimizer=fb.SGD(0.1), memory=memory)
+    bp = fb.BackpropTrainer(model.copy(), optimizer=fb.SGD(0.1))
+    for g, w in zip(trainer.update_directions(X, y), bp.gradients(X, y)):
+        np.testing.assert_array_equal(g, w)
+    trainer.fit(X, y, epochs=2, batch_size=8, seed=0)
+    bp.fit(X, y, epochs=2, batch_size=8, seed=0)
+    np.testing.assert_array_equal(model.flat_params, bp.model.flat_params)
+    assert trainer.memory_matrices() == []
+
+
 # -- all or nothing, saving, fused epochs -------------------------------------------------------
 
 @pytest.mark.parametrize("memory", [None, 0.1])
@@ -372,6 +387,7 @@ def test_compare_runs_it_and_marks_recurrent_tasks_not_applicable():
     runs = {(r["task"].split(":")[0], r["trainer"]): r for r in res.runs}
     assert runs["xor", "altmin"]["status"] == "ok", runs["xor", "altmin"]["reason"]
     assert len(runs["xor", "altmin"]["test_accuracy"]) == 3
+    assert np.asarray(runs["xor", "altmin"]["alignment"]).shape == (3, 2)   # angles drawn
     assert runs["adding", "altmin"]["status"] == "not_applicable"
     assert "MLP" in runs["adding", "altmin"]["reason"]
 
