@@ -196,12 +196,8 @@ class AltMinTrainer(Trainer):
 
     def update_directions(self, X, y):
         """The direction a step on (X, y) would apply (before clipping),
-        without changing anything.
-
-        Parameters
-        ----------
-        X : ndarray (batch, n_inputs) of the model's dtype
-        y : targets for X (see :func:`fastbp.losses.prepare_targets`)
+        without changing anything; arguments as for
+        :meth:`fastbp.Trainer.update_directions`.
 
         Returns
         -------
