@@ -82,8 +82,10 @@ class BackpropTrainer(Trainer):
             lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
             return rnn_kernels.train_step(self.kernel_args(rows, T), X, labels, targets,
                                           IN_ORDER, lb, tb)
-        return mlp_kernels.train_step(self.kernel_args(rows), X.reshape(-1), labels, targets,
-                                      rows)
+        m, opt = self.model, self.optimizer
+        return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
+                                      self.grads, opt.state, opt.hyper, self.train_hyper,
+                                      self.workspace(rows), m.layout, m.blas(rows))
 
     def fit_epochs(self, data, plan, stats):
         if self._recurrent:

@@ -912,8 +912,9 @@ def test_train_step_matches_twin(problem, config, rows, dtype, seed, blas):
         labels, targets, y = make_targets(rng, loss, form, rows, sizes[-1], dtype)
         layers = naive.unflatten(p64, sizes)
         value, nc, g = naive.mlp_loss_gradients(layers, acts, X64, y, loss)
-        args = kmlp.BackpropArgs(params, grads, state, hyper, train_hyper, ws, layout, blas)
-        objective, correct, status = kmlp.train_step(args, X.ravel(), labels, targets, rows)
+        objective, correct, status = kmlp.train_step(X.ravel(), labels, targets, rows, params,
+                                                     grads, state, hyper, train_hyper, ws,
+                                                     layout, blas)
         assert status == codes.OK
         expected_obj = value + naive.weight_decay_penalty([W for W, _ in layers], lam)
         assert_close(objective, expected_obj, dtype, scale=10, factor=step)
@@ -989,9 +990,8 @@ def run_steps(p, orders, batch_size, stop_on_failure=False, blas=None):
             xb = np.ascontiguousarray(p["X"][idx]).ravel()
             lb = p["labels"][idx] if use_labels else p["labels"]
             tb = p["targets"] if use_labels else np.ascontiguousarray(p["targets"][idx])
-            args = kmlp.BackpropArgs(params, grads, state, hyper, p["train_hyper"], ws,
-                                     p["layout"], blas)
-            obj, c, status = kmlp.train_step(args, xb, lb, tb, len(idx))
+            obj, c, status = kmlp.train_step(xb, lb, tb, len(idx), params, grads, state,
+                                             hyper, p["train_hyper"], ws, p["layout"], blas)
             if status != codes.OK:
                 assert stop_on_failure
                 return params, state, hyper, stats, status

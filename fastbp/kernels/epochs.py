@@ -145,7 +145,7 @@ def _batch_step(args, X, labels, targets, order, xb, lb, tb, start, rows, phase)
     return impl
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def batch_result(step_result, rows):
     """The driver's 7-tuple for a step of one update over ``rows`` samples that
     returned ``(objective, n_correct, status)``: nothing counted on failure."""
