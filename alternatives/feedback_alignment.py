@@ -74,22 +74,8 @@ class _FeedbackTrainer(Trainer):
         return _kernels.train_epochs(self._kernel_args(plan.batch_size), data, plan, stats)
 
     def update_directions(self, X, y):
-        """The direction this trainer would hand the optimizer on one batch
-        (before clipping), without updating anything.
-
-        Parameters
-        ----------
-        X : ndarray (batch, n_inputs) of the model's dtype
-        y : targets for X (see :func:`fastbp.losses.prepare_targets`)
-
-        Returns
-        -------
-        list of ndarray
-            Fresh arrays aligned with ``model.params``: [dW_1, db_1, ..., dW_L,
-            db_L], dW_l of shape (n_l, n_{l-1}), db_l of shape (n_l,); the
-            feedback direction of the mean loss plus ``weight_decay * W_l`` on
-            the weights.
-        """
+        """See :meth:`fastbp.Trainer.update_directions`: here the feedback
+        direction of the mean loss, plus ``weight_decay * W_l`` on the weights."""
         X, labels, targets = self.prepare(X, y)
         m = self.model
         rows = X.shape[0]

@@ -394,15 +394,6 @@ def test_compare_runs_it_and_marks_recurrent_tasks_not_applicable():
 
 # -- learning ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    selection = pytest.importorskip("sklearn.model_selection")
-    d = datasets.load_digits()
-    X = (d.data / 16.0).astype(np.float32)
-    return selection.train_test_split(X, d.target, test_size=0.25, random_state=0)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("memory, epochs", [(None, 20), (0.0, 5)])
 def test_learns_digits(digits, memory, epochs):

@@ -239,15 +239,6 @@ def test_registered():
     assert FATrainer.name == "fa" and DFATrainer.name == "dfa"
 
 
-@pytest.fixture(scope="module")
-def digits():
-    datasets = pytest.importorskip("sklearn.datasets")
-    selection = pytest.importorskip("sklearn.model_selection")
-    d = datasets.load_digits()
-    X = (d.data / 16.0).astype(np.float32)
-    return selection.train_test_split(X, d.target, test_size=0.25, random_state=0)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", TRAINERS)
 def test_learns_digits(cls, digits):
