@@ -45,8 +45,8 @@ import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import (IDENTITY, KERNEL, LEAKY_RELU, NONFINITE_GRADIENT,
-                                  NONFINITE_LOSS, NONFINITE_UPDATE, OK, RELU)
+from fastbp.kernels.codes import (IDENTITY, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS,
+                                  NONFINITE_UPDATE, OK)
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_tn
 from fastbp.kernels.losses import loss_and_delta
@@ -62,44 +62,33 @@ JOINT = 0
 HSIC = 1
 FORMAT = 2
 
-#: which hidden layers' Z enter the kernel rescaled to unit spread
-NEVER = 0
-ALWAYS = 1
-UNBOUNDED = 2   # layers whose activation is not bounded (relu, leaky_relu, identity)
 
 #: The arrays of an HSIC step: the model's ``step`` arrays
 #: (:data:`fastbp.kernels.optim.StepArrays`), the model workspace ``ws``, the
 #: ``layout``, ``blas``, the float64 :class:`~alternatives._hsic_kernels.HSICWorkspace`
 #: ``hws``, the flat float64 (m_max^2,) matrices ``rx``, ``ry``, ``s``, the
 #: float64 (m_max, k) matrix ``y`` (Y's rows), the float64 scratch ``zs``
-#: and ``gs`` (m_max * d_max,) of :func:`unit_spread_gradient`, the tentative
+#: and ``gs`` (m_max * d_max,) of :func:`capped_gradient`, the tentative
 #: ``new_params`` (n_params,) and ``new_state`` (n_slots * n_params,) in the
 #: model's dtype, ``info`` float64 (L - 1, 2) receiving nHSIC(H_l, X) and
 #: nHSIC(H_l, Y) of each hidden layer in the last step that trained it (before
-#: its update), sigma, beta, epsilon, ``unit_spread`` (:data:`NEVER`, :data:`ALWAYS`
-#: or :data:`UNBOUNDED`) and the ``phase``.
+#: its update), sigma, beta, epsilon, ``max_spread`` (the cap of
+#: :func:`capped_gradient`; inf for none) and the ``phase``.
 HSICArgs = namedtuple("HSICArgs", "step ws layout blas hws rx ry s y zs gs new_params "
-                                  "new_state info sigma beta epsilon unit_spread phase")
+                                  "new_state info sigma beta epsilon max_spread phase")
 
 
 @njit(**KERNEL)
-def rescales(mode, code):
-    """True when a hidden layer of activation ``code`` is rescaled under ``mode``."""
-    if mode == UNBOUNDED:
-        return code == RELU or code == LEAKY_RELU or code == IDENTITY
-    return mode == ALWAYS
+def capped_gradient(Z, S, sigma, epsilon, cap, hws, zs, gs, dZ):
+    """J = tr(R_U S) and dZ <- dJ/dZ for the rows of Z (m, d), any float
+    dtype, seen by the kernel as U = Z min(1, cap / s), s the spread of Z:
+    s^2 = the mean over Z's entries of (z - its column mean)^2. Below the cap
+    U = Z (:func:`layer_gradient` on Z itself); above it U has spread cap
+    whatever Z's scale. zs, gs: float64 scratch of at least m d entries.
 
-
-@njit(**KERNEL)
-def unit_spread_gradient(Z, S, sigma, epsilon, hws, zs, gs, dZ):
-    """J = tr(R_U S) and dZ <- dJ/dZ for U = (Z - column means) / s, s^2 the
-    mean over Z's entries of (z - its column mean)^2 (s = 1 for a constant
-    Z): the layer objective on Z rescaled to a unit spread. zs, gs: float64
-    scratch of at least m * d entries (U and dJ/dU).
-
-    The Gaussian kernel sees differences of rows only, so dJ/dU has zero
-    column sums, and with N = m d
-    dJ/dZ = (dJ/dU - U <dJ/dU, U> / N) / s."""
+    The Gaussian kernel sees differences of rows only, so G = dJ/dU has zero
+    column sums, and above the cap (N = m d, U centred)
+    dJ/dZ = (cap / s) (G - U <G, U> / (N cap^2))."""
     m, d = Z.shape
     N = m * d
     U = zs[:N].reshape((m, d))
@@ -115,20 +104,22 @@ def unit_spread_gradient(Z, S, sigma, epsilon, hws, zs, gs, dZ):
     for i in range(m):
         for j in range(d):
             s2 += U[i, j] * U[i, j]
-    s2 /= N
-    inv = 1.0 / np.sqrt(s2) if s2 > 0.0 else 1.0
+    spread = np.sqrt(s2 / N)
+    if not spread > cap:   # NaN too: layer_gradient reports it
+        return layer_gradient(Z, S, sigma, epsilon, hws, dZ)
+    f = cap / spread
     for i in range(m):
         for j in range(d):
-            U[i, j] *= inv
+            U[i, j] *= f
     J = layer_gradient(U, S, sigma, epsilon, hws, G)
     c = 0.0
     for i in range(m):
         for j in range(d):
             c += G[i, j] * U[i, j]
-    c /= N
+    c /= N * cap * cap
     for i in range(m):
         for j in range(d):
-            dZ[i, j] = (G[i, j] - U[i, j] * c) * inv
+            dZ[i, j] = f * (G[i, j] - U[i, j] * c)
     return J
 
 
@@ -304,10 +295,8 @@ def hsic_pass(args, x, labels, targets, rows, update):
         if hidden:
             Z = ws[hoff:hoff + n].reshape((rows, nout))
             dZ = ws[d_off:d_off + n].reshape((rows, nout))
-            if rescales(args.unit_spread, code):
-                J = unit_spread_gradient(Z, args.s, sigma, epsilon, hws, args.zs, args.gs, dZ)
-            else:
-                J = layer_gradient(Z, args.s, sigma, epsilon, hws, dZ)
+            J = capped_gradient(Z, args.s, sigma, epsilon, args.max_spread, hws, args.zs,
+                                args.gs, dZ)
             if not np.isfinite(J):
                 return np.nan, 0.0, NONFINITE_GRADIENT, np.nan
             j_sum += J

@@ -9,7 +9,9 @@ m rows):
   held fixed (no gradient crosses a layer), with
   nHSIC(A, B) = tr(R_A R_B), R = K~ (K~ + epsilon m I)^-1, K~ = H K H and the
   Gaussian kernel K[i, j] = exp(-||a_i - a_j||^2 / (2 sigma^2 d)) (d the
-  width of A; see :func:`alternatives.nhsic`);
+  width of A; see :func:`alternatives.nhsic`); Z_l enters the kernel scaled
+  down to spread ``max_spread`` when its spread is larger (fastbp has no
+  BatchNorm to pin the activations' scale);
 * the layers are updated bottom-up within a batch, each from the output of
   the layers below as they are after their own update (one pass up);
 * the output layer L is the "format" layer: it trains on the model's loss
@@ -39,8 +41,9 @@ class HSICTrainer(Trainer):
     """The HSIC bottleneck (Ma, Lewis & Kleijn 2020) for :class:`fastbp.MLP`.
 
     Each hidden layer l minimises J_l = nHSIC(Z_l, X) - beta nHSIC(Z_l, Y)
-    over its own (W_l, b_l), Z_l its output on the batch, Y the one-hot
-    labels (or the target rows as given); the layers are updated bottom-up,
+    over its own (W_l, b_l), Z_l its output on the batch (seen at a spread
+    of at most ``max_spread``), Y the one-hot labels (or the target rows as
+    given); the layers are updated bottom-up,
     each from the output of the layers below after their update. The output
     layer is the format layer, trained on the model's loss from the last
     hidden representation: at every step (``format="joint"``) or in the last
@@ -78,6 +81,15 @@ class HSICTrainer(Trainer):
         Rescales each layer's gradient (W_l and b_l together) to at most this
         L2 norm: the layers have separate objectives, and layer l + 1's
         gradient exists only after layer l's update.
+    max_spread : float > 0 or None
+        Z_l enters the kernel as Z_l min(1, max_spread / s), s its spread
+        (the root mean square of its entries about their column means), and
+        the gradient follows that map. Without BatchNorm (the reference's
+        blocks pin the scale with one) an unbounded activation's scale is
+        the objective's easiest lever: growing it drives K_Z towards the
+        identity, where nHSIC(Z, Y) is largest. At the default 1 the cap
+        never binds on tanh or sigmoid layers (their spread is at most 1).
+        None: the kernel sees Z_l as it is, as in the reference.
 
     Attributes
     ----------
@@ -96,7 +108,8 @@ class HSICTrainer(Trainer):
     would move it), and the count advances by one per step, whatever the
     phase. All or nothing: a non-finite J_l, loss or update leaves every
     parameter and the optimizer state as before the step (each layer's
-    slices are backed up before its update and restored on failure).
+    update is made on copies of its slices, from which the next layer's
+    input is computed, and committed once everything is finite).
 
     Every step needs at least 2 samples. In ``fit``, when n mod batch_size
     is 1, the last batch of the epoch takes the leftover sample (batches of
@@ -115,11 +128,7 @@ class HSICTrainer(Trainer):
 
     def __init__(self, model, loss=None, optimizer=None, *, sigma=5.0, beta=50.0,
                  epsilon=1e-5, format="joint", format_epochs=5, weight_decay=0.0,
-                 clip_norm=None, unit_spread=None):
-        if unit_spread not in (None, True, False):
-            raise ValueError(f"unit_spread={unit_spread!r}; expected None (rescale the hidden "
-                             "layers whose activation is unbounded), True or False")
-        self.unit_spread = unit_spread
+                 clip_norm=None, max_spread=1.0):
         self.sigma = check_positive_float(sigma, "sigma")
         self.beta = check_nonnegative_float(beta, "beta")
         self.epsilon = check_positive_float(epsilon, "epsilon")
@@ -129,6 +138,8 @@ class HSICTrainer(Trainer):
                              "epochs of each fit, the hidden layers frozen)")
         self.format = format
         self.format_epochs = check_positive_int(format_epochs, "format_epochs")
+        self.max_spread = (None if max_spread is None
+                           else check_positive_float(max_spread, "max_spread"))
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
         sizes = model.sizes
@@ -137,7 +148,6 @@ class HSICTrainer(Trainer):
         self._new_params = np.zeros_like(model.flat_params)
         self._new_state = np.zeros(self.optimizer.state.size, dtype=model.dtype)
         self._info = np.full((len(sizes) - 2, 2), np.nan)
-        self._rescale = {None: K.UNBOUNDED, True: K.ALWAYS, False: K.NEVER}[unit_spread]
         self._step_phase = K.JOINT if format == "joint" else K.HSIC
         self._only_format = False
         self._epochs_in_fit = None
@@ -164,7 +174,8 @@ class HSICTrainer(Trainer):
         return K.HSICArgs(self.step_arrays, self.workspace(rows), m.layout, m.blas(rows),
                           self._hws, self._rx, self._ry, self._s, self._y,
                           self._zs, self._gs, self._new_params, self._new_state, self._info,
-                          self.sigma, self.beta, self.epsilon, self._rescale, phase)
+                          self.sigma, self.beta, self.epsilon,
+                          np.inf if self.max_spread is None else self.max_spread, phase)
 
     @staticmethod
     def _check_rows(rows, argument="X"):
@@ -287,4 +298,5 @@ class HSICTrainer(Trainer):
     def __repr__(self):
         base = super().__repr__()[:-1]
         return (f"{base}, sigma={self.sigma:g}, beta={self.beta:g}, epsilon={self.epsilon:g}, "
-                f"format={self.format!r}, format_epochs={self.format_epochs})")
+                f"max_spread={self.max_spread!r}, format={self.format!r}, "
+                f"format_epochs={self.format_epochs})")

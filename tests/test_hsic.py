@@ -5,9 +5,10 @@ definitions.
   2020: each hidden layer follows the gradient of its own objective
   J_l = nHSIC(Z_l, X) - beta nHSIC(Z_l, Y), from the output of the layers
   below as they are after their own update; the output layer follows its
-  loss gradient from the last hidden output. With and without the unit-spread
-  normalisation of Z, SGD and Adam (one step count per step), weight decay;
-* the normalised objective's gradient against central differences;
+  loss gradient from the last hidden output. With and without the cap on
+  Z's spread (max_spread), SGD and Adam (one step count per step), weight
+  decay;
+* the capped objective's gradient against central differences;
 * update_directions at the current parameters;
 * format="after": the format phase leaves the hidden layers bit for bit, the
   HSIC phase the output layer;
@@ -53,27 +54,33 @@ def _softmax(a):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def rescaled(Z):
-    """U = (Z - column means) / s, s^2 the mean of the centred entries squared."""
-    C = Z - Z.mean(axis=0)
-    return C / np.sqrt((C ** 2).mean())
+CAP = 0.05     # max_spread of most tests: below every tanh layer's spread here
 
 
-def rescaled_value(Z, S):
-    """J of the unit-spread Z, from the definitions."""
-    return nv.layer_value(rescaled(Z), S, SIGMA, EPS)
+def spread(Z):
+    """s: the root mean square of Z's entries about their column means."""
+    return np.sqrt(((Z - Z.mean(axis=0)) ** 2).mean())
 
 
-def layer_direction(Z, S, unit_spread):
-    """dJ/dZ of J(Z) = tr(R_Z S) (unit_spread False) or of J(rescaled(Z)),
-    the latter by the chain rule through U = (Z - mean) / s."""
-    if not unit_spread:
+def capped(Z, cap):
+    """What the kernel sees: Z min(1, cap / s)."""
+    return Z if cap is None or spread(Z) <= cap else Z * cap / spread(Z)
+
+
+def capped_value(Z, S, cap):
+    """J of the capped Z, from the definitions."""
+    return nv.layer_value(capped(Z, cap), S, SIGMA, EPS)
+
+
+def layer_direction(Z, S, cap):
+    """dJ/dZ of J(capped(Z)): the plain layer gradient below the cap, else by
+    the chain rule through U = cap (Z - mean) / s."""
+    s = spread(Z)
+    if cap is None or s <= cap:
         return nv.layer_gradient(Z, S, SIGMA, EPS)
-    C = Z - Z.mean(axis=0)
-    s = np.sqrt((C ** 2).mean())
-    U = C / s
+    U = cap * (Z - Z.mean(axis=0)) / s
     G = nv.layer_gradient(U, S, SIGMA, EPS)
-    return (G - U * (G * U).sum() / U.size) / s
+    return cap / s * (G - U * (G * U).sum() / (U.size * cap ** 2))
 
 
 class Adam:
@@ -105,11 +112,10 @@ ACTIVATIONS = {"tanh": (np.tanh, lambda h: 1.0 - h ** 2),
                "relu": (lambda a: np.maximum(a, 0.0), lambda h: (h > 0).astype(float))}
 
 
-def twin_step(params, X, y, k, opt, unit_spread=True, decay=0.0, below_updated=True,
-              acts=None):
+def twin_step(params, X, y, k, opt, cap=CAP, decay=0.0, below_updated=True, acts=None):
     """One joint HSIC step on an MLP (tanh hidden layers, or ``acts``) with a
     softmax + cross-entropy output: returns (new params, objective).
-    ``unit_spread``: one bool, or one per hidden layer. ``below_updated=False``
+    ``cap``: max_spread (None: none). ``below_updated=False``
     feeds each layer the output of the layers below *before* their update (a
     wrong variant, to show the test can tell)."""
     params = [np.asarray(p, np.float64).copy() for p in params]
@@ -118,7 +124,6 @@ def twin_step(params, X, y, k, opt, unit_spread=True, decay=0.0, below_updated=T
     Y = np.eye(k)[y]
     S = nv.target_matrix(nv.normalized_r(X, SIGMA, EPS), nv.normalized_r(Y, SIGMA, EPS), BETA)
     acts = acts or ["tanh"] * (L - 1)
-    rescale = unit_spread if isinstance(unit_spread, list) else [unit_spread] * (L - 1)
     H, H_old = X, X
     penalty = 0.0
     for l in range(L - 1):
@@ -126,7 +131,7 @@ def twin_step(params, X, y, k, opt, unit_spread=True, decay=0.0, below_updated=T
         f, df = ACTIVATIONS[acts[l]]
         src = H if below_updated else H_old
         Z = f(src @ W.T + b)
-        delta = layer_direction(Z, S, rescale[l]) * df(Z)
+        delta = layer_direction(Z, S, cap) * df(Z)
         dW = delta.T @ src + decay * W
         penalty += 0.5 * decay * (W ** 2).sum()
         params[2 * l] = opt.update(2 * l, W, dW)
@@ -150,7 +155,7 @@ def make(sizes=(6, 9, 7, 3), dtype=np.float64, seed=0, optimizer=None, activatio
          **kw):
     model = fb.MLP(list(sizes), activation=activation, output="softmax", dtype=dtype,
                    seed=seed, init="uniform")   # nonzero biases
-    kw = dict(dict(sigma=SIGMA, beta=BETA, epsilon=EPS, unit_spread=True), **kw)
+    kw = dict(dict(sigma=SIGMA, beta=BETA, epsilon=EPS, max_spread=CAP), **kw)
     return HSICTrainer(model, optimizer=optimizer or fb.SGD(0.1), **kw)
 
 
@@ -161,53 +166,60 @@ def batch(m=12, n_in=6, k=3, seed=1, dtype=np.float64):
 
 # -- the objective's gradient -------------------------------------------------------------
 
-def test_unit_spread_gradient_matches_central_differences():
+def test_capped_gradient_matches_central_differences():
     rng = np.random.default_rng(0)
     X, y = batch()
     Z = np.tanh(rng.normal(size=(12, 5)))
     S = nv.target_matrix(nv.normalized_r(X, SIGMA, EPS),
                          nv.normalized_r(np.eye(3)[y], SIGMA, EPS), BETA)
-    G = layer_direction(Z, S, True)
+    cap = 0.3
+    assert spread(Z) > cap
+    G = layer_direction(Z, S, cap)
     h = 1e-6
     for i, j in [(0, 0), (3, 2), (11, 4), (7, 1)]:
         Zp, Zm = Z.copy(), Z.copy()
         Zp[i, j] += h
         Zm[i, j] -= h
-        fd = (rescaled_value(Zp, S) - rescaled_value(Zm, S)) / (2 * h)
+        fd = (capped_value(Zp, S, cap) - capped_value(Zm, S, cap)) / (2 * h)
         assert G[i, j] == pytest.approx(fd, rel=1e-6, abs=1e-8)
-    # J of the unit-spread Z ignores the scale and offset of Z
-    assert rescaled_value(3.0 * Z + 1.0, S) == pytest.approx(rescaled_value(Z, S), rel=1e-10)
+    # above the cap, J ignores the scale and offset of Z
+    assert capped_value(3.0 * Z + 1.0, S, cap) == pytest.approx(capped_value(Z, S, cap),
+                                                                 rel=1e-10)
 
 
 # -- one step against the twin ---------------------------------------------------------------
 
-@pytest.mark.parametrize("unit_spread", [True, False])
+@pytest.mark.parametrize("cap", [CAP, None])
 @pytest.mark.parametrize("sizes,m", [((6, 9, 7, 3), 12), ((6, 9, 7, 5, 3), 10),
                                      ((30, 64, 48, 4), 40)])   # the last takes BLAS paths
-def test_step_matches_twin_sgd(unit_spread, sizes, m):
-    tr = make(sizes, unit_spread=unit_spread, weight_decay=1e-2)
+def test_step_matches_twin_sgd(cap, sizes, m):
+    tr = make(sizes, max_spread=cap, weight_decay=1e-2)
     X, y = batch(m, sizes[0], sizes[-1])
     before = [p.copy() for p in tr.model.params]
     obj = tr.step(X, y)
-    want, want_obj = twin_step(before, X, y, sizes[-1], SGD(0.1), unit_spread, decay=1e-2)
+    want, want_obj = twin_step(before, X, y, sizes[-1], SGD(0.1), cap, decay=1e-2)
     for got, w in zip(tr.model.params, want):
         np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-12)
     assert obj == pytest.approx(want_obj, rel=1e-10)
     # every parameter moved; feeding each layer the pre-update output below is
     # a different step (layers above the first see updated layers)
     assert all(np.all(b != p) for b, p in zip(before, tr.model.params))
-    wrong, _ = twin_step(before, X, y, sizes[-1], SGD(0.1), unit_spread, decay=1e-2,
+    wrong, _ = twin_step(before, X, y, sizes[-1], SGD(0.1), cap, decay=1e-2,
                          below_updated=False)
     assert not np.allclose(wrong[2], want[2], rtol=1e-6, atol=0)
 
 
-def test_unit_spread_by_default_only_for_unbounded_activations():
-    """unit_spread=None: the relu layer's Z is rescaled, the tanh layer's not."""
-    tr = make(activation=["relu", "tanh"], unit_spread=None)
+def test_default_cap_binds_on_a_wide_relu_layer_only():
+    """max_spread=1 (the default): a relu layer of spread > 1 is seen at
+    spread 1; a tanh layer's spread is below 1, so it is seen as it is."""
+    tr = make(activation=["relu", "tanh"], max_spread=1.0)
+    tr.model.params[0][...] *= 8.0
     X, y = batch()
     before = [p.copy() for p in tr.model.params]
+    Z1 = np.maximum(X @ before[0].T + before[1], 0.0)
+    assert spread(Z1) > 1.0 > spread(np.tanh(Z1 @ before[2].T + before[3]))
     tr.step(X, y)
-    want, _ = twin_step(before, X, y, 3, SGD(0.1), [True, False], acts=["relu", "tanh"])
+    want, _ = twin_step(before, X, y, 3, SGD(0.1), 1.0, acts=["relu", "tanh"])
     for got, w in zip(tr.model.params, want):
         np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-12)
 
@@ -239,7 +251,7 @@ def test_update_directions_at_current_parameters():
     H = X
     for l in range(2):
         Z = np.tanh(H @ p[2 * l].T + p[2 * l + 1])
-        delta = layer_direction(Z, S, True) * (1.0 - Z ** 2)
+        delta = layer_direction(Z, S, CAP) * (1.0 - Z ** 2)
         np.testing.assert_allclose(got[2 * l], delta.T @ H + 0.1 * p[2 * l], rtol=1e-9,
                                    atol=1e-12)
         np.testing.assert_allclose(got[2 * l + 1], delta.sum(axis=0), rtol=1e-9, atol=1e-12)
@@ -273,7 +285,7 @@ def test_records_nhsic_and_objectives():
     X, y = batch()
     assert np.isnan(tr.last_nhsic).all() and tr.last_nhsic.shape == (2, 2)
     tr.step(X, y)
-    info = tr.last_nhsic          # of the unit-spread Z_l, before the layer's update
+    info = tr.last_nhsic          # of the capped Z_l, before the layer's update
     p = [q.copy() for q in tr.model.params]
     assert np.all((info > 0) & (info < len(y)))
     hist = tr.fit(X, y, epochs=2, batch_size=6, shuffle=False)
@@ -417,7 +429,7 @@ def test_save_and_resume_exactly(tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(sigma=0.0), "sigma"), (dict(sigma=-1.0), "sigma"), (dict(epsilon=0.0), "epsilon"),
     (dict(beta=-0.5), "beta"), (dict(format="before"), "format"),
-    (dict(format_epochs=0), "format_epochs"), (dict(unit_spread="yes"), "unit_spread")])
+    (dict(format_epochs=0), "format_epochs"), (dict(max_spread=0.0), "max_spread")])
 def test_bad_settings_name_the_argument(kwargs, match):
     model = fb.MLP([3, 4, 2], activation="tanh", output="softmax", seed=0)
     before = model.flat_params.copy()
@@ -501,7 +513,7 @@ def test_compare_runs_it_and_marks_recurrent_tasks_not_applicable():
 def test_digits_accuracy_after_formatting():
     """Settings: MLP [64, 100, 100, 10] tanh, softmax, xavier seed 0, float32;
     digits scaled to [0, 1], 75/25 split (random_state 0); the defaults
-    (sigma 5, beta 50, epsilon 1e-5, tanh layers not rescaled, format='joint')
+    (sigma 5, beta 50, epsilon 1e-5, max_spread 1, format='joint')
     with Adam(1e-3), batch 64, 15 epochs, shuffle seed 0. Measured 0.947
     (model and shuffle seeds 1-3: 0.951, 0.956, 0.953)."""
     datasets = pytest.importorskip("sklearn.datasets")
