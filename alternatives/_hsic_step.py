@@ -140,37 +140,41 @@ def fill_y(labels, targets, rows, y):
 
 
 @njit(**KERNEL)
+def _copy(src, dst):
+    """dst[:] = src[:] for equal-length 1-D views (a loop from 0 over slices
+    vectorises; indexing one buffer at offsets ran ~4x slower in float32)."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(**KERNEL)
 def _tentative(args, a, n):
     """Copy params[a:a + n] to the same slice of ``new_params`` and the
     optimizer state's columns a..a+n-1 to their region of ``new_state``;
     return that region as a contiguous (n_slots, n) array (the optimizer
     kernels vectorise over contiguous state only)."""
-    params, state, P = args.step.params, args.step.state, args.new_params
+    params, state = args.step.params, args.step.state
     ns = state.shape[0]
     N = params.shape[0]
     flat = state.reshape(state.size)
     region = args.new_state[ns * a:ns * (a + n)]
-    for i in range(a, a + n):
-        P[i] = params[i]
+    _copy(params[a:a + n], args.new_params[a:a + n])
     for s in range(ns):
-        for i in range(n):
-            region[s * n + i] = flat[s * N + a + i]
+        _copy(flat[s * N + a:s * N + a + n], region[s * n:(s + 1) * n])
     return region.reshape((ns, n))
 
 
 @njit(**KERNEL)
 def _commit(args, a, n):
     """params[a:a + n] and the state's columns a..a+n-1 <- their tentative values."""
-    params, state, P = args.step.params, args.step.state, args.new_params
+    params, state = args.step.params, args.step.state
     ns = state.shape[0]
     N = params.shape[0]
     flat = state.reshape(state.size)
     region = args.new_state[ns * a:ns * (a + n)]
-    for i in range(a, a + n):
-        params[i] = P[i]
+    _copy(args.new_params[a:a + n], params[a:a + n])
     for s in range(ns):
-        for i in range(n):
-            flat[s * N + a + i] = region[s * n + i]
+        _copy(region[s * n:(s + 1) * n], flat[s * N + a:s * N + a + n])
 
 
 @njit(**KERNEL)
