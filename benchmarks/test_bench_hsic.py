@@ -29,6 +29,7 @@ from numba import njit
 import fastbp as fb
 from alternatives import HSICTrainer
 from alternatives._hsic_kernels import cholesky_inplace, cholesky_inverse_inplace, gram_upper
+from fastbp.threads import blas_limit
 
 WORKLOADS = {
     "784-256-256-10-b100": dict(sizes=[784, 256, 256, 10], batch=100, rounds=None, k=10),
@@ -39,8 +40,7 @@ ROWS = ["blas_reference", "backprop", "hsic"]   # the reference first: the ratio
 
 @pytest.fixture(autouse=True, scope="module")
 def one_blas_thread():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    with blas_limit(1):
         yield
 
 

@@ -29,18 +29,14 @@ import alternatives
 import fastbp as fb
 import naive_hsic as nv
 from alternatives import HSICTrainer
+from fastbp.threads import blas_limit
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_blas_thread():
     """OpenBLAS threads dpotri even for tiny matrices: on a busy machine two
     threads make each call wait (see tests/test_hsic_measure.py)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_limit(1):
         yield
 
 
