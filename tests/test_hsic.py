@@ -371,6 +371,35 @@ def test_fused_epochs_take_the_steps_of_step(fmt, loss):
     np.testing.assert_allclose(hist.loss, (objectives * sizes).sum(axis=1) / 33, rtol=1e-12)
 
 
+def test_no_allocation_per_step():
+    """One fused call of 8 epochs allocates what a call of 1 epoch does (the
+    meminfos of its array arguments): nothing per step. Numba's allocation
+    counters are switched on through its runtime module, when it has them."""
+    nrt = pytest.importorskip("numba.core.runtime._nrt_python")
+    from numba.core.runtime import rtsys
+    from fastbp.kernels.epochs import EpochPlan
+    if not hasattr(nrt, "memsys_enable_stats"):
+        pytest.skip("this Numba cannot count allocations at run time")
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(33, 6)), rng.integers(0, 3, 33)
+    tr = make(optimizer=fb.Adam(1e-3))
+    data = tr.epoch_data(*tr.prepare(X, y), np.arange(33), 8)
+    counts = []
+    enabled = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    try:
+        for epochs in (1, 1, 8):
+            before = rtsys.get_allocation_stats().alloc
+            status, ran = tr.fit_epochs(data, EpochPlan(epochs, True, np.uint64(0), 0, 8, 1),
+                                        np.zeros((epochs, 4)))
+            counts.append(rtsys.get_allocation_stats().alloc - before)
+            assert status == 0 and ran == epochs
+    finally:
+        if not enabled:
+            nrt.memsys_disable_stats()
+    assert counts[0] > 0 and counts[1] == counts[2], counts   # counting, and flat
+
+
 # -- divergence, state, input ----------------------------------------------------------------------
 
 def test_divergence_leaves_everything_as_before():
