@@ -13,8 +13,9 @@ rows, or the target rows as given), in one pass up the network:
 1. R_X and R_Y (:func:`normalized_r`), S = R_X - beta R_Y, once per batch;
 2. for each hidden layer l = 1..L-1, from H_{l-1} as the layers below left it
    after their own update: H_l = f_l(H_{l-1} W_l^T + b_l);
-   dJ_l/dH_l for J_l = tr(R_{H_l} S) = nHSIC(H_l, X) - beta nHSIC(H_l, Y)
-   (:func:`layer_gradient`); delta_l = dJ_l/dH_l * f_l'(a_l),
+   dJ_l/dH_l for J_l = tr(R_{H_l} S) = nHSIC(H_l, X) - beta nHSIC(H_l, Y),
+   H_l seen at a spread of at most ``max_spread`` (:func:`capped_gradient`);
+   delta_l = dJ_l/dH_l * f_l'(a_l),
    dW_l = delta_l^T H_{l-1}, db_l = column sums of delta_l; weight decay,
    clipping (of this layer's gradient), the finiteness check and the
    optimizer's update of (W_l, b_l) alone; then H_l again from the updated
@@ -61,7 +62,6 @@ from ._hsic_kernels import layer_gradient, layer_nhsic, normalized_r, target_mat
 JOINT = 0
 HSIC = 1
 FORMAT = 2
-
 
 #: The arrays of an HSIC step: the model's ``step`` arrays
 #: (:data:`fastbp.kernels.optim.StepArrays`), the model workspace ``ws``, the
@@ -148,45 +148,38 @@ def _copy(src, dst):
 
 
 @njit(**KERNEL)
-def _tentative(args, a, n):
-    """Copy params[a:a + n] to the same slice of ``new_params`` and the
-    optimizer state's columns a..a+n-1 to their region of ``new_state``;
-    return that region as a contiguous (n_slots, n) array (the optimizer
-    kernels vectorise over contiguous state only)."""
+def _transfer(args, a, n, commit):
+    """Move the columns a..a+n-1 of the parameters and the optimizer state
+    between the model and the tentative buffers: to ``new_params`` (same
+    slice) and ``new_state`` (this slice's region), or back when ``commit``.
+    Returns the region as a contiguous (n_slots, n) array: the optimizer
+    kernels vectorise over contiguous state only."""
     params, state = args.step.params, args.step.state
     ns = state.shape[0]
     N = params.shape[0]
     flat = state.reshape(state.size)
     region = args.new_state[ns * a:ns * (a + n)]
-    _copy(params[a:a + n], args.new_params[a:a + n])
-    for s in range(ns):
-        _copy(flat[s * N + a:s * N + a + n], region[s * n:(s + 1) * n])
+    if commit:
+        _copy(args.new_params[a:a + n], params[a:a + n])
+        for s in range(ns):
+            _copy(region[s * n:(s + 1) * n], flat[s * N + a:s * N + a + n])
+    else:
+        _copy(params[a:a + n], args.new_params[a:a + n])
+        for s in range(ns):
+            _copy(flat[s * N + a:s * N + a + n], region[s * n:(s + 1) * n])
     return region.reshape((ns, n))
-
-
-@njit(**KERNEL)
-def _commit(args, a, n):
-    """params[a:a + n] and the state's columns a..a+n-1 <- their tentative values."""
-    params, state = args.step.params, args.step.state
-    ns = state.shape[0]
-    N = params.shape[0]
-    flat = state.reshape(state.size)
-    region = args.new_state[ns * a:ns * (a + n)]
-    _copy(args.new_params[a:a + n], params[a:a + n])
-    for s in range(ns):
-        _copy(region[s * n:(s + 1) * n], flat[s * N + a:s * N + a + n])
 
 
 @njit(**KERNEL)
 def layer_update(args, woff, nw, boff, nb, t0):
     """Weight decay, clipping, check and tentative update of one layer's
     (W, b), its gradient in ``grads``: the new values go to ``new_params``
-    and ``new_state`` (:func:`_commit` makes them the model's).
+    and ``new_state`` (:func:`_commit_layers` makes them the model's).
 
     Returns (lambda/2 ||W||^2 before the update, status)."""
     grads, opt_hyper, train_hyper = args.step.grads, args.step.opt_hyper, args.step.train_hyper
-    sw = _tentative(args, woff, nw)
-    sb = _tentative(args, boff, nb)
+    sw = _transfer(args, woff, nw, False)
+    sb = _transfer(args, boff, nb, False)
     pw = args.new_params[woff:woff + nw]
     gw = grads[woff:woff + nw]
     pb = args.new_params[boff:boff + nb]
@@ -223,8 +216,8 @@ def _commit_layers(args, first, last):
     for l in range(1, last + 1):
         nw = layout[l + 1] * layout[l]
         if l >= first:
-            _commit(args, woff, nw)
-            _commit(args, boff, layout[l + 1])
+            _transfer(args, woff, nw, True)
+            _transfer(args, boff, layout[l + 1], True)
         woff += nw
         boff += layout[l + 1]
 
