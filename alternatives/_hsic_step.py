@@ -10,7 +10,8 @@ or 1).
 One step on a batch of m rows (X, labels or target rows; Y their one-hot
 rows, or the target rows as given), in one pass up the network:
 
-1. R_X and R_Y (:func:`normalized_r`), S = R_X - beta R_Y, once per batch;
+1. R_X (:func:`normalized_r`) and R_Y (:func:`label_r`), S = R_X - beta R_Y,
+   once per batch;
 2. for each hidden layer l = 1..L-1, from H_{l-1} as the layers below left it
    after their own update: H_l = f_l(H_{l-1} W_l^T + b_l);
    dJ_l/dH_l for J_l = tr(R_{H_l} S) = nHSIC(H_l, X) - beta nHSIC(H_l, Y),
@@ -56,7 +57,8 @@ from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, apply_
                                   clip_by_global_norm, sum_squares, update_is_finite)
 
 from ._dtp_kernels import layer_apply
-from ._hsic_kernels import layer_gradient, layer_nhsic, normalized_r, target_matrix
+from ._hsic_kernels import (cholesky_inplace, cholesky_inverse_inplace, layer_gradient,
+                            layer_nhsic, normalized_r, target_matrix)
 
 #: phases: what a step trains
 JOINT = 0
@@ -137,6 +139,67 @@ def fill_y(labels, targets, rows, y):
         for i in range(rows):
             for j in range(k):
                 y[i, j] = targets[i, j]
+
+
+@njit(**KERNEL)
+def onehot_r(labels, k, m, sigma, epsilon, ws, R):
+    """R[:m*m] <- R_Y for Y the one-hot rows of ``labels[:m]`` over k classes
+    (k <= m), in closed form: what :func:`normalized_r` gives for Y, at
+    O(m^2 + k^3) instead of a factorisation of an m x m matrix.
+
+    K_Y = q 1 1^T + (1 - q) E E^T (E the one-hot rows, q = exp(-1 / (sigma^2
+    k)), the kernel of two different classes), so K~_Y = (1 - q) F F^T with
+    F = H E, and by the push-through identity
+    R_Y = F (F^T F + lambda I)^-1 F^T, lambda = epsilon m / (1 - q), where
+    F^T F = diag(n) - n n^T / m (n the class counts) and
+    F[i] = e_{c_i} - n / m. Uses ws.b (G^-1) and ws.v (n and G^-1 n).
+    Returns 0, or LAPACK's info for G (positive definite: only NaN fails)."""
+    G = ws.b
+    v = ws.v
+    for c in range(k):
+        v[c] = 0.0
+    for i in range(m):
+        v[labels[i]] += 1.0
+    lam = epsilon * m / -np.expm1(-1.0 / (sigma * sigma * k))
+    for a in range(k):
+        for b in range(k):
+            G[a * k + b] = -v[a] * v[b] / m
+        G[a * k + a] += v[a] + lam
+    info = cholesky_inplace(G, k)
+    if info != 0:
+        return info
+    info = cholesky_inverse_inplace(G, k)
+    if info != 0:
+        return info
+    w = 0.0
+    for a in range(k):
+        u = 0.0
+        for b in range(k):
+            u += G[a * k + b] * v[b]
+        v[k + a] = u / m
+        w += u * v[a]
+    w /= m * m
+    for a in range(k):       # G^-1[a, b] - u[a] - u[b] + w, still k x k
+        for b in range(k):
+            G[a * k + b] += w - v[k + a] - v[k + b]
+    for i in range(m):
+        row = G[labels[i] * k:(labels[i] + 1) * k]
+        for j in range(m):
+            R[i * m + j] = row[labels[j]]
+    return 0
+
+
+@njit(**KERNEL)
+def label_r(labels, targets, rows, sigma, epsilon, ws, y, R):
+    """R[:rows*rows] <- R_Y for the batch's labels (one-hot, in closed form
+    when there are no more classes than rows: :func:`onehot_r`) or target
+    rows (:func:`normalized_r` on them as they are). ``y`` (>= rows, k)
+    float64 scratch. Returns 0 or the failing status."""
+    k = y.shape[1]
+    if labels.shape[0] > 0 and k <= rows:
+        return onehot_r(labels, k, rows, sigma, epsilon, ws, R)
+    fill_y(labels, targets, rows, y)
+    return normalized_r(y[:rows], sigma, epsilon, ws, R)
 
 
 @njit(**KERNEL)
@@ -270,9 +333,8 @@ def hsic_pass(args, x, labels, targets, rows, update):
     m = rows
     if hidden and L > 1:
         X2 = x[:rows * layout[1]].reshape((rows, layout[1]))
-        fill_y(labels, targets, rows, args.y)
         if normalized_r(X2, sigma, epsilon, hws, args.rx) != 0 \
-                or normalized_r(args.y[:rows], sigma, epsilon, hws, args.ry) != 0:
+                or label_r(labels, targets, rows, sigma, epsilon, hws, args.y, args.ry) != 0:
             return np.nan, 0.0, NONFINITE_GRADIENT, np.nan
         target_matrix(args.rx, args.ry, args.beta, m, args.s)
     penalty = 0.0

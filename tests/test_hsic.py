@@ -29,6 +29,8 @@ import alternatives
 import fastbp as fb
 import naive_hsic as nv
 from alternatives import HSICTrainer
+from alternatives import _hsic_kernels as hk
+from alternatives import _hsic_step as K
 from fastbp.threads import blas_limit
 
 
@@ -267,13 +269,30 @@ def test_float32_step_close_to_float64():
         np.testing.assert_allclose(q, p, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("m,k,sigma", [(12, 3, SIGMA), (100, 10, 5.0), (7, 7, 0.3)])
+def test_label_r_in_closed_form_matches_the_definition(m, k, sigma):
+    """R_Y of one-hot labels without a factorisation (classes absent from the
+    batch included), and the general path for more classes than rows."""
+    labels = np.random.default_rng(m).integers(0, k, m)
+    labels[labels == k - 1] = 0                  # class k - 1 absent
+    ws = hk.hsic_workspace(m, k)
+    R, y = np.zeros(m * m), np.zeros((m, k))
+    assert K.label_r(labels, np.zeros((0, 0)), m, sigma, EPS, ws, y, R) == 0
+    want = nv.normalized_r(np.eye(k)[labels], sigma, EPS)
+    np.testing.assert_allclose(R.reshape(m, m), want, rtol=0, atol=1e-11)
+    R3 = np.zeros(9)
+    assert K.label_r(labels[:3], np.zeros((0, 0)), 3, sigma, EPS, ws, y, R3) == 0
+    np.testing.assert_allclose(R3.reshape(3, 3), nv.normalized_r(np.eye(k)[labels[:3]], sigma,
+                                                                 EPS), rtol=0, atol=1e-11)
+
+
 def test_target_rows_act_as_labels():
     X, y = batch()
     a, b = make(), make()
     a.step(X, y)
-    b.step(X, np.eye(3)[y])
-    np.testing.assert_allclose(a.model.flat_params, b.model.flat_params, rtol=1e-12,
-                               atol=1e-15)
+    b.step(X, np.eye(3)[y])      # R_Y by factorisation instead of in closed form
+    np.testing.assert_allclose(a.model.flat_params, b.model.flat_params, rtol=1e-9,
+                               atol=1e-12)
 
 
 def test_records_nhsic_and_objectives():
