@@ -7,9 +7,10 @@ Groups ``hsic-step-<sizes>-b<batch>``, rows:
 * ``hsic``: ``alternatives.HSICTrainer.step`` (format="joint", defaults),
   input validation included;
 * ``blas_reference``: only the library calls of one HSIC step, on
-  preallocated buffers, from compiled code: per batch the Grams of X and Y
-  (dsyrk), the factorisation and inverse of their K~ + eps m I (dpotrf,
-  dpotri); per hidden layer the forward product twice (before and after the
+  preallocated buffers, from compiled code: per batch the Gram of X
+  (dsyrk) and the factorisation and inverse of its K~ + eps m I (dpotrf,
+  dpotri; R_Y of one-hot labels needs none, see alternatives._hsic_step.onehot_r);
+  per hidden layer the forward product twice (before and after the
   layer's update), the Gram, dpotrf, dpotri, the two m x m products of
   M^-1 S M^-1, the product P Z and dW; the output layer's forward product
   and dW. ``extra_info["x_reference"]`` of the hsic row is its median over
@@ -67,16 +68,15 @@ def make_trainer(name, workload, dtype):
 
 
 @njit(cache=True)
-def hsic_library_calls(x64, y64, hidden, zs, weights, deltas, grads, spd, S, B, C, P, PZ, K):
+def hsic_library_calls(x64, hidden, zs, weights, deltas, grads, spd, S, B, C, P, PZ, K):
     """The LAPACK/BLAS calls of one HSIC step (see the module docstring).
     ``spd`` holds one symmetric positive definite m x m matrix per Gram; a
     dpotrf + dpotri pair maps it to its inverse, also SPD, so the calls can
     repeat without copies."""
     m = x64.shape[0]
-    for A, j in ((x64, 0), (y64, 1)):
-        gram_upper(A.reshape(A.size), m, A.shape[1], K)
-        cholesky_inplace(spd[j], m)
-        cholesky_inverse_inplace(spd[j], m)
+    gram_upper(x64.reshape(x64.size), m, x64.shape[1], K)
+    cholesky_inplace(spd[0], m)
+    cholesky_inverse_inplace(spd[0], m)
     L = len(weights)
     for l in range(L):
         H = hidden[l]
@@ -86,9 +86,9 @@ def hsic_library_calls(x64, y64, hidden, zs, weights, deltas, grads, spd, S, B, 
             np.dot(H, W.T, hidden[l + 1])          # again, from the updated layer
             Z = zs[l]
             gram_upper(Z.reshape(Z.size), m, Z.shape[1], K)
-            cholesky_inplace(spd[2 + l], m)
-            cholesky_inverse_inplace(spd[2 + l], m)
-            Minv = spd[2 + l][:m * m].reshape((m, m))
+            cholesky_inplace(spd[1 + l], m)
+            cholesky_inverse_inplace(spd[1 + l], m)
+            Minv = spd[1 + l][:m * m].reshape((m, m))
             np.dot(S, Minv, B)
             np.dot(Minv, B, C)
             np.dot(P, Z, PZ[l])
@@ -106,13 +106,12 @@ def reference_buffers(workload, dtype):
     grads = tuple(np.empty((o, i), dt) for i, o in zip(sizes, sizes[1:]))
     zs = tuple(rng.uniform(-1, 1, (m, n)) for n in sizes[1:-1])
     G = rng.normal(size=(m, m))
-    spd = tuple((G @ G.T / m + np.eye(m)).ravel() for _ in range(len(sizes)))
+    spd = tuple((G @ G.T / m + np.eye(m)).ravel() for _ in range(len(sizes) - 1))
     x64 = hidden[0].astype(np.float64)
-    y64 = np.eye(sizes[-1])[rng.integers(0, sizes[-1], m)]
     S = rng.normal(size=(m, m))
     S = S + S.T
     P = rng.normal(size=(m, m))
-    return (x64, y64, hidden, zs, weights, deltas, grads, spd, S, np.empty((m, m)),
+    return (x64, hidden, zs, weights, deltas, grads, spd, S, np.empty((m, m)),
             np.empty((m, m)), P, tuple(np.empty_like(z) for z in zs), np.empty(m * m))
 
 
