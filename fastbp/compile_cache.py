@@ -100,7 +100,8 @@ def drop_stale_caches(package_dir, watched_dirs=()):
     stale machine code. A fingerprint of every ``.py`` file's (name, mtime,
     size) in ``package_dir`` and ``watched_dirs`` is kept beside the cache;
     when it differs, the cached files are removed and recompile on first use.
-    A cache folder that does not exist yet or cannot be written is left alone.
+    A cache folder that does not exist yet is created and stamped; one that
+    cannot be written is left alone.
     Packages with kernels that call fastbp's (such as ``alternatives``) call
     this with ``watched_dirs=[fastbp.kernels.KERNELS_DIR]``.
 
@@ -112,9 +113,10 @@ def drop_stale_caches(package_dir, watched_dirs=()):
         Further folders whose sources the cached kernels depend on.
     """
     cache = source_cache_dir(package_dir)
-    if not os.path.isdir(cache):
-        return
     try:
+        # a first import stamps a new folder too: otherwise the kernels this
+        # process compiles would be dropped, unstamped, by the next one
+        os.makedirs(cache, exist_ok=True)
         parts = []
         for directory in (package_dir, *watched_dirs):
             for name in sorted(os.listdir(directory)):

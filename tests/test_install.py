@@ -65,6 +65,22 @@ def test_stale_guard_drops_the_cache_under_numba_cache_dir(tmp_path, monkeypatch
     assert not os.path.exists(cached), "a changed callee must drop the cache"
 
 
+def test_stale_guard_keeps_what_the_first_process_compiled(tmp_path, monkeypatch):
+    """On an empty cache the first import stamps the new folder, so a second
+    process keeps (loads) the kernels the first one compiled."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "kernels.py").write_text("x = 1\n")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    cache = compile_cache.source_cache_dir(str(package))
+    assert not os.path.exists(cache)
+    compile_cache.drop_stale_caches(str(package))          # first process imports
+    cached = os.path.join(cache, "kernels.f-1.py311.nbi")  # ... and compiles
+    open(cached, "w").close()
+    compile_cache.drop_stale_caches(str(package))          # second process imports
+    assert os.path.exists(cached), "the first process's kernels must survive"
+
+
 def test_installed_package_stays_clean(tmp_path):
     """Install non-editably, compile a kernel, and find its cache in the user
     cache folder and nothing compiled inside the installed package."""
