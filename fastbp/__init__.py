@@ -18,6 +18,7 @@ from .optim import SGD, Adam, Optimizer
 from .backprop import BackpropTrainer
 from .parameter_sets import ParameterSet
 from .registry import TRAINERS, available_trainers, get_trainer, register_trainer
+from .search_space import Choice, IntRange, LogUniform, Uniform
 from .trainer import Trainer
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = ["MLP", "ElmanRNN", "BackpropTrainer", "Trainer", "ParameterSet", "SGD", "Adam",
            "Optimizer", "History", "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
            "available_trainers", "compare", "Results",
+           "LogUniform", "Uniform", "IntRange", "Choice",
            "__version__"]
 
 

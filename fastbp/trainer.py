@@ -89,6 +89,76 @@ class Trainer:
         """True when this trainer class can train ``model``."""
         return isinstance(model, cls.supported_models)
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """What ``fastbp tune`` may vary for this trainer: name -> distribution.
+
+        The common space, which every trainer inherits: the learning rate,
+        log-uniform over a factor of 10 either side of the task's rate, and
+        the weight decay. A trainer with knobs of its own extends it::
+
+            @classmethod
+            def search_space(cls, task=None, model=None):
+                space = super().search_space(task, model)
+                space["feedback_scale"] = fb.LogUniform(0.1, 10.0)
+                return space
+
+        Keys are constructor arguments, ``lr`` (the rate of the run's
+        optimizer, of the task's kind), or names that
+        :meth:`search_arguments` turns into constructor arguments.
+
+        Parameters
+        ----------
+        task : fastbp.tasks.Task or None
+            The task being tuned (its optimizer's rate centres the learning
+            rate range; trainer options it sets, such as a truncation window,
+            centre theirs). None: Adam's default rate 1e-3.
+        model : fb.MLP, fb.ElmanRNN or None
+            The task's model, for spaces that depend on its shape.
+
+        Returns
+        -------
+        dict of str -> fastbp.search_space.Distribution
+            ``fb.LogUniform``, ``fb.Uniform``, ``fb.IntRange`` or ``fb.Choice``
+            values.
+        """
+        from .search_space import Choice, LogUniform
+        lr = 1e-3
+        if task is not None:
+            lr = float(task.optimizer[1]["lr"])
+        return {"lr": LogUniform(lr / 10, lr * 10),
+                "weight_decay": Choice([0.0, 1e-5, 1e-4, 1e-3])}
+
+    @classmethod
+    def search_arguments(cls, values):
+        """Constructor arguments for sampled search-space values.
+
+        The identity by default. A trainer whose space names a value that is
+        not a constructor argument turns it into one here, e.g. a module's
+        learning rate into its optimizer::
+
+            @classmethod
+            def search_arguments(cls, values):
+                args = dict(values)
+                if "sg_lr" in args:
+                    args["sg_optimizer"] = fb.Adam(args.pop("sg_lr"))
+                return args
+
+        so that tuning files keep the plain value (``"sg_lr": 0.003``).
+
+        Parameters
+        ----------
+        values : dict
+            Sampled values of :meth:`search_space`'s keys, without ``lr``
+            (which sets the run's optimizer).
+
+        Returns
+        -------
+        dict
+            Keyword arguments for the constructor.
+        """
+        return dict(values)
+
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None):
         if not self.supports(model):
             names = " or ".join(f"fb.{c.__name__}" for c in self.supported_models)
