@@ -166,6 +166,17 @@ class AltMinTrainer(Trainer):
         self._code_buffers = None
         self._args = None
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`), ``mu``
+        log-uniform in [0.01, 100] and the code step ``code_lr``
+        log-uniform in [0.1, 10]."""
+        from fastbp import LogUniform
+        space = super().search_space(task, model)
+        space["mu"] = LogUniform(0.01, 100.0)
+        space["code_lr"] = LogUniform(0.1, 10.0)
+        return space
+
     # -- kernel arguments ----------------------------------------------------------------
     def _kernel_args(self, rows):
         """The kernels' arrays for a batch of ``rows``: built once per

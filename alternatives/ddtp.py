@@ -123,6 +123,29 @@ class DDTPTrainer(Trainer):
         self._tgt = self._eps = self._tw = np.zeros(0, dtype=model.dtype)
         self._pretrained = np.zeros(1, dtype=np.int8)  # array: saved by save_state
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`),
+        ``target_step`` in [0.01, 1] and the noise ``sigma`` in [0.001, 0.5]
+        (both log-uniform), and ``feedback_lr``: the rate of an Adam
+        ``feedback_optimizer``, in [1e-4, 1e-2]."""
+        from fastbp import LogUniform
+        space = super().search_space(task, model)
+        space["target_step"] = LogUniform(0.01, 1.0)
+        space["sigma"] = LogUniform(1e-3, 0.5)
+        space["feedback_lr"] = LogUniform(1e-4, 1e-2)
+        return space
+
+    @classmethod
+    def search_arguments(cls, values):
+        """``feedback_lr`` becomes ``feedback_optimizer=fb.Adam(feedback_lr)``;
+        the other values are constructor arguments as they are."""
+        from fastbp import Adam
+        args = dict(values)
+        if "feedback_lr" in args:
+            args["feedback_optimizer"] = Adam(args.pop("feedback_lr"))
+        return args
+
     def _feedback_views(self, flat):
         sizes = self.model.sizes
         k = sizes[-1]

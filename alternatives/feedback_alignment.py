@@ -48,6 +48,15 @@ class _FeedbackTrainer(Trainer):
             r = self.feedback_scale / np.sqrt(self._fan(B))
             B[...] = rng.uniform(-r, r, size=B.shape)  # drawn in float64, then cast
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`) and
+        ``feedback_scale``, log-uniform in [0.1, 10]."""
+        from fastbp import LogUniform
+        space = super().search_space(task, model)
+        space["feedback_scale"] = LogUniform(0.1, 10.0)
+        return space
+
     # -- subclass hooks ---------------------------------------------------------
     def _feedback_size(self):
         raise NotImplementedError

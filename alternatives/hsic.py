@@ -153,6 +153,17 @@ class HSICTrainer(Trainer):
         self._epochs_in_fit = None
         self.hsic_objectives = []
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`), the
+        kernel width ``sigma`` log-uniform in [0.5, 20] and ``beta``
+        log-uniform in [1, 500]."""
+        from fastbp import LogUniform
+        space = super().search_space(task, model)
+        space["sigma"] = LogUniform(0.5, 20.0)
+        space["beta"] = LogUniform(1.0, 500.0)
+        return space
+
     @property
     def last_nhsic(self):
         """(L - 1, 2): nHSIC(Z_l, X), nHSIC(Z_l, Y) per hidden layer (a copy)."""

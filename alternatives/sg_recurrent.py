@@ -120,6 +120,33 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         self._m_ws = self._m_targets = self._inject = None
         self.sg_errors = []
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`),
+        ``sg_lr``: the rate of M's Adam ``sg_optimizer``, log-uniform in
+        [1e-4, 1e-1], ``sg_scale``, log-uniform in [0.01, 3], and the window
+        ``truncate``: half, once or twice the task's window for ``"sg"``
+        (4, 8 or 16 without one)."""
+        from fastbp import Choice, LogUniform
+        space = super().search_space(task, model)
+        space["sg_lr"] = LogUniform(1e-4, 1e-1)
+        space["sg_scale"] = LogUniform(0.01, 3.0)
+        k = None
+        if task is not None:
+            k = task.trainer_options.get(cls.name, {}).get("truncate")
+        space["truncate"] = Choice(sorted({max(1, k // 2), k, 2 * k}) if k else [4, 8, 16])
+        return space
+
+    @classmethod
+    def search_arguments(cls, values):
+        """``sg_lr`` becomes ``sg_optimizer=fb.Adam(sg_lr)``; the other
+        values are constructor arguments as they are."""
+        from fastbp import Adam
+        args = dict(values)
+        if "sg_lr" in args:
+            args["sg_optimizer"] = Adam(args.pop("sg_lr"))
+        return args
+
     def _sg_views(self, flat):
         """[W_1, b_1, ..., W_L, b_L] of M, views into a buffer like sg_params."""
         return dense_views(flat, self._m_sizes)

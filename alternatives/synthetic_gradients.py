@@ -172,6 +172,27 @@ class SyntheticGradientTrainer(Trainer):
         self.sg_losses = []
         self.last_sg_loss = None
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`),
+        ``sg_lr``: the rate of an Adam ``sg_optimizer`` for the modules,
+        log-uniform in [1e-4, 1e-1], and ``conditioned`` (DNI or cDNI)."""
+        from fastbp import Choice, LogUniform
+        space = super().search_space(task, model)
+        space["sg_lr"] = LogUniform(1e-4, 1e-1)
+        space["conditioned"] = Choice([True, False])
+        return space
+
+    @classmethod
+    def search_arguments(cls, values):
+        """``sg_lr`` becomes ``sg_optimizer=fb.Adam(sg_lr)``; the other
+        values are constructor arguments as they are."""
+        from fastbp import Adam
+        args = dict(values)
+        if "sg_lr" in args:
+            args["sg_optimizer"] = Adam(args.pop("sg_lr"))
+        return args
+
     @staticmethod
     def _check_decoupled(decoupled, L):
         hidden = list(range(1, L))

@@ -123,6 +123,31 @@ class DTPTrainer(Trainer):
         self._mw = int(K.max_width(layout))
         self._tw = np.zeros(0, dtype=model.dtype)
 
+    @classmethod
+    def search_space(cls, task=None, model=None):
+        """The common space (see :meth:`fastbp.Trainer.search_space`),
+        ``target_step`` in [0.01, 1] and the noise ``sigma`` in [0.001, 0.5]
+        (both log-uniform) and, when the model has inverses (3 layers or
+        more), ``inverse_lr``: the rate of an Adam ``inverse_optimizer``, in
+        [1e-4, 1e-2]."""
+        from fastbp import LogUniform
+        space = super().search_space(task, model)
+        space["target_step"] = LogUniform(0.01, 1.0)
+        space["sigma"] = LogUniform(1e-3, 0.5)
+        if model is None or model.n_layers >= 3:
+            space["inverse_lr"] = LogUniform(1e-4, 1e-2)
+        return space
+
+    @classmethod
+    def search_arguments(cls, values):
+        """``inverse_lr`` becomes ``inverse_optimizer=fb.Adam(inverse_lr)``;
+        the other values are constructor arguments as they are."""
+        from fastbp import Adam
+        args = dict(values)
+        if "inverse_lr" in args:
+            args["inverse_optimizer"] = Adam(args.pop("inverse_lr"))
+        return args
+
     def _inverse_views(self, flat):
         sizes = self.model.sizes
         L = len(sizes) - 1
