@@ -19,6 +19,14 @@ What a run does:
    ``update_directions`` on MLPs, the per-layer angle to the backprop gradient
    on a fixed probe batch of training data.
 
+A spec with ``validation`` (as `fastbp.tune` makes them) trains on the
+training set without a held-out part and evaluates on that part instead of
+the test set (see `validation_split`): such a run never sees the test set. A
+spec with ``params`` (tuned values, as `fastbp.tune` samples them and
+``compare(params=...)`` reads them back) sets the learning rate, the weight
+decay and the trainer's own knobs from them (see
+`fastbp.Trainer.search_arguments`).
+
 Times are kernel seconds per epoch as ``fit`` measures them (History.epoch_time):
 evaluation, alignment and progress display are not on the clock.
 """
@@ -38,9 +46,20 @@ from .tasks import accuracy, get_task, parse_task_spec
 PROBE_ROWS = 256
 
 
+#: a validation split smaller than this many rows is no measure: `validation_split`
+#: then selects on the training set itself (xor: its four patterns are all there is)
+MIN_VALIDATION_ROWS = 10
+
+
+class StopRun(Exception):
+    """Raised by a run's ``on_epoch`` callback to end the run after that
+    epoch (a tuning pruner does); the run is recorded with status
+    ``'stopped'`` and the message as its reason."""
+
+
 def make_spec(task, trainer, seed, epochs=None, batch_size=None, lr=None,
               weight_decay=None, dtype="float32", trainer_options=None, data_seed=0,
-              alignment=True, blas_threads=1):
+              alignment=True, blas_threads=1, validation=None, params=None):
     """A run spec: a plain dict naming everything a run depends on.
 
     Parameters
@@ -66,6 +85,16 @@ def make_spec(task, trainer, seed, epochs=None, batch_size=None, lr=None,
     blas_threads : int >= 1 or None
         BLAS threads during the run (via threadpoolctl); None leaves the
         library default.
+    validation : float in (0, 1) or None
+        Train on the training set less this fraction of it, drawn with
+        ``data_seed`` (see `validation_split`), and evaluate on that fraction
+        instead of the test set, which the run then never holds. None: the
+        test set, as in `fastbp.compare`.
+    params : dict or None
+        Tuned values (see `fastbp.Trainer.search_space`): ``lr`` sets the
+        rate of the run's optimizer, the rest go through the trainer's
+        `fastbp.Trainer.search_arguments` into its constructor (after the
+        task's defaults, before ``trainer_options``). Plain values only.
 
     Returns
     -------
@@ -75,7 +104,55 @@ def make_spec(task, trainer, seed, epochs=None, batch_size=None, lr=None,
             "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
             "dtype": str(np.dtype(dtype).name), "trainer_options": dict(trainer_options or {}),
             "data_seed": int(data_seed), "alignment": bool(alignment),
-            "blas_threads": None if blas_threads is None else int(blas_threads)}
+            "blas_threads": None if blas_threads is None else int(blas_threads),
+            "validation": None if validation is None else float(validation),
+            "params": dict(params or {})}
+
+
+def validation_split(data, fraction, seed):
+    """Carve a validation set out of a data set's training set.
+
+    The validation rows are ``round(fraction * n)`` of the n training rows,
+    drawn by a permutation seeded with ``seed``; both parts keep the
+    original order. The test arrays are not in the result: a run given it
+    cannot read them. When the validation part would have fewer than
+    `MIN_VALIDATION_ROWS` rows, or leave no row to train on, the
+    training set is both the training and the validation set (the task has
+    no data to spare, like xor's four patterns), and ``info`` says so.
+
+    Parameters
+    ----------
+    data : fastbp.data.Dataset
+    fraction : float in (0, 1)
+    seed : int >= 0
+
+    Returns
+    -------
+    Dataset
+        ``X_train``/``y_train`` the rows trained on, ``X_test``/``y_test``
+        the validation rows; ``info["validation"]`` describes the split
+        (``held_out``: bool, ``rows``, ``train_rows``, ``fraction``,
+        ``seed``).
+    """
+    from .data import Dataset
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
+            or not 0 < fraction < 1:
+        raise ValueError(f"validation must be a fraction of the training set in (0, 1), "
+                         f"got {fraction!r}")
+    n = len(data.X_train)
+    rows = int(round(fraction * n))
+    split = {"fraction": float(fraction), "seed": int(seed)}
+    if rows < MIN_VALIDATION_ROWS or rows >= n:
+        split.update(held_out=False, rows=n, train_rows=n,
+                     note=f"{round(fraction * n)} of {n} training rows would be too few to "
+                          "hold out; selection uses the training set itself")
+        return Dataset(data.X_train, data.y_train, data.X_train, data.y_train,
+                       {**data.info, "validation": split})
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = np.sort(order[:rows]), np.sort(order[rows:])
+    split.update(held_out=True, rows=rows, train_rows=n - rows)
+    return Dataset(data.X_train[train], data.y_train[train], data.X_train[val],
+                   data.y_train[val], {**data.info, "validation": split})
 
 
 def applicability(cls, model):
@@ -99,7 +176,8 @@ def trainer_kwargs(cls, task, spec):
     trainer arguments, seeds, user options)."""
     params = inspect.signature(cls.__init__).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    kwargs = {"loss": task.loss, "optimizer": task.make_optimizer(spec["lr"])}
+    tuned = dict(spec.get("params") or {})
+    kwargs = {"loss": task.loss, "optimizer": task.make_optimizer(tuned.pop("lr", spec["lr"]))}
     kwargs.update(task.trainer_args)
     if spec["weight_decay"] is not None:
         kwargs["weight_decay"] = spec["weight_decay"]
@@ -107,6 +185,13 @@ def trainer_kwargs(cls, task, spec):
         if name == "seed" or name.endswith("_seed"):
             kwargs[name] = spec["seed"]
     options = dict(task.trainer_options.get(spec["trainer"], {}))
+    from_params = cls.search_arguments(tuned) if tuned else {}
+    for key in from_params:
+        if key not in params and not accepts_any:
+            raise ValueError(f"the tuned values {tuned} give {cls.__name__} the argument "
+                             f"{key!r}, which it does not take; it takes "
+                             f"{[p for p in params if p not in ('self', 'model')]}")
+    options.update(from_params)
     options.update(spec["trainer_options"])
     for key, value in options.items():
         if key not in params and not accepts_any:
@@ -130,11 +215,11 @@ def build_trainer(cls, model, task, spec):
     try:
         return cls(model, **trainer_kwargs(cls, task, spec)), None
     except TypeError as exc:
-        if spec["trainer_options"]:
+        if spec["trainer_options"] or spec.get("params"):
             raise
         return None, str(exc)
     except ValueError as exc:
-        if spec["trainer_options"]:
+        if spec["trainer_options"] or spec.get("params"):
             raise
         name = spec["trainer"]
         return None, (f"{exc} (as configured by the task; give options with "
@@ -192,11 +277,19 @@ def check_spec(spec):
 
 
 def _data(task, spec, options):
-    key = (task.name, tuple(sorted(options.items())), spec["data_seed"], spec["dtype"])
+    """The run's data: the task's, or with ``spec["validation"]`` the
+    `validation_split` of its training set (the test arrays dropped as
+    soon as they are loaded, never cached)."""
+    validation = spec.get("validation")
+    key = (task.name, tuple(sorted(options.items())), spec["data_seed"], spec["dtype"],
+           validation)
     if key not in _DATA:
         if len(_DATA) > 4:
             _DATA.clear()
-        _DATA[key] = task.load(seed=spec["data_seed"], dtype=spec["dtype"], **options)
+        data = task.load(seed=spec["data_seed"], dtype=spec["dtype"], **options)
+        if validation is not None:
+            data = validation_split(data, validation, spec["data_seed"])
+        _DATA[key] = data
     return _DATA[key]
 
 
@@ -243,12 +336,14 @@ def run(spec, on_epoch=None):
     spec : dict
         From `make_spec`.
     on_epoch : callable or None
-        ``on_epoch(epoch, epochs, test_accuracy)`` after every epoch (progress).
+        ``on_epoch(epoch, epochs, test_accuracy)`` after every epoch
+        (progress); it may raise `StopRun` to end the run there.
 
     Returns
     -------
     dict
-        The run record: ``status`` ('ok', 'diverged', 'not_applicable' or
+        The run record: ``status`` ('ok', 'diverged', 'stopped' (by
+        ``on_epoch``; no ``final`` metrics), 'not_applicable' or
         'failed'), ``reason``, ``settings``, per-epoch lists ``train_loss``,
         ``test_loss``, ``test_accuracy``, ``epoch_time``, ``train_seconds``
         (cumulative epoch time), ``alignment`` ((k, L) degrees or None)
@@ -268,17 +363,24 @@ def run(spec, on_epoch=None):
     options = task.options(**options)
     epochs = spec["epochs"] or task.epochs
     bs = spec["batch_size"] or task.batch_size
+    tuned = dict(spec.get("params") or {})
+    lr = tuned.pop("lr", None) or spec["lr"] or task.optimizer[1]["lr"]
     record = {"task": spec["task"], "trainer": spec["trainer"], "seed": spec["seed"],
               "status": "ok", "reason": "",
               "settings": {"model": task.model, "model_args": task.model_args(**options),
                            "dtype": spec["dtype"], "loss": task.loss,
                            "optimizer": task.optimizer[0],
-                           "lr": spec["lr"] or task.optimizer[1]["lr"],
+                           "lr": lr,
                            "epochs": epochs, "batch_size": bs,
                            "trainer_args": {**task.trainer_args,
                                             **({"weight_decay": spec["weight_decay"]}
                                                if spec["weight_decay"] is not None else {}),
+                                            **tuned,
                                             **spec["trainer_options"]},
+                           "tuned": bool(spec.get("params")),
+                           "params": dict(spec.get("params") or {}),
+                           "evaluated_on": ("validation" if spec.get("validation") is not None
+                                            else "test"),
                            "task_options": options, "data_seed": spec["data_seed"],
                            "blas_threads": spec.get("blas_threads"),
                            "target_accuracy": task.target_accuracy},
@@ -307,7 +409,10 @@ def run(spec, on_epoch=None):
         record["alignment"] = []
         record["alignment_epochs"] = []
 
+    seen = {}
+
     def after_epoch(tr, epoch, hist):
+        seen["hist"] = hist
         loss, acc = _metrics(tr, task, options, data.X_test, data.y_test)
         record["test_loss"].append(loss)
         record["test_accuracy"].append(acc)
@@ -317,17 +422,25 @@ def run(spec, on_epoch=None):
         if on_epoch is not None:
             on_epoch(epoch, epochs, acc)
 
+    stopped = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hist = trainer.fit(data.X_train, data.y_train, epochs=epochs, batch_size=bs,
-                           seed=spec["seed"], on_divergence="stop", callbacks=[after_epoch])
+        try:
+            hist = trainer.fit(data.X_train, data.y_train, epochs=epochs, batch_size=bs,
+                               seed=spec["seed"], on_divergence="stop",
+                               callbacks=[after_epoch])
+        except StopRun as exc:
+            stopped, hist = exc, seen["hist"]
     record["train_loss"] = [float(v) for v in hist.loss]
     record["epoch_time"] = [float(v) for v in hist.epoch_time]
     record["train_seconds"] = [float(v) for v in np.cumsum(hist.epoch_time)]
-    if hist.diverged:
-        record.update(status="diverged", reason=hist.message)
     if hist.epoch_time:
         record["time_per_epoch"] = float(np.median(hist.epoch_time))
+    if stopped is not None:
+        record.update(status="stopped", reason=str(stopped))
+        return record
+    if hist.diverged:
+        record.update(status="diverged", reason=hist.message)
     tr_loss, tr_acc = _metrics(trainer, task, options, data.X_train, data.y_train)
     te_loss, te_acc = _metrics(trainer, task, options, data.X_test, data.y_test)
     record["final"] = {"train_loss": tr_loss, "train_accuracy": tr_acc,
