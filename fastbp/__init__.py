@@ -25,15 +25,19 @@ __version__ = "0.1.0"
 
 __all__ = ["MLP", "ElmanRNN", "BackpropTrainer", "Trainer", "ParameterSet", "SGD", "Adam",
            "Optimizer", "History", "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
-           "available_trainers", "compare", "Results",
+           "available_trainers", "compare", "Results", "tune", "Tuning",
            "LogUniform", "Uniform", "IntRange", "Choice",
            "__version__"]
 
 
 def __getattr__(name):
-    # fb.compare / fb.Results load the comparison machinery (datasets, plotting
-    # hooks) only when asked for, so `import fastbp` stays cheap
+    # fb.compare / fb.Results and fb.tune / fb.Tuning load the comparison and
+    # tuning machinery (datasets, plotting hooks, Optuna) only when asked for,
+    # so `import fastbp` stays cheap
     if name in ("compare", "Results"):
         from . import comparison
         return getattr(comparison, name)
+    if name in ("tune", "Tuning"):
+        from . import tuning
+        return getattr(tuning, name)
     raise AttributeError(f"module 'fastbp' has no attribute {name!r}")

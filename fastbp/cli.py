@@ -1,4 +1,4 @@
-"""The ``fastbp`` command line: ``compare``, ``explain``, ``tasks``, ``demo``."""
+"""The ``fastbp`` command line: ``compare``, ``tune``, ``explain``, ``tasks``, ``demo``."""
 import argparse
 import os
 import sys
@@ -114,10 +114,22 @@ def _tasks(args):
     return 0
 
 
-def _compare(args, parser):
-    """``fastbp compare``: every option checked (and each trainer built once)
-    before the first run trains; a bad one is a usage error (exit 2)."""
-    from .comparison import DEFAULT_TASK, execute, prepare
+def _fraction(text):
+    """A number in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
+    return value
+
+
+def _check_grid_args(args, parser):
+    """The checks `compare` and `tune` share: task specs, trainer names,
+    trainer options, --workers/--scheduler. Returns (tasks, trainers,
+    trainer_options)."""
+    from .comparison import DEFAULT_TASK
     from .registry import available_trainers, get_trainer
     from .tasks import get_task, parse_task_spec
 
@@ -152,6 +164,18 @@ def _compare(args, parser):
     if args.scheduler and args.workers:
         parser.error("--workers starts a local cluster and --scheduler names an existing "
                      "one; give one of them")
+    return tasks, trainers, trainer_options
+
+
+def _compare(args, parser):
+    """``fastbp compare``: every option checked (and each trainer built once)
+    before the first run trains; a bad one is a usage error (exit 2)."""
+    from .comparison import execute, prepare
+
+    tasks, trainers, trainer_options = _check_grid_args(args, parser)
+    if args.params is not None and (args.lr is not None or args.weight_decay is not None):
+        parser.error(f"--params sets the tuned settings; leave out "
+                     f"{'--lr' if args.lr is not None else '--weight-decay'}")
     try:
         plan = prepare(tasks=tasks, trainers=trainers, seeds=args.seeds, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr,
@@ -159,7 +183,7 @@ def _compare(args, parser):
                        plots=not args.no_plots, progress=not args.no_progress,
                        scheduler=args.scheduler, workers=args.workers,
                        alignment=not args.no_alignment, blas_threads=args.blas_threads,
-                       trainer_options=trainer_options or None)
+                       trainer_options=trainer_options or None, params=args.params)
     except ImportError as exc:
         print(f"fastbp compare: {exc}", file=sys.stderr)
         return 1
@@ -181,12 +205,53 @@ def _compare(args, parser):
     return 1 if any(r["status"] == "failed" for r in results.runs) else 0
 
 
+def _tune(args, parser):
+    """``fastbp tune``: every option and search space checked before the first
+    trial; a bad one is a usage error (exit 2)."""
+    from .tuning import execute, prepare
+
+    tasks, trainers, trainer_options = _check_grid_args(args, parser)
+    try:
+        plan = prepare(tasks=tasks, trainers=trainers, trials=args.trials, epochs=args.epochs,
+                       batch_size=args.batch_size, dtype=args.dtype, out=args.out,
+                       seed=args.seed, validation=args.validation,
+                       round_size=args.round_size, prune=not args.no_prune,
+                       scheduler=args.scheduler, workers=args.workers,
+                       trainer_options=trainer_options or None, plots=not args.no_plots,
+                       progress=not args.no_progress, blas_threads=args.blas_threads)
+    except ImportError as exc:
+        print(f"fastbp tune: {exc}", file=sys.stderr)
+        return 1
+    except (TypeError, ValueError) as exc:
+        parser.error(_option_error(exc))
+    json_path = os.path.join(args.out, "tuning.json")
+    try:
+        tuning = execute(plan)
+    except KeyboardInterrupt:
+        print(f"\nfastbp tune: interrupted; every finished trial is in {json_path} and the "
+              f"study storage beside it; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    print(tuning.table())
+    wall = tuning.meta.get("wall_seconds") or 0.0
+    print(f"\n{plan.trials} trials per (task, trainer) in {wall:.1f} s "
+          f"({tuning.meta['execution']}); tuning.json and figures in "
+          f"{os.path.join(args.out, '')}")
+    for f in tuning.meta.get("figures", []):
+        print(f"  {os.path.join(args.out, f)}")
+    print(f"run the tuned settings: fastbp compare --params {json_path} ...")
+    failed = any(t["state"] == "FAIL" for s in tuning.studies for t in s["trials"])
+    return 1 if failed else 0
+
+
 #: how a message of `prepare` starts -> the option it is about
 _OPTION_NAMES = {"out=": "--out", "lr ": "--lr", "epochs ": "--epochs",
                  "batch_size ": "--batch-size", "weight_decay ": "--weight-decay",
                  "task ": "--task",
                  "blas_threads ": "--blas-threads", "seeds ": "--seeds",
-                 "workers ": "--workers"}
+                 "workers ": "--workers", "trials ": "--trials",
+                 "round_size ": "--round-size", "validation ": "--validation",
+                 "seed ": "--seed", "params=": "--params"}
 
 
 def _option_error(exc):
@@ -250,7 +315,55 @@ def build_parser():
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp_.add_argument("--no-alignment", action="store_true",
                       help="do not measure angles to the backprop gradient")
+    cmp_.add_argument("--params", default=None, metavar="TUNING.JSON",
+                      help="run each (task, trainer) that fastbp tune tuned at its best "
+                           "settings (a tuning.json); the others at the defaults")
     cmp_.set_defaults(func=lambda a: _compare(a, cmp_))
+
+    tun = sub.add_parser(
+        "tune", help="tune every trainer's hyper-parameters under the same budget",
+        description="Per (task, trainer) an Optuna study (TPE with a fixed seed, pruning on "
+                    "the per-epoch validation accuracy): the same trials and epochs for every "
+                    "trainer, selected on a validation part of the training set (the test set "
+                    "is never read). Writes tuning.json (after every trial), the study "
+                    "storage (rerun to resume) and figures; then run the tuned settings with "
+                    "fastbp compare --params DIR/tuning.json.")
+    tun.add_argument("--task", type=_task_list, default=None, metavar="TASK[,TASK]",
+                     help="task specs as for compare (default mnist1d)")
+    tun.add_argument("--trainers", type=_csv, default=None, metavar="NAME[,NAME]",
+                     help="registry names (default: every registered trainer)")
+    tun.add_argument("--trials", type=_positive_int, default=20,
+                     help="trials per (task, trainer), the same for every trainer (default 20)")
+    tun.add_argument("--epochs", type=_positive_int, default=None,
+                     help="epochs per trial (default: the task's budget)")
+    tun.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="batch size (default: the task's)")
+    tun.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    tun.add_argument("--out", default="tuning", metavar="DIR",
+                     help="folder for tuning.json, the study storage and figures "
+                          "(default ./tuning)")
+    tun.add_argument("--seed", type=int, default=0,
+                     help="seed of the sampler and of every trial's model (default 0)")
+    tun.add_argument("--validation", type=_fraction, default=0.2, metavar="FRACTION",
+                     help="fraction of the training set held out for selection (default 0.2)")
+    tun.add_argument("--round-size", type=_positive_int, default=4, metavar="N",
+                     help="trials asked together; the sampler sees earlier rounds only "
+                          "(default 4; the trials depend on it, not on --workers)")
+    tun.add_argument("--no-prune", action="store_true",
+                     help="run every trial to the end (no median pruning)")
+    tun.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the trials on this Dask distributed scheduler")
+    tun.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                     help="run the trials on a local Dask cluster of N worker processes")
+    tun.add_argument("--trainer-option", type=_trainer_option, action="append", default=[],
+                     metavar="NAME.KEY=VALUE", dest="trainer_option",
+                     help="fixed constructor argument for one trainer, left out of its search "
+                          "space (repeatable)")
+    tun.add_argument("--blas-threads", type=_positive_int, default=1, metavar="N",
+                     help="BLAS threads per trial (default 1)")
+    tun.add_argument("--no-plots", action="store_true", help="write no figures")
+    tun.add_argument("--no-progress", action="store_true", help="no progress lines")
+    tun.set_defaults(func=lambda a: _tune(a, tun))
 
     exp = sub.add_parser(
         "explain", help="one backprop step of the 2-2-2 example, every chain-rule factor",

@@ -11,6 +11,10 @@ either way for the same seeds (timings excepted).
 With ``out=``, ``results.json`` is rewritten after every finished run, so
 interrupting (Ctrl-C) keeps every finished run.
 
+With ``params=`` (a ``tuning.json`` written by `fastbp.tune`), each
+(task, trainer) pair that was tuned runs at its best settings; results.json
+and the table say which pairs were tuned.
+
 `compare` is `prepare` (every argument, task option and trainer option
 checked, data loaded, each trainer built once on its task's model: nothing
 trained) followed by `execute`; the command line calls the two apart, so that
@@ -19,6 +23,7 @@ a bad option is a usage error before any run.
 This module imports from fastbp's submodules only, never from the package
 root, which imports it lazily (``fb.compare``): no import loop.
 """
+import contextlib
 import datetime
 import os
 import platform
@@ -172,7 +177,7 @@ class Plan:
 def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
             weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
             scheduler=None, workers=None, trainer_options=None, data_seed=0,
-            alignment=True, blas_threads=1):
+            alignment=True, blas_threads=1, params=None):
     """Train every trainer on every task for every seed and compare them.
 
     Every argument, task option and trainer option is checked, and each
@@ -225,6 +230,15 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         BLAS threads per run (default 1, as on Dask workers: steady timings
         whatever else runs on the machine, and the same arithmetic in-process
         and on a cluster); None keeps the BLAS library's default.
+    params : str, os.PathLike, fastbp.Tuning or None
+        Tuned settings: a ``tuning.json`` written by `fastbp.tune` (or the
+        `fastbp.Tuning` it returned). Every (task, trainer) pair it has a
+        best trial for runs with that trial's values (learning rate, weight
+        decay, the trainer's own knobs) and the tuning's fixed trainer
+        options; ``trainer_options`` given here still apply, last. Pairs it
+        does not cover run at the defaults. Each run's
+        ``settings["tuned"]`` and the table's settings column say which.
+        Not together with ``lr`` or ``weight_decay``.
 
     Returns
     -------
@@ -254,13 +268,13 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         lr=lr, weight_decay=weight_decay, dtype=dtype, out=out, plots=plots,
         progress=progress, scheduler=scheduler, workers=workers,
         trainer_options=trainer_options, data_seed=data_seed, alignment=alignment,
-        blas_threads=blas_threads))
+        blas_threads=blas_threads, params=params))
 
 
 def prepare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
             weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
             scheduler=None, workers=None, trainer_options=None, data_seed=0,
-            alignment=True, blas_threads=1):
+            alignment=True, blas_threads=1, params=None):
     """Check a comparison grid without training anything.
 
     Checks every argument, loads each task's data (so bad task options fail
@@ -271,7 +285,7 @@ def prepare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
     Parameters
     ----------
     tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots, \
-progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads
+progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads, params
         As for `compare`.
 
     Returns
@@ -283,10 +297,29 @@ progress, scheduler, workers, trainer_options, data_seed, alignment, blas_thread
     ------
     TypeError, ValueError
         A bad argument, task option or trainer option (the message names it),
-        or an ``out`` that cannot be a folder.
+        a ``params`` file that is not a tuning file, or an ``out`` that cannot
+        be a folder.
     ImportError
         A task, the figures or Dask need a missing optional package.
     """
+    return _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out,
+                    plots, progress, scheduler, workers, trainer_options, data_seed, alignment,
+                    blas_threads, params=params)
+
+
+def task_key(spec):
+    """A task spec in a canonical form (name and sorted options), so that
+    ``"adding:n_test=32,length=5"`` and ``"adding:length=5,n_test=32"`` match."""
+    name, options = parse_task_spec(spec)
+    return name + "".join(f",{k}={v}" if i else f":{k}={v}"
+                          for i, (k, v) in enumerate(sorted(options.items())))
+
+
+def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots,
+             progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads,
+             params=None, validation=None):
+    """`prepare`, and for `fastbp.tune` with ``validation`` (a fraction of
+    the training set, see `fastbp.runs.validation_split`) in every spec."""
     from .registry import available_trainers, get_trainer
 
     task_specs = _check_list(tasks, "tasks", [DEFAULT_TASK])
@@ -336,8 +369,11 @@ progress, scheduler, workers, trainer_options, data_seed, alignment, blas_thread
                          f"trainers compared: {trainer_names}")
     specs = [runs.make_spec(task, trainer, seed, epochs, batch_size, lr, weight_decay,
                             dtype.name, trainer_options.get(trainer), data_seed, alignment,
-                            blas_threads)
+                            blas_threads, validation=validation)
              for task in task_specs for seed in seed_list for trainer in trainer_names]
+    tuned_meta = None
+    if params is not None:
+        tuned_meta = _apply_params(specs, params, lr, weight_decay)
     # missing optional packages stop the grid before any run, with the install
     # command, instead of failing every run
     if plots and out is not None:
@@ -369,12 +405,54 @@ progress, scheduler, workers, trainer_options, data_seed, alignment, blas_thread
                           "weight_decay": weight_decay, "dtype": dtype.name,
                           "trainer_options": trainer_options, "data_seed": int(data_seed),
                           "blas_threads": blas_threads},
+            "params": tuned_meta,
             "execution": ("dask " + scheduler if scheduler else
                           f"dask LocalCluster({workers} processes)" if workers else
                           "in-process"),
             "machine": _machine(), "n_runs": len(specs), "complete": False,
             "wall_seconds": None}
     return Plan(specs, meta, out, bool(plots), bool(progress), scheduler, workers)
+
+
+def _apply_params(specs, params, lr, weight_decay):
+    """Put the best settings of a tuning file into the specs of the pairs it
+    tuned; returns what results.json's ``meta["params"]`` records."""
+    from .tuning import Tuning
+    if lr is not None or weight_decay is not None:
+        given = "lr" if lr is not None else "weight_decay"
+        raise ValueError(f"{given} and params both set the settings of the runs; give params "
+                         f"(the tuned values) or {given}, not both")
+    if isinstance(params, Tuning):
+        tuning, source = params, "a fastbp.Tuning object"
+    elif isinstance(params, (str, os.PathLike)):
+        source = os.fspath(params)
+        try:
+            tuning = Tuning.from_json(source)
+        except ValueError as exc:
+            raise ValueError(f"params={source!r}: {exc}") from None
+    else:
+        raise TypeError(f"params must be the path of a tuning.json written by fastbp tune, or "
+                        f"a fastbp.Tuning, got {type(params).__name__}")
+    best = {}
+    for study in tuning.studies:
+        if study.get("best") is not None:
+            best[(task_key(study["task"]), study["trainer"])] = study
+    tuned, untuned = [], []
+    for spec in specs:
+        pair = (spec["task"], spec["trainer"])
+        study = best.get((task_key(spec["task"]), spec["trainer"]))
+        if study is None:
+            if pair not in untuned:
+                untuned.append(pair)
+            continue
+        spec["params"] = dict(study["best"]["params"])
+        spec["trainer_options"] = {**study.get("trainer_options", {}), **spec["trainer_options"]}
+        if pair not in tuned:
+            tuned.append(pair)
+    return {"source": source, "tuned": [list(p) for p in tuned],
+            "untuned": [list(p) for p in untuned],
+            "tuning": {k: tuning.meta.get(k) for k in ("trials", "epochs", "validation", "seed",
+                                                       "created")}}
 
 
 def execute(plan):
@@ -434,9 +512,27 @@ def execute(plan):
     return results
 
 
-def _run_on_dask(specs, scheduler, workers, finished):
-    """Submit every spec to Dask and call ``finished(index, record)`` as runs end."""
-    distributed = require("distributed", "running compare on Dask (--scheduler/--workers)")
+@contextlib.contextmanager
+def dask_client(scheduler, workers, purpose="running compare on Dask (--scheduler/--workers)"):
+    """A Dask distributed client: of the scheduler at ``scheduler``, or of a
+    local cluster of ``workers`` processes (one thread each) started here and
+    closed on exit.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        Address such as ``"tcp://host:8786"``.
+    workers : int or None
+        Used when ``scheduler`` is None.
+    purpose : str
+        For the install hint when ``distributed`` is missing.
+
+    Yields
+    ------
+    (module, Client)
+        The ``distributed`` module and the client.
+    """
+    distributed = require("distributed", purpose)
     cluster = None
     if scheduler is None:
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
@@ -444,16 +540,24 @@ def _run_on_dask(specs, scheduler, workers, finished):
         client = distributed.Client(cluster)
     else:
         client = distributed.Client(scheduler)
-    futures = {}
     try:
-        for i, spec in enumerate(specs):
-            futures[client.submit(runs.run_safely, spec, pure=False, key=f"fastbp-run-{i}")] = i
-        for future in distributed.as_completed(futures):
-            finished(futures[future], future.result())
-    except BaseException:
-        client.cancel(list(futures))
-        raise
+        yield distributed, client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _run_on_dask(specs, scheduler, workers, finished):
+    """Submit every spec to Dask and call ``finished(index, record)`` as runs end."""
+    with dask_client(scheduler, workers) as (distributed, client):
+        futures = {}
+        try:
+            for i, spec in enumerate(specs):
+                futures[client.submit(runs.run_safely, spec, pure=False,
+                                      key=f"fastbp-run-{i}")] = i
+            for future in distributed.as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:
+            client.cancel(list(futures))
+            raise

@@ -66,7 +66,8 @@ class Results:
             seconds), time_to_target (mean seconds over the seeds that
             reached the target and held it to the end, or None; see
             `fastbp.runs.epochs_to_target`), reached (how many seeds did),
-            target_accuracy.
+            target_accuracy, tuned (True when the runs used settings from
+            ``fastbp tune``, see ``compare(params=...)``).
         """
         rows = []
         for task, trainer in self.pairs():
@@ -76,7 +77,8 @@ class Results:
                    "status": "ok", "reason": "", "train_accuracy": None,
                    "test_accuracy": None, "test_loss": None, "time_per_epoch": None,
                    "time_to_target": None, "reached": 0, "n_runs": len(done),
-                   "target_accuracy": None}
+                   "target_accuracy": None,
+                   "tuned": any((r.get("settings") or {}).get("tuned", False) for r in runs)}
             if not done:
                 r = runs[0]
                 row.update(status=r["status"], reason=r["reason"])
@@ -112,7 +114,10 @@ class Results:
         Returns
         -------
         str
-            One row per (task, trainer): seeds, final train and test accuracy
+            One row per (task, trainer): seeds, settings ("tuned": the best
+            of a ``fastbp tune`` study, see ``compare(params=...)``;
+            "default": the task's and the trainer's defaults with any
+            overrides given), final train and test accuracy
             (mean ± sample std over the seeds; the mean alone for one seed),
             final test loss, seconds per epoch, time to the task's target
             accuracy (training seconds until the epoch from which the test
@@ -122,7 +127,7 @@ class Results:
         """
         if fmt not in ("text", "markdown"):
             raise ValueError(f"fmt={fmt!r}; expected 'text' or 'markdown'")
-        head = ["task", "trainer", "seeds", "train acc", "test acc", "test loss",
+        head = ["task", "trainer", "seeds", "settings", "train acc", "test acc", "test loss",
                 "s/epoch", "time to target"]
         body = []
         for row in self.summary():
@@ -138,6 +143,7 @@ class Results:
                 ttt = f"{row['time_to_target']:.3g} s"
             ttt += f" ({row['reached']}/{n} held >= {target:g})"
             cells = [row["task"], row["trainer"], str(n),
+                     "tuned" if row["tuned"] else "default",
                      _mean_pm(row["train_accuracy"], n), _mean_pm(row["test_accuracy"], n),
                      f"{row['test_loss']:.4g}",
                      "" if row["time_per_epoch"] is None else f"{row['time_per_epoch']:.3g}",

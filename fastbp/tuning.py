@@ -1,0 +1,1026 @@
+"""Every trainer at its own best settings under one budget: `tune`.
+
+For every (task, trainer) pair, an Optuna study searches the trainer's
+search space (`fastbp.Trainer.search_space`: the learning rate and weight
+decay for all, each rule's own knobs beside them) with the same number of
+trials and the same epochs for every trainer, backprop included.
+
+* **Selection never sees the test set.** Each trial is a run of
+  `fastbp.runs.run` on the training set less a validation part carved from
+  it (`fastbp.runs.validation_split`, drawn with ``data_seed``), evaluated
+  on that part after every epoch; the test arrays are dropped as soon as the
+  task's loader returns them. A trial's value is its validation accuracy
+  after the last epoch (the task's accuracy, as ``compare`` reports it).
+* **TPE with a fixed seed, pruning on the per-epoch validation curve.**
+  Trials go in rounds of ``round_size``: a round's trials are asked from a
+  TPE sampler that has seen every trial of the earlier rounds (the sampler
+  is seeded from ``seed`` and the trial's number), and each of them is
+  stopped early (pruned) when its best validation accuracy so far falls
+  below the median of the completed trials of the earlier rounds at the
+  same epoch. Nothing a trial sees depends on when the other trials of its
+  round finish, so a run on a Dask cluster gives the trials a local run
+  gives, and an interrupted run resumed gives those of an uninterrupted one.
+* **A study is kept in ``out``** (Optuna's journal file
+  ``optuna-journal.log``): Ctrl-C keeps every finished trial and the same
+  call resumes; a larger ``trials`` extends a finished study.
+
+The best settings go back into a comparison with
+``fb.compare(..., params="DIR/tuning.json")`` (``fastbp compare --params``).
+
+This module imports from fastbp's submodules only (the package root imports
+it lazily, as ``fb.tune``); Optuna is imported when a tuning starts.
+"""
+import contextlib
+import datetime
+import importlib
+import json
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from . import runs
+from .comparison import _check_out, _machine, _prepare, dask_client, task_key
+from .progress import _tqdm, is_interactive
+from .search_space import check_space, space_to_dict
+from .tasks import get_task, parse_task_spec
+from .validation import check_positive_int
+
+__all__ = ["tune", "prepare", "execute", "Tuning", "TuningPlan", "run_trial",
+           "DEFAULT_TRIALS", "DEFAULT_ROUND_SIZE", "DEFAULT_VALIDATION"]
+
+#: trials per (task, trainer) when none is given
+DEFAULT_TRIALS = 20
+#: trials asked together; the sampler sees the trials of earlier rounds only
+DEFAULT_ROUND_SIZE = 4
+#: fraction of the training set held out for selection
+DEFAULT_VALIDATION = 0.2
+#: completed trials the pruner waits for before it stops any trial
+PRUNER_STARTUP = 5
+#: random trials before TPE models the history (Optuna's default)
+SAMPLER_STARTUP = 10
+#: version of the tuning.json layout
+FORMAT_VERSION = 1
+#: the study storage in the output folder
+JOURNAL = "optuna-journal.log"
+INSTALL_HINT = 'pip install "fastbp[tune]"'
+
+
+def _optuna():
+    try:
+        optuna = importlib.import_module("optuna")
+    except ImportError:
+        raise ImportError(f"fastbp tune needs the optional package 'optuna': "
+                          f"{INSTALL_HINT}") from None
+    return optuna
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Optuna's info lines ("A new study created", "Trial 3 finished") off for
+    a block: fastbp prints its own progress."""
+    optuna = _optuna()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield optuna
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _trial_seed(seed, number):
+    """The sampler's seed for trial ``number`` of a study seeded with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+
+
+def _warmup_steps(epochs):
+    """Epochs before the pruner may stop a trial: a quarter of the budget."""
+    return max(1, epochs // 4)
+
+
+def _is_plain(value):
+    """True for JSON-like values: None, bool, int, float, str, and lists and
+    dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _plain(value):
+    """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# -- the plan --------------------------------------------------------------------------
+
+class TuningPlan:
+    """A checked tuning, ready to `execute`: nothing trained yet.
+
+    Attributes
+    ----------
+    pairs : list of dict
+        Per (task, trainer): ``task``, ``trainer``, ``spec`` (the run spec
+        every trial starts from, see `fastbp.runs.make_spec`), ``space``
+        (name -> distribution), ``fixed`` (the names left out of the space
+        because a trainer option fixes their argument), ``reason`` (None, or
+        why the trainer cannot train the task's model), ``epochs``,
+        ``batch_size``, ``trainer_class``.
+    trials, round_size : int
+    prune : bool
+    seed : int
+    meta : dict
+        What tuning.json's ``meta`` starts from.
+    out : str or None
+    plots, progress : bool
+    scheduler : str or None
+    workers : int or None
+    """
+
+    def __init__(self, pairs, trials, round_size, prune, seed, meta, out, plots, progress,
+                 scheduler, workers):
+        self.pairs = pairs
+        self.trials = trials
+        self.round_size = round_size
+        self.prune = prune
+        self.seed = seed
+        self.meta = meta
+        self.out = out
+        self.plots = plots
+        self.progress = progress
+        self.scheduler = scheduler
+        self.workers = workers
+
+    def __repr__(self):
+        return (f"TuningPlan({len(self.pairs)} studies of {self.trials} trials, "
+                f"tasks={list(self.meta['tasks'])}, trainers={self.meta['trainers']})")
+
+
+def tune(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch_size=None,
+         dtype=np.float32, out=None, seed=0, validation=DEFAULT_VALIDATION,
+         round_size=DEFAULT_ROUND_SIZE, prune=True, scheduler=None, workers=None,
+         trainer_options=None, spaces=None, data_seed=0, plots=True, progress=True,
+         blas_threads=1):
+    """Tune every trainer on every task under the same budget.
+
+    Per (task, trainer) an Optuna study of ``trials`` trials, each a run of
+    ``epochs`` epochs from the model initialisation of ``seed``, selected on
+    a validation part of the training set (see the module docstring for the
+    sampler, the pruner and the rounds). Every argument and each pair's
+    search space are checked, and each trainer is built once, before the
+    first trial trains (see `prepare`).
+
+    Parameters
+    ----------
+    tasks : list of str or None
+        Task specs, as for `fastbp.compare`; None tunes
+        `fastbp.comparison.DEFAULT_TASK`.
+    trainers : list of str or None
+        Registry names; None tunes every registered trainer.
+    trials : int >= 1
+        Trials per (task, trainer): the same for every trainer. A rerun with
+        the same ``out`` and a larger count extends the studies.
+    epochs, batch_size : int >= 1 or None
+        Budget of every trial; None takes each task's (the budget of
+        ``compare``'s runs, so the settings are tuned for the runs they will
+        be used in).
+    dtype : np.float32 or np.float64
+    out : str, os.PathLike or None
+        Folder for ``tuning.json`` (rewritten after every trial), the
+        study storage ``optuna-journal.log`` (a rerun resumes from it) and
+        the figures; None keeps the studies in memory and writes nothing.
+    seed : int >= 0
+        Seed of the sampler and of every trial's model initialisation,
+        shuffling and trainer draws (the same for every trial, so trials
+        differ in their settings only).
+    validation : float in (0, 1)
+        Fraction of the training set held out for selection (see
+        `fastbp.runs.validation_split`; a task too small to spare it
+        selects on its training set, and tuning.json says so).
+    round_size : int >= 1
+        Trials asked together: the sampler sees the trials of earlier rounds
+        only. The trials depend on it, never on ``workers``.
+    prune : bool
+        Stop trials whose validation curve falls below the median of the
+        completed ones (from a quarter of the epochs, after
+        `PRUNER_STARTUP` completed trials).
+    scheduler : str or None
+        Address of a Dask distributed scheduler to run the trials on.
+    workers : int >= 1 or None
+        Run the trials on a local Dask cluster of this many processes. Not
+        together with ``scheduler``.
+    trainer_options : dict or None
+        Registry name -> fixed constructor arguments; the search space
+        leaves out what they fix.
+    spaces : dict or None
+        Registry name -> a search space replacing the trainer's own
+        (name -> ``fb.LogUniform`` / ``fb.Uniform`` / ``fb.IntRange`` /
+        ``fb.Choice``).
+    data_seed : int >= 0
+        Seed of generated data, of the task's splits and of the validation
+        split.
+    plots : bool
+        Write the figures into ``out`` at the end (needs matplotlib).
+    progress : bool
+        One line per finished trial (a bar on a terminal with tqdm).
+    blas_threads : int >= 1 or None
+        BLAS threads per trial (default 1, as on Dask workers).
+
+    Returns
+    -------
+    Tuning
+        ``.table()``, ``.best(task, trainer)``, ``.to_json(path)``,
+        ``.plot(folder)``, ``.studies``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before any trial, for a bad argument, task option, trainer option or
+        search space (the message names it), an ``out`` that cannot be a
+        folder, or an ``out`` holding studies of other settings.
+    ImportError
+        Before any trial, when Optuna or another optional package needed is
+        missing (the message gives the install command).
+    KeyboardInterrupt
+        After writing every finished trial to ``out/tuning.json`` (and the
+        study storage): the same call resumes.
+
+    Examples
+    --------
+    >>> import fastbp as fb
+    >>> tuning = fb.tune(tasks=["digits"], trainers=["backprop", "fa"], trials=8,
+    ...                  epochs=5, out="tuning")                     # doctest: +SKIP
+    >>> print(tuning.table())                                        # doctest: +SKIP
+    >>> fb.compare(tasks=["digits"], trainers=["backprop", "fa"], epochs=5,
+    ...            params="tuning/tuning.json")                      # doctest: +SKIP
+    """
+    return execute(prepare(
+        tasks=tasks, trainers=trainers, trials=trials, epochs=epochs, batch_size=batch_size,
+        dtype=dtype, out=out, seed=seed, validation=validation, round_size=round_size,
+        prune=prune, scheduler=scheduler, workers=workers, trainer_options=trainer_options,
+        spaces=spaces, data_seed=data_seed, plots=plots, progress=progress,
+        blas_threads=blas_threads))
+
+
+def _check_seed_value(value, argument):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{argument} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def _argument_names(cls, name, dist):
+    """The constructor arguments search-space key ``name`` sets."""
+    if name == "lr":
+        return {"optimizer"}
+    return set(cls.search_arguments({name: dist.example()}))
+
+
+def prepare(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch_size=None,
+            dtype=np.float32, out=None, seed=0, validation=DEFAULT_VALIDATION,
+            round_size=DEFAULT_ROUND_SIZE, prune=True, scheduler=None, workers=None,
+            trainer_options=None, spaces=None, data_seed=0, plots=True, progress=True,
+            blas_threads=1):
+    """Check a tuning without training anything.
+
+    Checks every argument, loads each task's data (only its training set
+    is kept), builds each pair's model and trainer, checks each search space
+    (its keys must build the trainer: a trainer is built from a value of
+    every distribution), checks that Optuna and the other optional packages
+    needed are installed, and, when ``out`` holds studies of earlier runs,
+    that they were made with the same settings.
+
+    Parameters
+    ----------
+    tasks, trainers, trials, epochs, batch_size, dtype, out, seed, validation, \
+round_size, prune, scheduler, workers, trainer_options, spaces, data_seed, plots, progress, \
+blas_threads
+        As for `tune`.
+
+    Returns
+    -------
+    TuningPlan
+        For `execute`.
+
+    Raises
+    ------
+    TypeError, ValueError, ImportError
+        As `tune` raises them before any trial.
+    """
+    from .registry import get_trainer
+    _optuna()
+    trials = check_positive_int(trials, "trials")
+    round_size = check_positive_int(round_size, "round_size")
+    seed = _check_seed_value(seed, "seed")
+    if isinstance(validation, bool) or not isinstance(validation, (int, float, np.floating)) \
+            or not 0 < validation < 1:
+        raise ValueError(f"validation must be the fraction of the training set held out for "
+                         f"selection, in (0, 1), got {validation!r}")
+    if not isinstance(prune, (bool, np.bool_)):
+        raise TypeError(f"prune must be a bool, got {prune!r}")
+    if spaces is None:
+        spaces = {}
+    if not isinstance(spaces, dict):
+        raise TypeError(f"spaces must be a dict of trainer name -> search space, got "
+                        f"{type(spaces).__name__}")
+    plan = _prepare(tasks, trainers, [seed], epochs, batch_size, None, None, dtype, None,
+                    False, False, scheduler, workers, trainer_options, data_seed, False,
+                    blas_threads, validation=float(validation))
+    names = plan.meta["trainers"]
+    for name in spaces:
+        if name not in names:
+            raise ValueError(f"spaces names {name!r}, which is not among the trainers tuned: "
+                             f"{names}")
+    fixed_options = plan.meta["overrides"]["trainer_options"] or {}
+    for name, opts in fixed_options.items():
+        for key, value in opts.items():
+            if not _is_plain(value):
+                raise TypeError(f"trainer_options[{name!r}][{key!r}] is {value!r}; fastbp tune "
+                                "stores fixed options in tuning.json, so give plain values "
+                                "(numbers, bools, str such as 'adam', lists), or tune an "
+                                "optimizer through its rate in the search space")
+    pairs = []
+    for spec in plan.specs:
+        task_name, options = parse_task_spec(spec["task"])
+        task = get_task(task_name)
+        options = task.options(**options)
+        model = task.build_model(spec["seed"], spec["dtype"], **options)
+        cls = get_trainer(spec["trainer"], model)
+        where = f"trainer {spec['trainer']!r} on task {spec['task']!r}"
+        pair = {"task": spec["task"], "trainer": spec["trainer"], "spec": spec,
+                "trainer_class": cls.__name__, "space": {}, "fixed": [],
+                "reason": runs.check_spec(spec),
+                "epochs": spec["epochs"] or task.epochs,
+                "batch_size": spec["batch_size"] or task.batch_size}
+        if pair["reason"] is None:
+            if spec["trainer"] in spaces:
+                space = check_space(spaces[spec["trainer"]], f"spaces[{spec['trainer']!r}]")
+            else:
+                space = check_space(cls.search_space(task=task, model=model),
+                                    f"{cls.__name__}.search_space()")
+            fixed = set(fixed_options.get(spec["trainer"], {}))
+            for key in list(space):
+                if _argument_names(cls, key, space[key]) & fixed:
+                    pair["fixed"].append(key)
+                    del space[key]
+            if not space:
+                raise ValueError(f"{where}: nothing left to tune (every key of the search "
+                                 f"space is fixed by trainer_options)")
+            example = {k: d.example() for k, d in space.items()}
+            try:
+                runs.check_spec({**spec, "params": example})
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{where}: the search space {space} does not build the "
+                                f"trainer: {exc}") from None
+            pair["space"] = space
+        pairs.append(pair)
+    out = _check_out(out, create=True)
+    meta = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "tasks": list(dict.fromkeys(p["task"] for p in pairs)),
+            "trainers": names, "trials": trials, "round_size": round_size,
+            "epochs": {p["task"]: p["epochs"] for p in pairs},
+            "batch_size": {p["task"]: p["batch_size"] for p in pairs},
+            "dtype": plan.meta["overrides"]["dtype"], "seed": seed,
+            "data_seed": plan.meta["overrides"]["data_seed"],
+            "validation": float(validation),
+            "sampler": {"name": "TPESampler", "seed": seed,
+                        "n_startup_trials": SAMPLER_STARTUP,
+                        "seeded_per_trial": "numpy SeedSequence([seed, trial number])"},
+            "pruner": ({"name": "MedianPruner", "n_startup_trials": PRUNER_STARTUP,
+                        "n_warmup_steps": {p["task"]: _warmup_steps(p["epochs"])
+                                           for p in pairs},
+                        "against": "completed trials of earlier rounds"}
+                       if prune else None),
+            "objective": "validation accuracy after the last epoch (the task's accuracy)",
+            "trainer_options": fixed_options,
+            "blas_threads": plan.meta["overrides"]["blas_threads"],
+            "execution": plan.meta["execution"], "machine": _machine(),
+            "storage": JOURNAL if out is not None else "in memory",
+            "complete": False, "wall_seconds": None}
+    if plots and out is not None:
+        from .data import require
+        require("matplotlib", "fastbp tune's figures")
+    tplan = TuningPlan(pairs, trials, round_size, bool(prune), seed, meta, out, bool(plots),
+                       bool(progress), plan.scheduler, plan.workers)
+    if out is not None:
+        storage = _storage(out)
+        with _quiet():
+            for pair in pairs:
+                if pair["reason"] is None:
+                    _open_study(storage, tplan, pair, create=False)
+    return tplan
+
+
+# -- studies -----------------------------------------------------------------------------
+
+def _storage(out):
+    optuna = _optuna()
+    if out is None:
+        return optuna.storages.InMemoryStorage()
+    from optuna.storages.journal import JournalFileBackend
+    return optuna.storages.JournalStorage(JournalFileBackend(os.path.join(out, JOURNAL)))
+
+
+def _study_name(pair):
+    return f"{task_key(pair['task'])}|{pair['trainer']}"
+
+
+def _config(plan, pair):
+    """What a study's trials depend on (its trial count aside): stored with the
+    study, and compared when a rerun resumes it."""
+    spec = pair["spec"]
+    return _plain({"task": task_key(pair["task"]), "trainer": pair["trainer"],
+                   "epochs": pair["epochs"], "batch_size": pair["batch_size"],
+                   "dtype": spec["dtype"], "seed": plan.seed, "data_seed": spec["data_seed"],
+                   "validation": spec["validation"], "round_size": plan.round_size,
+                   "prune": plan.prune, "space": space_to_dict(pair["space"]),
+                   "trainer_options": spec["trainer_options"],
+                   "blas_threads": spec["blas_threads"], "format_version": FORMAT_VERSION})
+
+
+def _open_study(storage, plan, pair, create=True):
+    """The pair's study in ``storage`` (None when absent and not ``create``);
+    ValueError when it was made with other settings."""
+    optuna = _optuna()
+    name = _study_name(pair)
+    config = _config(plan, pair)
+    exists = name in optuna.study.get_all_study_names(storage)
+    if not exists and not create:
+        return None
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                load_if_exists=True)
+    stored = study.user_attrs.get("fastbp_config")
+    if stored is None:
+        study.set_user_attr("fastbp_config", config)
+    elif stored != config:
+        diff = [k for k in config if stored.get(k) != config[k]]
+        shown = ", ".join(f"{k}: {stored.get(k)!r} there, {config[k]!r} now" for k in diff)
+        raise ValueError(f"out={plan.out!r} holds a study of {pair['trainer']!r} on "
+                         f"{pair['task']!r} made with other settings ({shown}); rerun with the "
+                         "same settings to resume it, or give another out folder")
+    return study
+
+
+def _trial_record(trial):
+    """A finished or running trial as tuning.json lists it."""
+    attrs = trial.user_attrs
+    return _plain({"number": trial.number, "state": trial.state.name,
+                   "params": dict(trial.params), "value": trial.value,
+                   "val_accuracy": attrs.get("val_accuracy",
+                                             [trial.intermediate_values[k] for k in
+                                              sorted(trial.intermediate_values)]),
+                   "epochs_run": attrs.get("epochs_run"), "status": attrs.get("status"),
+                   "reason": attrs.get("reason", ""),
+                   "train_seconds": attrs.get("train_seconds"),
+                   "warmup_seconds": attrs.get("warmup_seconds")})
+
+
+def _study_record(pair, study, importance=None):
+    """A pair's entry in tuning.json."""
+    record = {"task": pair["task"], "trainer": pair["trainer"],
+              "trainer_class": pair["trainer_class"],
+              "status": "not_applicable" if pair["reason"] else "ok",
+              "reason": pair["reason"] or "",
+              "space": space_to_dict(pair["space"]), "fixed": list(pair["fixed"]),
+              "trainer_options": dict(pair["spec"]["trainer_options"]),
+              "epochs": pair["epochs"], "batch_size": pair["batch_size"],
+              "validation": None, "counts": None, "best": None, "importance": None,
+              "importance_note": "", "trials": []}
+    if study is None:
+        return _plain(record)
+    record["validation"] = runs.load_data(pair["spec"]).info.get("validation")
+    trials = study.get_trials(deepcopy=False)
+    record["trials"] = [_trial_record(t) for t in trials]
+    counts = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    record["counts"] = counts
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    if complete:
+        # the first of the best (Optuna's best_trial): a tie keeps the earlier trial
+        best = max(complete, key=lambda t: (t.value, -t.number))
+        record["best"] = {"trial": best.number, "params": dict(best.params),
+                          "val_accuracy": best.value}
+    if importance is not None:
+        record["importance"], record["importance_note"] = importance
+    return _plain(record)
+
+
+def _importance(study, pair):
+    """(name -> importance, note) from Optuna's importance API, or (None, why not)."""
+    optuna = _optuna()
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if len(pair["space"]) < 2:
+        return None, "one hyper-parameter: nothing to rank"
+    if len(complete) < 2:
+        return None, f"{len(complete)} completed trial(s): too few to rank hyper-parameters"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            values = optuna.importance.get_param_importances(study)
+        except Exception as exc:   # Optuna's own limits (constant values, ...)
+            return None, f"not available: {type(exc).__name__}: {exc}"
+    if caught:   # e.g. every trial reached the same value: the ranking says nothing
+        return None, f"not available: {caught[0].message}"
+    return {k: float(v) for k, v in values.items()}, ""
+
+
+# -- one trial -------------------------------------------------------------------------------
+
+class _Pruning:
+    """The pruner's decision after each epoch of a trial, against a fixed
+    history: the completed trials of the earlier rounds."""
+
+    def __init__(self, completed, epochs):
+        optuna = _optuna()
+        from optuna.trial import TrialState, create_trial
+        self._create, self._running = create_trial, TrialState.RUNNING
+        with _quiet():
+            self.study = optuna.create_study(direction="maximize",
+                                             storage=optuna.storages.InMemoryStorage())
+        self.study.add_trials([create_trial(state=TrialState.COMPLETE, value=value,
+                                            intermediate_values={int(k): v
+                                                                 for k, v in curve.items()})
+                               for curve, value in completed])
+        self.pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP,
+                                                  n_warmup_steps=_warmup_steps(epochs))
+        self.curve = {}
+
+    def __call__(self, epoch, epochs, accuracy):
+        self.curve[epoch] = float(accuracy) if math.isfinite(accuracy) else float("nan")
+        if epoch >= epochs:
+            return   # the budget is spent: the trial is complete
+        trial = self._create(state=self._running, intermediate_values=dict(self.curve))
+        if self.pruner.prune(self.study, trial):
+            raise runs.StopRun(f"pruned after epoch {epoch} of {epochs}: its best validation "
+                               f"accuracy {np.nanmax(list(self.curve.values())):.4g} is below "
+                               "the median of the completed trials at that epoch")
+
+
+def run_trial(spec, completed=None, prune=True):
+    """Run one trial: `fastbp.runs.run_safely` with the pruner after each epoch.
+
+    A plain top-level function of plain data, so that it runs the same in
+    this process and on a Dask worker.
+
+    Parameters
+    ----------
+    spec : dict
+        A run spec with ``validation`` and ``params`` (see
+        `fastbp.runs.make_spec`).
+    completed : list of (dict, float) or None
+        The history the pruner compares with: per completed trial of the
+        earlier rounds, its per-epoch validation accuracy (epoch -> value)
+        and its value.
+    prune : bool
+
+    Returns
+    -------
+    dict
+        The run record; status 'stopped' for a pruned trial.
+    """
+    on_epoch = None
+    if prune:
+        epochs = spec["epochs"] or get_task(parse_task_spec(spec["task"])[0]).epochs
+        on_epoch = _Pruning(completed or [], epochs)
+    return runs.run_safely(spec, on_epoch=on_epoch)
+
+
+# -- execution ------------------------------------------------------------------------------
+
+class _Progress:
+    def __init__(self, total, enabled):
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.bar = None
+        if enabled and is_interactive():
+            tqdm = _tqdm()
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc="trials", unit="trial", file=sys.stderr)
+
+    def finished(self, pair, number, record, state):
+        self.done += 1
+        if not self.enabled:
+            return
+        acc = record["test_accuracy"][-1] if record["test_accuracy"] else float("nan")
+        text = (f"{pair['task']} {pair['trainer']} trial {number}: {state.lower()}, "
+                f"val acc {acc:.3f}" + (f" ({record['status']})"
+                                        if record["status"] not in ("ok", "stopped") else ""))
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"trial {self.done}/{self.total}  {text}", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _Study:
+    """A pair's study during `execute`: asks a round, tells its trials."""
+
+    def __init__(self, plan, pair, storage):
+        self.plan, self.pair = plan, pair
+        self.study = _open_study(storage, plan, pair)
+        self.distributions = {k: d.to_optuna() for k, d in pair["space"].items()}
+        self.asked = {}
+
+    def next_round(self):
+        """[(number, spec, completed)] of the round to run next (asking its
+        new trials); [] when the study has all its trials."""
+        optuna = _optuna()
+        plan, study = self.plan, self.study
+        trials = study.get_trials(deepcopy=False)
+        open_numbers = [t.number for t in trials
+                        if not t.state.is_finished() and t.number < plan.trials]
+        first = open_numbers[0] if open_numbers else len(trials)
+        start = first // plan.round_size * plan.round_size
+        end = min(start + plan.round_size, plan.trials)
+        if start >= plan.trials:
+            return []
+        while len(trials) < end:
+            study.sampler = optuna.samplers.TPESampler(
+                seed=_trial_seed(plan.seed, len(trials)), n_startup_trials=SAMPLER_STARTUP)
+            trial = study.ask(self.distributions)
+            self.asked[trial.number] = trial
+            trials = study.get_trials(deepcopy=False)
+        completed = [(dict(t.intermediate_values), t.value) for t in trials[:start]
+                     if t.state.name == "COMPLETE"]
+        return [(t.number, {**self.pair["spec"], "params": dict(t.params)}, completed)
+                for t in trials[start:end] if not t.state.is_finished()]
+
+    def tell(self, number, record):
+        """Record a finished trial; returns its Optuna state name."""
+        optuna = _optuna()
+        from optuna.trial import TrialState
+        trial = self.asked.pop(number, None)
+        if trial is None:   # asked by an interrupted run: resumed by its id
+            frozen = self.study.get_trials(deepcopy=False)[number]
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)
+        curve = [float(a) for a in record["test_accuracy"]]
+        reported = self.study.get_trials(deepcopy=False)[number].intermediate_values
+        for epoch, acc in enumerate(curve, 1):
+            if math.isfinite(acc) and epoch not in reported:
+                trial.report(acc, epoch)
+        status = record["status"]
+        value = (record.get("final") or {}).get("test_accuracy")
+        attrs = {"status": status, "reason": record["reason"], "val_accuracy": _plain(curve),
+                 "epochs_run": len(record["train_loss"]),
+                 "train_seconds": _plain(sum(record["epoch_time"])),
+                 "warmup_seconds": _plain(record["warmup_seconds"])}
+        if status == "ok" and (value is None or not math.isfinite(value)):
+            status = attrs["status"] = "failed"
+            attrs["reason"] = f"the final validation accuracy is {value}"
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        if status == "ok":
+            self.study.tell(trial, float(value))
+            return "COMPLETE"
+        state = TrialState.PRUNED if status in ("stopped", "diverged") else TrialState.FAIL
+        self.study.tell(trial, state=state)
+        return state.name
+
+
+def execute(plan):
+    """Run a checked tuning (from `prepare`) and return its results.
+
+    Parameters
+    ----------
+    plan : TuningPlan
+
+    Returns
+    -------
+    Tuning
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After writing every finished trial to ``out/tuning.json``.
+    """
+    with _quiet():
+        return _execute(plan)
+
+
+def _execute(plan):
+    storage = _storage(plan.out)
+    json_path = os.path.join(plan.out, "tuning.json") if plan.out is not None else None
+    start = datetime.datetime.now().timestamp()
+    studies = [_Study(plan, pair, storage) if pair["reason"] is None else None
+               for pair in plan.pairs]
+    result = Tuning([], plan.meta)
+    meta = result.meta
+
+    def snapshot(importance=None):
+        result.studies = [_study_record(pair, None if st is None else st.study,
+                                        None if importance is None else importance[i])
+                          for i, (pair, st) in enumerate(zip(plan.pairs, studies))]
+        meta["wall_seconds"] = datetime.datetime.now().timestamp() - start
+        if json_path is not None:
+            result.to_json(json_path)
+
+    todo = sum(max(0, plan.trials - sum(t.state.is_finished() and t.number < plan.trials
+                                        for t in st.study.get_trials(deepcopy=False)))
+               for st in studies if st is not None)
+    bar = _Progress(todo, plan.progress)
+    try:
+        if plan.scheduler is None and plan.workers is None:
+            _rounds(plan, studies, bar, snapshot, None)
+        else:
+            with dask_client(plan.scheduler, plan.workers,
+                             "running fastbp tune on Dask (--scheduler/--workers)") as client:
+                _rounds(plan, studies, bar, snapshot, client)
+        meta["complete"] = True
+    except KeyboardInterrupt:
+        meta["interrupted"] = True
+        snapshot()
+        raise
+    finally:
+        bar.close()
+    importance = [None if st is None else _importance(st.study, pair)
+                  for pair, st in zip(plan.pairs, studies)]
+    snapshot(importance)
+    if plan.out is not None and plan.plots:
+        meta["figures"] = [os.path.basename(p) for p in result.plot(plan.out)]
+        result.to_json(json_path)
+    return result
+
+
+def _rounds(plan, studies, bar, snapshot, dask):
+    """Round after round until every study has its trials: ask each study's
+    round, run its trials (here or on Dask), tell each as it finishes."""
+    snapshot()
+    while True:
+        jobs = [(i, number, spec, completed)
+                for i, st in enumerate(studies) if st is not None
+                for number, spec, completed in st.next_round()]
+        if not jobs:
+            return
+
+        def finished(job, record):
+            i, number = job[0], job[1]
+            state = studies[i].tell(number, record)
+            bar.finished(plan.pairs[i], number, record, state)
+            snapshot()
+
+        if dask is None:
+            for job in jobs:
+                finished(job, run_trial(job[2], job[3], plan.prune))
+            continue
+        distributed, client = dask
+        futures = {}
+        try:
+            for job in jobs:
+                futures[client.submit(run_trial, job[2], job[3], plan.prune, pure=False)] = job
+            for future in distributed.as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+
+
+# -- results -------------------------------------------------------------------------------
+
+class Tuning:
+    """What `tune` returns: per (task, trainer), its study.
+
+    Parameters
+    ----------
+    studies : list of dict
+        One per (task, trainer), as tuning.json lists them: ``task``,
+        ``trainer``, ``status`` ('ok' or 'not_applicable'), ``reason``,
+        ``space`` (name -> distribution as a dict), ``fixed``,
+        ``trainer_options``, ``epochs``, ``batch_size``, ``validation`` (the
+        split: ``held_out``, ``rows``, ``train_rows``, ``fraction``,
+        ``seed``), ``counts`` (trials per state), ``best`` (``trial``,
+        ``params``, ``val_accuracy``, or None), ``importance`` (name ->
+        share, or None, and ``importance_note`` saying why) and ``trials``
+        (per trial: ``number``, ``state`` ('COMPLETE', 'PRUNED', 'FAIL' or
+        'RUNNING'), ``params``, ``value``, ``val_accuracy`` per epoch,
+        ``epochs_run``, ``status``, ``reason``, ``train_seconds``,
+        ``warmup_seconds``).
+    meta : dict
+        The budget, the sampler and pruner, the machine; ``complete`` is
+        False while (or when, after Ctrl-C) trials are missing.
+
+    Attributes
+    ----------
+    studies : list of dict
+    meta : dict
+    """
+
+    def __init__(self, studies=(), meta=None):
+        self.studies = list(studies)
+        self.meta = dict(meta or {})
+
+    def best(self, task, trainer):
+        """The best trial's values for a pair, or None (not tuned, not
+        applicable, or no completed trial).
+
+        Parameters
+        ----------
+        task : str
+            Task spec as tuned (options in any order).
+        trainer : str
+
+        Returns
+        -------
+        dict or None
+            Plain values, keys of the trainer's search space.
+        """
+        for s in self.studies:
+            if task_key(s["task"]) == task_key(task) and s["trainer"] == trainer:
+                return None if s["best"] is None else dict(s["best"]["params"])
+        return None
+
+    def table(self, fmt="text"):
+        """One row per (task, trainer): trials per state, the best
+        validation accuracy and the settings that reached it.
+
+        Parameters
+        ----------
+        fmt : {'text', 'markdown'}
+
+        Returns
+        -------
+        str
+        """
+        if fmt not in ("text", "markdown"):
+            raise ValueError(f"fmt={fmt!r}; expected 'text' or 'markdown'")
+        head = ["task", "trainer", "trials", "complete/pruned/failed", "best val acc",
+                "best settings"]
+        body = []
+        for s in self.studies:
+            if s["status"] != "ok":
+                body.append([s["task"], s["trainer"], "", "", "",
+                             f"not applicable: {s['reason']}"])
+                continue
+            c = s["counts"] or {}
+            done = c.get("complete", 0) + c.get("pruned", 0) + c.get("fail", 0)
+            best = s["best"]
+            body.append([s["task"], s["trainer"], str(done),
+                         f"{c.get('complete', 0)}/{c.get('pruned', 0)}/{c.get('fail', 0)}",
+                         "" if best is None else f"{best['val_accuracy']:.3f}",
+                         "no completed trial" if best is None else
+                         " ".join(f"{k}={_short(v)}" for k, v in best["params"].items())])
+        if fmt == "markdown":
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+                      for cells in body]
+            return "\n".join(lines)
+        widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
+                  for i, h in enumerate(head)]
+        widths[-1] = 0
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+                         for cells in [head] + body)
+
+    def __str__(self):
+        return self.table()
+
+    def __repr__(self):
+        state = "complete" if self.meta.get("complete", True) else "incomplete"
+        return f"Tuning({len(self.studies)} (task, trainer) studies, {state})"
+
+    def as_dict(self):
+        """JSON-ready dict: format, format_version, meta and studies."""
+        return {"format": "fastbp-tuning", "format_version": FORMAT_VERSION,
+                "meta": self.meta, "studies": self.studies}
+
+    def to_json(self, path):
+        """Write everything to ``path`` atomically (temporary file, then rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        from .files import atomic_write
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        data = _plain(self.as_dict())
+        return atomic_write(path, lambda f: json.dump(data, f, indent=1, allow_nan=False),
+                            binary=False)
+
+    @classmethod
+    def from_json(cls, path):
+        """Read a file written by `to_json`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not a fastbp tuning file.
+        """
+        path = os.fspath(path)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"{path!r} does not exist; expected a tuning.json written by "
+                             "fastbp tune") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != "fastbp-tuning" \
+                or data.get("format_version") != FORMAT_VERSION \
+                or not isinstance(data.get("studies"), list):
+            raise ValueError(f"{path!r} is not a fastbp tuning file (format 'fastbp-tuning', "
+                             f"version {FORMAT_VERSION}, with a list of studies); a "
+                             "results.json of compare is not one")
+        for i, s in enumerate(data["studies"]):
+            missing = [k for k in ("task", "trainer", "status", "best", "trials")
+                       if not isinstance(s, dict) or k not in s]
+            if missing:
+                raise ValueError(f"{path!r}: study {i} lacks {missing}")
+        return cls(data["studies"], data.get("meta"))
+
+    def plot(self, folder):
+        """Write PNG figures into ``folder``: per task ``<task>-tuning.png``
+        (each trainer's validation accuracy against trial: completed trials
+        as dots, pruned ones as crosses at their best epoch, and the best so
+        far as a line) and, where Optuna ranked the hyper-parameters,
+        ``<task>-importance.png`` (one panel per trainer). Needs matplotlib.
+
+        Returns
+        -------
+        list of str
+            The files written.
+        """
+        from .data import require
+        require("matplotlib", "fastbp tune's figures")
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from .plotting import _slug
+
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        written = []
+        for task in dict.fromkeys(s["task"] for s in self.studies):
+            mine = [s for s in self.studies if s["task"] == task and s["trials"]]
+            if not mine:
+                continue
+            fig, ax = plt.subplots(figsize=(7.5, 4.2))
+            for s in mine:
+                done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
+                pruned = [t for t in s["trials"] if t["state"] == "PRUNED"
+                          and any(v is not None for v in t["val_accuracy"])]
+                line, = ax.plot([t["number"] for t in done], [t["value"] for t in done], "o",
+                                label=f"{s['trainer']} ({len(done)} complete, "
+                                      f"{len(pruned)} pruned)")
+                ax.plot([t["number"] for t in pruned],
+                        [max(v for v in t["val_accuracy"] if v is not None) for t in pruned],
+                        "x", color=line.get_color())
+                best, xs, ys = -np.inf, [], []
+                for t in sorted(done, key=lambda t: t["number"]):
+                    best = max(best, t["value"])
+                    xs.append(t["number"])
+                    ys.append(best)
+                ax.step(xs, ys, where="post", color=line.get_color(), alpha=0.6)
+            ax.set_xlabel("trial")
+            ax.set_ylabel("validation accuracy")
+            ax.set_title(f"{task}: tuning ({self.meta.get('trials', '?')} trials per trainer)")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+            path = os.path.join(folder, f"{_slug(task)}-tuning.png")
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+            ranked = [s for s in mine if s.get("importance")]
+            if ranked:
+                fig, axes = plt.subplots(1, len(ranked), figsize=(3.6 * len(ranked), 3.2),
+                                         squeeze=False)
+                for ax, s in zip(axes[0], ranked):
+                    names = list(s["importance"])[::-1]
+                    ax.barh(names, [s["importance"][n] for n in names])
+                    ax.set_title(s["trainer"])
+                    ax.set_xlabel("importance")
+                fig.suptitle(f"{task}: hyper-parameter importance (Optuna)")
+                fig.tight_layout()
+                path = os.path.join(folder, f"{_slug(task)}-importance.png")
+                fig.savefig(path, dpi=110)
+                plt.close(fig)
+                written.append(path)
+        return written
+
+
+def _short(value):
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
