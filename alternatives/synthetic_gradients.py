@@ -31,13 +31,13 @@ from fastbp.kernels.linalg import blas_flag
 from fastbp.kernels.epochs import epoch_seed, shuffle_in_place
 from fastbp.kernels.optim import LOSS
 from fastbp.models import MLP, ElmanRNN
-from fastbp.optim import Adam, get_optimizer
+from fastbp.optim import get_optimizer
 from fastbp.threads import blas_limit
 from fastbp.trainer import Trainer
 
 from . import _sg_concurrent
 from . import _sg_kernels as K
-from .sg_recurrent import RecurrentSyntheticGradientTrainer
+from .sg_recurrent import RecurrentSyntheticGradientTrainer, default_module_optimizer
 
 __all__ = ["SyntheticGradientTrainer"]
 
@@ -46,7 +46,15 @@ SCHEDULES = ("locked", "concurrent")
 
 class SyntheticGradientTrainer(Trainer):
     """Synthetic gradients / decoupled neural interfaces (Jaderberg et al.
-    2017) for :class:`fastbp.MLP`; DNI, or cDNI with ``conditioned=True``.
+    2017) for :class:`fastbp.MLP`: cDNI by default, DNI with
+    ``conditioned=False``.
+
+    The defaults (label-conditioned linear modules, trained by Adam at least
+    as fast as the network) are a setting that learns: an unconditioned
+    linear module directly below a softmax output cannot predict anything
+    once the output layer has fitted its inputs (the best linear predictor
+    of W_L^T (p - y) from [h, 1] is zero there; docs/synthetic-gradients.md
+    derives it).
 
     Parameters
     ----------
@@ -60,15 +68,20 @@ class SyntheticGradientTrainer(Trainer):
     sg_hidden : int >= 0
         0: linear modules; m > 0: one hidden ReLU layer of m units per module.
     conditioned : bool
-        cDNI: the modules also read the label as a one-hot row (or the
-        target row, for targets given as rows).
+        cDNI (default): the modules also read the label as a one-hot row (or
+        the target row, for targets given as rows). False gives DNI, which
+        with linear modules cannot learn the layer below a trained softmax
+        output (see above).
     decoupled : 'all' or sequence of int
         The hidden layers that get a module: 1-based indices in 1..L-1
         (l means h_l, the output of W_l). 'all' decouples every hidden layer;
         an empty list gives plain backprop.
-    sg_optimizer : fb.SGD, fb.Adam, name or None (Adam(1e-3))
+    sg_optimizer : fb.SGD, fb.Adam, name or None
         Updates the modules; must not be ``optimizer``. No weight decay or
-        clipping applies to the modules.
+        clipping applies to the modules. None: Adam(1e-2), or Adam at the
+        network's rate when the network's Adam is faster (see
+        ``alternatives.sg_recurrent.default_module_optimizer``): modules
+        slower than the network leave the hidden layers at chance.
     weight_decay, clip_norm
         As for :class:`fastbp.Trainer`, on the model's update only. In the
         concurrent schedule the norm is clipped per layer group.
@@ -111,8 +124,7 @@ class SyntheticGradientTrainer(Trainer):
     --------
     >>> import alternatives
     >>> model = fb.MLP([64, 256, 256, 10], activation="relu", output="softmax", seed=0)
-    >>> trainer = alternatives.SyntheticGradientTrainer(model, optimizer=fb.Adam(1e-3),
-    ...                                                 conditioned=True)
+    >>> trainer = alternatives.SyntheticGradientTrainer(model, optimizer=fb.Adam(1e-3))
     >>> history = trainer.fit(X, y, epochs=30, batch_size=32)      # doctest: +SKIP
     """
 
@@ -120,7 +132,7 @@ class SyntheticGradientTrainer(Trainer):
     supported_models = (MLP,)
     variants = (RecurrentSyntheticGradientTrainer,)
 
-    def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=False,
+    def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=True,
                  decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
                  schedule="locked", staleness=1, sg_seed=None):
         if isinstance(model, ElmanRNN):
@@ -143,7 +155,8 @@ class SyntheticGradientTrainer(Trainer):
             raise ValueError("schedule='concurrent' needs at least one decoupled layer "
                              "(decoupled=[]: there is nothing to run concurrently)")
         self.sg_seed = check_seed(sg_seed, "sg_seed")
-        sg_opt = Adam(1e-3) if sg_optimizer is None else get_optimizer(sg_optimizer)
+        sg_opt = (default_module_optimizer(optimizer) if sg_optimizer is None
+                  else get_optimizer(sg_optimizer))
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
         layout = model.layout
