@@ -188,10 +188,12 @@ class DTPTrainer(Trainer):
     # -- steps ---------------------------------------------------------------------
     def _kernel_args(self, rows):
         m = self.model
+        # without inverses (one hidden layer) `fit_epochs` makes one pass per
+        # epoch, which must then train the forward weights, not the inverses
+        alternate = self.schedule == "alternate" and self.inverse_params.shape[0] > 0
         return K.DTPArgs(self.step_arrays, self._inverse.step_arrays, self.workspace(rows),
                          self._target_ws(rows), m.layout, self.target_step, self.difference,
-                         self.sigma, self._inv_code, self.schedule == "alternate",
-                         self._rng, m.blas(rows))
+                         self.sigma, self._inv_code, alternate, self._rng, m.blas(rows))
 
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
