@@ -3,8 +3,9 @@ exact gradients, whole epochs in one compiled kernel."""
 
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
-from .kernels.optim import LOSS
+from .kernels.optim import CLIP, LOSS
 from .models import MLP, ElmanRNN
+from .small_nets import optimizer_variant, small_fit_kernel
 from .trainer import IN_ORDER, Trainer
 from .validation import check_positive_int
 
@@ -60,6 +61,7 @@ class BackpropTrainer(Trainer):
                                  "truncate=None")
         super().__init__(model, loss, optimizer, weight_decay, clip_norm)
         self.truncate = truncate
+        self._small = (None, None)   # (settings, kernel) of the last fit_epochs
 
     def kernel_args(self, rows, steps=None):
         """The step kernels' arrays for batches of ``rows`` samples (of
@@ -88,9 +90,25 @@ class BackpropTrainer(Trainer):
                                       self.workspace(rows), m.layout, m.blas(rows))
 
     def fit_epochs(self, data, plan, stats):
+        """Whole epochs in one compiled call: for an MLP small enough to live
+        in registers, a kernel generated for its exact shape (see
+        :mod:`fastbp.small_nets`: the generic kernels' steps, bit for bit in
+        float64 and within rounding in float32), otherwise the generic epoch
+        kernel."""
         if self._recurrent:
             args = self.kernel_args(plan.batch_size, data.X.shape[1])
             return rnn_kernels.train_epochs(args, data, plan, stats)
+        m, opt = self.model, self.optimizer
+        settings = (plan.batch_size, optimizer_variant(opt.hyper), self.train_hyper[LOSS],
+                    self.train_hyper[CLIP])
+        if settings != self._small[0]:
+            self._small = (settings, small_fit_kernel(m, self.train_hyper, opt.hyper,
+                                                      plan.batch_size))
+        small = self._small[1]
+        if small is not None:
+            return small(m.flat_params, self.grads, opt.state, opt.hyper, self.train_hyper,
+                         data.X, data.labels, data.targets, data.order, plan.n_epochs,
+                         plan.shuffle, plan.seed, plan.first_epoch, plan.batch_size, stats)
         return mlp_kernels.train_epochs(self.kernel_args(plan.batch_size), data, plan, stats)
 
     def gradients(self, X, y):

@@ -43,6 +43,22 @@ def default_cache_dir():
     return os.path.join(os.path.abspath(base), "fastbp", "numba")
 
 
+def generated_source_dir():
+    """The folder for Python source that fastbp writes at run time (the
+    small-network kernels of :mod:`fastbp.small_nets`): ``generated`` beside
+    :func:`default_cache_dir`'s ``numba`` folder, i.e. ``FASTBP_CACHE_DIR``/generated
+    when that is set, else ``~/.cache/fastbp/generated`` on Linux (and the
+    platform's cache directory elsewhere). Never inside the installed package;
+    Numba caches the kernels compiled from it like any other source folder's.
+
+    Returns
+    -------
+    str
+        An absolute path; it need not exist yet.
+    """
+    return os.path.join(os.path.dirname(default_cache_dir()), "generated")
+
+
 def configure():
     """Point Numba's on-disk cache at :func:`default_cache_dir` unless the
     user set ``NUMBA_CACHE_DIR``; return the folder in use.
