@@ -34,8 +34,8 @@ import numpy as np
 from . import runs
 from .data import require
 from .progress import RunProgress
-from .results import Results
-from .tasks import describe, get_task, parse_task_spec
+from .results import Results, Tuning
+from .tasks import describe, get_task, parse_task_spec, task_key
 from .validation import check_dtype, check_positive_int
 
 __all__ = ["compare", "prepare", "execute", "Plan", "Results", "DEFAULT_TASK"]
@@ -307,14 +307,6 @@ progress, scheduler, workers, trainer_options, data_seed, alignment, blas_thread
                     blas_threads, params=params)
 
 
-def task_key(spec):
-    """A task spec in a canonical form (name and sorted options), so that
-    ``"adding:n_test=32,length=5"`` and ``"adding:length=5,n_test=32"`` match."""
-    name, options = parse_task_spec(spec)
-    return name + "".join(f",{k}={v}" if i else f":{k}={v}"
-                          for i, (k, v) in enumerate(sorted(options.items())))
-
-
 def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots,
              progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads,
              params=None, validation=None):
@@ -417,7 +409,6 @@ def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype
 def _apply_params(specs, params, lr, weight_decay):
     """Put the best settings of a tuning file into the specs of the pairs it
     tuned; returns what results.json's ``meta["params"]`` records."""
-    from .tuning import Tuning
     if lr is not None or weight_decay is not None:
         given = "lr" if lr is not None else "weight_decay"
         raise ValueError(f"{given} and params both set the settings of the runs; give params "

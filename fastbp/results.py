@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from .tasks import task_key
+
 #: version of the results.json layout
 FORMAT_VERSION = 1
 
@@ -261,3 +263,264 @@ def _jsonable(obj):
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+# -- JSON-safe values ------------------------------------------------------------------
+
+def _is_plain(value):
+    """True for JSON-like values: None, bool, int, float, str, and lists and
+    dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _plain(value):
+    """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+# -- tuning results -------------------------------------------------------------------------------
+
+class Tuning:
+    """What `tune` returns: per (task, trainer), its study.
+
+    Parameters
+    ----------
+    studies : list of dict
+        One per (task, trainer), as tuning.json lists them: ``task``,
+        ``trainer``, ``status`` ('ok' or 'not_applicable'), ``reason``,
+        ``space`` (name -> distribution as a dict), ``fixed``,
+        ``trainer_options``, ``epochs``, ``batch_size``, ``validation`` (the
+        split: ``held_out``, ``rows``, ``train_rows``, ``fraction``,
+        ``seed``), ``counts`` (trials per state), ``best`` (``trial``,
+        ``params``, ``val_accuracy``, or None), ``importance`` (name ->
+        share, or None, and ``importance_note`` saying why) and ``trials``
+        (per trial: ``number``, ``state`` ('COMPLETE', 'PRUNED', 'FAIL' or
+        'RUNNING'), ``params``, ``value``, ``val_accuracy`` per epoch,
+        ``epochs_run``, ``status``, ``reason``, ``train_seconds``,
+        ``warmup_seconds``).
+    meta : dict
+        The budget, the sampler and pruner, the machine; ``complete`` is
+        False while (or when, after Ctrl-C) trials are missing.
+
+    Attributes
+    ----------
+    studies : list of dict
+    meta : dict
+    """
+
+    def __init__(self, studies=(), meta=None):
+        self.studies = list(studies)
+        self.meta = dict(meta or {})
+
+    def best(self, task, trainer):
+        """The best trial's values for a pair, or None (not tuned, not
+        applicable, or no completed trial).
+
+        Parameters
+        ----------
+        task : str
+            Task spec as tuned (options in any order).
+        trainer : str
+
+        Returns
+        -------
+        dict or None
+            Plain values, keys of the trainer's search space.
+        """
+        for s in self.studies:
+            if task_key(s["task"]) == task_key(task) and s["trainer"] == trainer:
+                return None if s["best"] is None else dict(s["best"]["params"])
+        return None
+
+    def table(self, fmt="text"):
+        """One row per (task, trainer): trials per state, the best
+        validation accuracy and the settings that reached it.
+
+        Parameters
+        ----------
+        fmt : {'text', 'markdown'}
+
+        Returns
+        -------
+        str
+        """
+        if fmt not in ("text", "markdown"):
+            raise ValueError(f"fmt={fmt!r}; expected 'text' or 'markdown'")
+        head = ["task", "trainer", "trials", "complete/pruned/failed", "best val acc",
+                "best settings"]
+        body = []
+        for s in self.studies:
+            if s["status"] != "ok":
+                body.append([s["task"], s["trainer"], "", "", "",
+                             f"not applicable: {s['reason']}"])
+                continue
+            c = s["counts"] or {}
+            done = c.get("complete", 0) + c.get("pruned", 0) + c.get("fail", 0)
+            best = s["best"]
+            body.append([s["task"], s["trainer"], str(done),
+                         f"{c.get('complete', 0)}/{c.get('pruned', 0)}/{c.get('fail', 0)}",
+                         "" if best is None else f"{best['val_accuracy']:.3f}",
+                         "no completed trial" if best is None else
+                         " ".join(f"{k}={_short(v)}" for k, v in best["params"].items())])
+        if fmt == "markdown":
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+                      for cells in body]
+            return "\n".join(lines)
+        widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h)
+                  for i, h in enumerate(head)]
+        widths[-1] = 0
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+                         for cells in [head] + body)
+
+    def __str__(self):
+        return self.table()
+
+    def __repr__(self):
+        state = "complete" if self.meta.get("complete", True) else "incomplete"
+        return f"Tuning({len(self.studies)} (task, trainer) studies, {state})"
+
+    def as_dict(self):
+        """JSON-ready dict: format, format_version, meta and studies."""
+        return {"format": "fastbp-tuning", "format_version": FORMAT_VERSION,
+                "meta": self.meta, "studies": self.studies}
+
+    def to_json(self, path):
+        """Write everything to ``path`` atomically (temporary file, then rename).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        from .files import atomic_write
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        data = _plain(self.as_dict())
+        return atomic_write(path, lambda f: json.dump(data, f, indent=1, allow_nan=False),
+                            binary=False)
+
+    @classmethod
+    def from_json(cls, path):
+        """Read a file written by `to_json`.
+
+        Raises
+        ------
+        ValueError
+            When the file is not a fastbp tuning file.
+        """
+        path = os.fspath(path)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"{path!r} does not exist; expected a tuning.json written by "
+                             "fastbp tune") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != "fastbp-tuning" \
+                or data.get("format_version") != FORMAT_VERSION \
+                or not isinstance(data.get("studies"), list):
+            raise ValueError(f"{path!r} is not a fastbp tuning file (format 'fastbp-tuning', "
+                             f"version {FORMAT_VERSION}, with a list of studies); a "
+                             "results.json of compare is not one")
+        for i, s in enumerate(data["studies"]):
+            missing = [k for k in ("task", "trainer", "status", "best", "trials")
+                       if not isinstance(s, dict) or k not in s]
+            if missing:
+                raise ValueError(f"{path!r}: study {i} lacks {missing}")
+        return cls(data["studies"], data.get("meta"))
+
+    def plot(self, folder):
+        """Write PNG figures into ``folder``: per task ``<task>-tuning.png``
+        (each trainer's validation accuracy against trial: completed trials
+        as dots, pruned ones as crosses at their best epoch, and the best so
+        far as a line) and, where Optuna ranked the hyper-parameters,
+        ``<task>-importance.png`` (one panel per trainer). Needs matplotlib.
+
+        Returns
+        -------
+        list of str
+            The files written.
+        """
+        from .data import require
+        require("matplotlib", "fastbp tune's figures")
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        from .plotting import _slug
+
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        written = []
+        for task in dict.fromkeys(s["task"] for s in self.studies):
+            mine = [s for s in self.studies if s["task"] == task and s["trials"]]
+            if not mine:
+                continue
+            fig, ax = plt.subplots(figsize=(7.5, 4.2))
+            for s in mine:
+                done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
+                pruned = [t for t in s["trials"] if t["state"] == "PRUNED"
+                          and any(v is not None for v in t["val_accuracy"])]
+                line, = ax.plot([t["number"] for t in done], [t["value"] for t in done], "o",
+                                label=f"{s['trainer']} ({len(done)} complete, "
+                                      f"{len(pruned)} pruned)")
+                ax.plot([t["number"] for t in pruned],
+                        [max(v for v in t["val_accuracy"] if v is not None) for t in pruned],
+                        "x", color=line.get_color())
+                best, xs, ys = -np.inf, [], []
+                for t in sorted(done, key=lambda t: t["number"]):
+                    best = max(best, t["value"])
+                    xs.append(t["number"])
+                    ys.append(best)
+                ax.step(xs, ys, where="post", color=line.get_color(), alpha=0.6)
+            ax.set_xlabel("trial")
+            ax.set_ylabel("validation accuracy")
+            ax.set_title(f"{task}: tuning ({self.meta.get('trials', '?')} trials per trainer)")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+            path = os.path.join(folder, f"{_slug(task)}-tuning.png")
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(path)
+            ranked = [s for s in mine if s.get("importance")]
+            if ranked:
+                fig, axes = plt.subplots(1, len(ranked), figsize=(3.6 * len(ranked), 3.2),
+                                         squeeze=False)
+                for ax, s in zip(axes[0], ranked):
+                    names = list(s["importance"])[::-1]
+                    ax.barh(names, [s["importance"][n] for n in names])
+                    ax.set_title(s["trainer"])
+                    ax.set_xlabel("importance")
+                fig.suptitle(f"{task}: hyper-parameter importance (Optuna)")
+                fig.tight_layout()
+                path = os.path.join(folder, f"{_slug(task)}-importance.png")
+                fig.savefig(path, dpi=110)
+                plt.close(fig)
+                written.append(path)
+        return written
+
+
+def _short(value):
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

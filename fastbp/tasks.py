@@ -300,6 +300,14 @@ def parse_task_spec(spec):
     return name.strip(), options
 
 
+def task_key(spec):
+    """A task spec in a canonical form (name and sorted options), so that
+    ``"adding:n_test=32,length=5"`` and ``"adding:length=5,n_test=32"`` match."""
+    name, options = parse_task_spec(spec)
+    return name + "".join(f",{k}={v}" if i else f":{k}={v}"
+                          for i, (k, v) in enumerate(sorted(options.items())))
+
+
 def _parse_value(text):
     for kind in (int, float):
         try:
