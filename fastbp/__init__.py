@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = ["MLP", "ElmanRNN", "BackpropTrainer", "Trainer", "ParameterSet", "SGD", "Adam",
            "Optimizer", "History", "DivergenceError", "load", "TRAINERS", "get_trainer", "register_trainer",
-           "available_trainers", "compare", "Results", "tune", "Tuning",
+           "available_trainers", "compare", "Results", "Task", "tune", "Tuning",
            "LogUniform", "Uniform", "IntRange", "Choice",
            "__version__"]
 
@@ -37,6 +37,9 @@ def __getattr__(name):
     if name in ("compare", "Results"):
         from . import comparison
         return getattr(comparison, name)
+    if name == "Task":   # a task (data, model, loss, budget); Task.from_arrays for your data
+        from .tasks import Task
+        return Task
     if name in ("tune", "Tuning"):
         from . import tuning
         return getattr(tuning, name)

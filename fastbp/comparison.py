@@ -35,7 +35,7 @@ from . import runs
 from .data import require
 from .progress import RunProgress
 from .results import Results, Tuning
-from .tasks import describe, get_task, parse_task_spec, task_key
+from .tasks import as_task_specs, describe, get_task, parse_task_spec, task_key
 from .validation import check_dtype, check_positive_int
 
 __all__ = ["compare", "prepare", "execute", "Plan", "Results", "DEFAULT_TASK"]
@@ -186,9 +186,10 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
 
     Parameters
     ----------
-    tasks : list of str or None
+    tasks : list of str or fastbp.Task, or None
         Task specs (``"mnist1d"``, ``"adding:length=50"``, see
-        `fastbp.tasks.available_tasks`); None runs
+        `fastbp.tasks.available_tasks`; ``"file:PATH.npz[:options]"`` for
+        your own data), or tasks (``fastbp.Task.from_arrays(...)``); None runs
         `DEFAULT_TASK`.
     trainers : list of str or None
         Registry names (see `fastbp.available_trainers`); None runs
@@ -314,6 +315,8 @@ def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype
     the training set, see `fastbp.runs.validation_split`) in every spec."""
     from .registry import available_trainers, get_trainer
 
+    # Task objects registered by name, 'file:' specs with an absolute path
+    tasks = as_task_specs(tasks, portable=scheduler is not None or workers is not None)
     task_specs = _check_list(tasks, "tasks", [DEFAULT_TASK])
     for spec in task_specs:
         name, options = parse_task_spec(spec)
