@@ -11,6 +11,13 @@ separate slices rather than one buffer at two offsets: LLVM then vectorizes
 behind a runtime overlap check, and with one array at two offsets it cannot
 (ReLU' on 128 x 256: 19 us -> 3 us). In-place activation has its own
 one-array function for the same reason.
+
+The elementwise loops index through ``np.uint64(offset + i)``: with a signed
+index Numba tests every access for a negative (wrap-around) index, and LLVM
+then vectorizes the loop only when the offset is a constant it can see.
+Measured on 4096 entries at a run-time offset, ns per entry before -> after:
+tanh 3.6 -> 0.5 (float32) and 12.9 -> 3.3 (float64), ReLU 0.42 -> 0.07,
+tanh' 1.4 -> 0.26. Offsets are never negative here.
 """
 import numpy as np
 from numba import njit
@@ -145,22 +152,27 @@ def activate_inplace(Z, z0, rows, cols, code):
         softmax_rows(Z, z0, Z, z0, rows, cols)
     elif code == SIGMOID:
         for i in range(n):
-            Z[z0 + i] = sigmoid_scalar(Z[z0 + i])
+            k = np.uint64(z0 + i)
+            Z[k] = sigmoid_scalar(Z[k])
     elif code == TANH:
         if Z.itemsize == 4:  # float32: rational approximation within 6 ulp
             for i in range(n):
-                Z[z0 + i] = tanh_float32(np.float32(Z[z0 + i]))
+                k = np.uint64(z0 + i)
+                Z[k] = tanh_float32(np.float32(Z[k]))
         else:               # float64: within 1 ulp, vectorizable
             for i in range(n):
-                Z[z0 + i] = tanh_float64(Z[z0 + i])
+                k = np.uint64(z0 + i)
+                Z[k] = tanh_float64(Z[k])
     elif code == RELU:
         for i in range(n):
-            a = Z[z0 + i]
-            Z[z0 + i] = a if a > 0 else 0.0
+            k = np.uint64(z0 + i)
+            a = Z[k]
+            Z[k] = a if a > 0 else 0.0
     elif code == LEAKY_RELU:
         for i in range(n):
-            a = Z[z0 + i]
-            Z[z0 + i] = a if a > 0 else LEAKY_SLOPE * a
+            k = np.uint64(z0 + i)
+            a = Z[k]
+            Z[k] = a if a > 0 else LEAKY_SLOPE * a
 
 
 @njit(**KERNEL)
@@ -174,7 +186,7 @@ def activate(A, a0, H, h0, rows, cols, code):
     """
     n = rows * cols
     for i in range(n):
-        H[h0 + i] = A[a0 + i]
+        H[np.uint64(h0 + i)] = A[np.uint64(a0 + i)]
     activate_inplace(H, h0, rows, cols, code)
 
 
@@ -188,23 +200,25 @@ def backprop_activation(H, h0, D, d0, rows, cols, code):
     n = rows * cols
     if code == SIGMOID:
         for i in range(n):
-            h = H[h0 + i]
-            D[d0 + i] *= h * (1.0 - h)
+            h = H[np.uint64(h0 + i)]
+            D[np.uint64(d0 + i)] *= h * (1.0 - h)
     elif code == TANH:
         for i in range(n):
-            h = H[h0 + i]
-            D[d0 + i] *= 1.0 - h * h
+            h = H[np.uint64(h0 + i)]
+            D[np.uint64(d0 + i)] *= 1.0 - h * h
     elif code == RELU:
         # an unconditional store of a select, not "if h <= 0: D = 0": the
         # conditional store mispredicts on real data and does not vectorize
         # (measured 251 us -> 3 us on a 128 x 256 block)
         for i in range(n):
-            d = D[d0 + i]
-            D[d0 + i] = d if H[h0 + i] > 0 else 0.0
+            k = np.uint64(d0 + i)
+            d = D[k]
+            D[k] = d if H[np.uint64(h0 + i)] > 0 else 0.0
     elif code == LEAKY_RELU:
         for i in range(n):
-            d = D[d0 + i]
-            D[d0 + i] = d if H[h0 + i] > 0 else LEAKY_SLOPE * d
+            k = np.uint64(d0 + i)
+            d = D[k]
+            D[k] = d if H[np.uint64(h0 + i)] > 0 else LEAKY_SLOPE * d
     elif code == SOFTMAX:
         for i in range(rows):
             hi = h0 + i * cols
