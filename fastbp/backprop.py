@@ -81,9 +81,12 @@ class BackpropTrainer(Trainer):
         rows = X.shape[0]
         if self._recurrent:
             T = X.shape[1]
+            m, opt = self.model, self.optimizer
             lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
-            return rnn_kernels.train_step(self.kernel_args(rows, T), X, labels, targets,
-                                          IN_ORDER, lb, tb)
+            return rnn_kernels.train_step(m.flat_params, self.grads, opt.state, opt.hyper,
+                                          self.train_hyper, self.workspace(rows, T), m.layout,
+                                          self.truncate or 0, m.blas(rows, T), X, labels,
+                                          targets, lb, tb)
         m, opt = self.model, self.optimizer
         return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                                       self.grads, opt.state, opt.hyper, self.train_hyper,

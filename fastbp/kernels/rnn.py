@@ -47,12 +47,13 @@ is a constant for that window's backward pass).
 """
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from .activations import activate_inplace, backprop_activation
 from .codes import KERNEL, OK
 from .epochs import register_batch_step, run_epochs
-from .linalg import gemm_nn, gemm_nt, gemm_tn
+from .linalg import SMALL_GEMM, gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
 from .mlp import add_bias, bias_gradient
 from .optim import LOSS, finish_step
@@ -168,18 +169,112 @@ def set_initial_state(ws, layout, rows, T, h0, start):
 
 
 @njit(**KERNEL)
-def _combine(H, Z, bias, rows, cols):
-    """H block += Z block + b (broadcast over rows)."""
-    for r in range(rows):
-        for j in range(cols):
-            H[r * cols + j] += Z[r * cols + j] + bias[j]
+def _is_zero(A, a0, n):
+    """True when the n entries of A from a0 on are all zero."""
+    for j in range(n):
+        if A[np.uint64(a0 + j)] != 0.0:
+            return False
+    return True
 
 
 @njit(**KERNEL)
-def _accumulate(D, Z, n):
-    """D += Z (n entries)."""
+def _add_to_block(D, d0, Z, n):
+    """D[d0:d0 + n] += Z[:n]."""
     for j in range(n):
-        D[j] += Z[j]
+        D[np.uint64(d0 + j)] += Z[j]
+
+
+@njit(**KERNEL)
+def _zero_block(D, d0, n):
+    """D[d0:d0 + n] = 0."""
+    for j in range(n):
+        D[np.uint64(d0 + j)] = 0.0
+
+
+@njit(**KERNEL)
+def _add_bias_rows(H, h0, Z, bias, rows, cols):
+    """H block (rows, cols) at h0 += Z block (when Z is not empty) + b per row."""
+    use_z = Z.shape[0] > 0
+    for r in range(rows):
+        hr = h0 + r * cols
+        zr = r * cols
+        if use_z:
+            for j in range(cols):
+                H[np.uint64(hr + j)] += Z[np.uint64(zr + j)] + bias[j]
+        else:
+            for j in range(cols):
+                H[np.uint64(hr + j)] += bias[j]
+
+
+@njit(**KERNEL)
+def _add_column_sums(D, d0, db, rows, cols):
+    """db (cols,) += column sums of the (rows, cols) block of D at d0."""
+    for r in range(rows):
+        dr = d0 + r * cols
+        for j in range(cols):
+            db[j] += D[np.uint64(dr + j)]
+
+
+@njit(**KERNEL)
+def _fill_rows(H, h0, bias, rows, cols):
+    """Every row of the (rows, cols) block of H at h0 = b."""
+    for r in range(rows):
+        hr = h0 + r * cols
+        for j in range(cols):
+            H[np.uint64(hr + j)] = bias[j]
+
+
+@njit(**KERNEL)
+def _input_gradient(D, X, G, m, h, i, blas):
+    """G (h, i) = D (m, h).T @ X (m, i), the W_in gradient of a window. For
+    scalar inputs (i = 1) G is the sum of the rows of D weighted by x, a loop
+    over h per row (h16 T100: 2.6 us as a product, BLAS or loops, against
+    0.2 us)."""
+    if i != 1:
+        gemm_tn(D, 0, X, 0, G, 0, m, h, i, blas)
+        return
+    for j in range(h):
+        G[j] = 0.0
+    for r in range(m):
+        x = X[r]
+        dr = r * h
+        for j in range(h):
+            G[j] += x * D[np.uint64(dr + j)]
+
+
+@njit(**KERNEL)
+def _product_add(A, a0, B, C, c0, m, n, k):
+    """C block (m, n) at c0 += A block (m, k) at a0 @ B (k, n), as row updates
+    that take four rows of B per pass over the row of C (a quarter of the
+    loads and stores of C; h16, batch 1: 56 -> 42 ns per product).
+
+    A and C may be the same array (distinct blocks). Indices are unsigned:
+    with a signed index Numba adds a negative-index wrap-around test to every
+    access, and LLVM then leaves the loop scalar."""
+    for r in range(m):
+        ar = a0 + r * k
+        cr = c0 + r * n
+        p = 0
+        while p + 4 <= k:
+            x0 = A[np.uint64(ar + p)]
+            x1 = A[np.uint64(ar + p + 1)]
+            x2 = A[np.uint64(ar + p + 2)]
+            x3 = A[np.uint64(ar + p + 3)]
+            b0 = p * n
+            b1 = b0 + n
+            b2 = b1 + n
+            b3 = b2 + n
+            for j in range(n):
+                C[np.uint64(cr + j)] += ((x0 * B[np.uint64(b0 + j)] + x1 * B[np.uint64(b1 + j)])
+                                         + (x2 * B[np.uint64(b2 + j)]
+                                            + x3 * B[np.uint64(b3 + j)]))
+            p += 4
+        while p < k:
+            x = A[np.uint64(ar + p)]
+            bp = p * n
+            for j in range(n):
+                C[np.uint64(cr + j)] += x * B[np.uint64(bp + j)]
+            p += 1
 
 
 @njit(**KERNEL)
@@ -188,19 +283,25 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     those steps (readout "all") or of step T when t1 == T (readout "last").
 
     The input projection of all t1 - t0 steps is one matrix product before
-    the time loop. The products take W_in and W_rec transposed (copied here
-    from the current parameters), so that loops run them as row updates
-    (BLAS given the transposed views instead was slower: 386 -> 503 us for
-    the forward pass of h128 T40 b32).
+    the time loop; each step then adds h_{t-1} W_rec^T (skipped when the
+    window starts from a zero state) and b, and applies f in place. The
+    products take W_in and W_rec transposed (copied here from the current
+    parameters), so that loops run them as row updates (BLAS given the
+    transposed views instead was slower: 386 -> 503 us for the forward pass
+    of h128 T40 b32). A step's product below :data:`SMALL_GEMM` multiply-adds
+    runs as a loop that accumulates straight into h_t; a larger one goes to
+    BLAS through the Z block.
 
-    Every block is passed to the helpers as its own slice: with one buffer at
-    several offsets LLVM must assume the blocks overlap and keeps the
-    products scalar (h=16: 240 -> 70 ns per step).
+    The blocks are sliced once per window, not per step (the loops index
+    them at offsets): a slice costs an atomic reference-count update on
+    creation and release (two slices per step were a fifth of the h16,
+    batch 1 forward pass).
     """
     i, h, o = layout[IN], layout[HID], layout[OUT]
     wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
     nw = n_weights(layout)
     w_out = h * i + h * h
+    act = layout[ACT]
     steps = t1 - t0
     blk = rows * h
     bias = params[nw:nw + h]
@@ -208,17 +309,38 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     _transpose(params, h * i, ws, wt_rec, h, h)
     WT_rec = ws[wt_rec:wt_rec + h * h]
     Z = ws[z:z + blk]
-    # a_t = x_t W_in^T for every step of the window, straight into H[t0+1..t1]
-    first_state = hs + (t0 + 1) * blk
-    gemm_nn(ws[xs + t0 * rows * i:xs + t1 * rows * i], 0, ws[wt_in:wt_in + i * h], 0,
-            ws[first_state:first_state + steps * blk], 0, steps * rows, h, i, blas)
-    for t in range(t0 + 1, t1 + 1):
-        cur = hs + t * blk
-        H_prev = ws[cur - blk:cur]
-        H_t = ws[cur:cur + blk]
-        gemm_nn(H_prev, 0, WT_rec, 0, Z, 0, rows, h, h, blas)
-        _combine(H_t, Z, bias, rows, h)
-        activate_inplace(H_t, 0, rows, h, layout[ACT])
+    # block s of Hs is the state h_{t0+s}, s = 0..steps
+    Hs = ws[hs + t0 * blk:hs + t1 * blk + blk]
+    XS = ws[xs + t0 * rows * i:xs + t1 * rows * i]
+    WT_in = ws[wt_in:wt_in + i * h]
+    small = blas is None or blk * h < SMALL_GEMM
+    zero_start = _is_zero(Hs, 0, blk)
+    # a_t = b + x_t W_in^T for every step of the window, in blocks 1..steps
+    # (BLAS: the product, b added per step with h_{t-1} W_rec^T)
+    if blas is not None and steps * blk * i >= SMALL_GEMM:
+        gemm_nn(XS, 0, WT_in, 0, Hs[blk:], 0, steps * rows, h, i, blas)
+        bias_per_step = True
+    else:
+        _fill_rows(Hs, blk, bias, steps * rows, h)
+        _product_add(XS, 0, WT_in, Hs, blk, steps * rows, h, i)
+        bias_per_step = False
+    no_z = Z[:0]
+    for s in range(1, steps + 1):
+        cur = s * blk
+        if s == 1 and zero_start:
+            if bias_per_step:
+                _add_bias_rows(Hs, cur, no_z, bias, rows, h)
+        elif small:
+            _product_add(Hs, cur - blk, WT_rec, Hs, cur, rows, h, h)
+            if bias_per_step:
+                _add_bias_rows(Hs, cur, no_z, bias, rows, h)
+        else:
+            gemm_nn(Hs[cur - blk:cur], 0, WT_rec, 0, Z, 0, rows, h, h, blas)
+            if bias_per_step:
+                _add_bias_rows(Hs, cur, Z, bias, rows, h)
+            else:
+                _add_to_block(Hs, cur, Z, blk)
+        activate_inplace(Hs, cur, rows, h, act)
     # outputs: y_t = g(h_t W_out^T + b_out)
     if layout[ALL]:
         first, n_rows, out0 = t0 + 1, steps * rows, t0 * rows * o
@@ -279,6 +401,12 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     (t0 = 0, t1 = T) that gives the truncated-BPTT gradient of every window
     at fixed parameters, summed. 0 keeps every path inside the window.
 
+    The carry delta_t W_rec goes straight into the DELTA block of step t - 1
+    (loops: accumulated row by row; BLAS: written there when step t - 1 has
+    no direct gradient, else through Z and added), and db is summed block by
+    block while the block is in cache. A zero state entering the window
+    (h_0 = 0) adds nothing to dW_rec: its rows are left out of the product.
+
     Hooks for synthetic gradients (``alternatives``): ``inject`` ((rows * h,)
     or (0,) for none) is added to dJ/dh_{t1} before the time loop (a
     prediction of the gradient from beyond the window); with ``carry_out``
@@ -290,22 +418,25 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     nw = n_weights(layout)
     w_rec = h * i
     w_out = w_rec + h * h
+    act = layout[ACT]
     steps = t1 - t0
     blk = rows * h
     m = steps * rows
     DELTA = ws[delta + t0 * blk:delta + t1 * blk]
+    # block s of Hs is the state h_{t0+s}, s = 0..steps
+    Hs = ws[hs + t0 * blk:hs + t1 * blk + blk]
     W_rec = params[w_rec:w_rec + h * h]
     Z = ws[z:z + blk]
+    db = grads[nw:nw + h]
     # output layer and the direct gradient into each state (readout "last":
-    # only h_T has one, the other steps start from zero)
-    if layout[ALL]:
+    # only h_T has one)
+    every_step = layout[ALL] != 0
+    if every_step:
         first, n_rows, out0 = t0 + 1, m, t0 * rows * o
     elif t1 == T:
         first, n_rows, out0 = T, rows, 0
-        DELTA[:] = 0.0
     else:
         first, n_rows, out0 = T + 1, 0, 0
-        DELTA[:] = 0.0
     if n_rows > 0:
         DO = ws[do + out0:do + out0 + n_rows * o]
         H_out = ws[hs + first * blk:hs + first * blk + n_rows * h]
@@ -317,24 +448,47 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     else:
         grads[w_out:w_out + o * h] = 0.0
         grads[nw + h:nw + h + o] = 0.0
+        _zero_block(DELTA, (steps - 1) * blk, blk)
     if inject.shape[0] > 0:
-        _accumulate(DELTA[(steps - 1) * blk:steps * blk], inject, blk)
-    # the time loop: only the (rows, h) x (h, h) carry product is sequential
-    for t in range(t1, t0, -1):
-        d = (t - 1 - t0) * blk
-        D_t = DELTA[d:d + blk]
-        if t < t1 and (truncate == 0 or t % truncate != 0):
-            _accumulate(D_t, Z, blk)
-        cur = hs + t * blk
-        backprop_activation(ws[cur:cur + blk], 0, D_t, 0, rows, h, layout[ACT])
-        if t - 1 > t0 and (truncate == 0 or (t - 1) % truncate != 0):
-            gemm_nn(D_t, 0, W_rec, 0, Z, 0, rows, h, h, blas)
+        _add_to_block(DELTA, (steps - 1) * blk, inject, blk)
+    small = blas is None or blk * h < SMALL_GEMM
+    db[:] = 0.0
+    # the time loop: only the (rows, h) x (h, h) carry product is sequential;
+    # block s - 1 of DELTA is step t0 + s
+    carried = False     # Z holds the carry into the current step (BLAS path)
+    for s in range(steps, 0, -1):
+        d = (s - 1) * blk
+        if carried:
+            _add_to_block(DELTA, d, Z, blk)
+        backprop_activation(Hs, s * blk, DELTA, d, rows, h, act)
+        _add_column_sums(DELTA, d, db, rows, h)
+        carried = False
+        if s == 1:
+            break
+        # the carry into h_{t-1} (t = t0 + s): a direct gradient is already
+        # in its block for readout "all"; "last" has none before step T
+        cut = truncate != 0 and (t0 + s - 1) % truncate == 0
+        if cut:
+            if not every_step:
+                _zero_block(DELTA, d - blk, blk)
+        elif small:
+            if not every_step:
+                _zero_block(DELTA, d - blk, blk)
+            _product_add(DELTA, d, W_rec, DELTA, d - blk, rows, h, h)
+        elif every_step:
+            gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, Z, 0, rows, h, h, blas)
+            carried = True
+        else:
+            gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, DELTA[d - blk:d], 0, rows, h, h, blas)
     # weight gradients of the whole window as single products
-    gemm_tn(DELTA, 0, ws[hs + t0 * blk:hs + (t1 - 1) * blk + blk], 0,
-            grads[w_rec:w_rec + h * h], 0, m, h, h, blas)
-    gemm_tn(DELTA, 0, ws[xs + t0 * rows * i:xs + t1 * rows * i], 0, grads[:h * i], 0, m, h, i,
-            blas)
-    bias_gradient(DELTA, 0, grads[nw:nw + h], 0, m, h)
+    skip = rows if _is_zero(Hs, 0, blk) else 0
+    if skip < m:
+        gemm_tn(DELTA[skip * h:], 0, Hs[skip * h:], 0, grads[w_rec:w_rec + h * h], 0, m - skip,
+                h, h, blas)
+    else:
+        grads[w_rec:w_rec + h * h] = 0.0
+    _input_gradient(DELTA, ws[xs + t0 * rows * i:xs + t1 * rows * i], grads[:h * i], m, h, i,
+                    blas)
     if carry_out:
         gemm_nn(DELTA[:blk], 0, W_rec, 0, Z, 0, rows, h, h, blas)
 
@@ -403,13 +557,17 @@ def train_batch(args, rows, T, lb, tb):
 
 
 @njit(**KERNEL)
-def train_step(args, X, labels, targets, order, lb, tb):
-    """One training step on the batch X (rows, T, i) (``order`` is (0,): the
-    sequences in order): see :func:`train_batch`.
+def train_step(params, grads, state, opt_hyper, train_hyper, ws, layout, truncate, blas, X,
+               labels, targets, lb, tb):
+    """One training step on the batch X (rows, T, i), the sequences in order:
+    see :func:`train_batch`, whose :data:`BPTTArgs` come as separate arrays
+    (unboxing a namedtuple of arrays costs more, per call from Python, than
+    the whole step of a small network).
     Returns (mean objective over loss terms, number correct, status)."""
     rows, T = X.shape[0], X.shape[1]
-    gather_sequences(X, labels, targets, order, 0, rows, args.ws,
-                     offsets(args.layout, rows, T)[2], lb, tb)
+    gather_sequences(X, labels, targets, lb[:0], 0, rows, ws, offsets(layout, rows, T)[2], lb,
+                     tb)
+    args = BPTTArgs(params, grads, state, opt_hyper, train_hyper, ws, layout, truncate, blas)
     loss_acc, correct, terms, updates, status = train_batch(args, rows, T, lb, tb)
     return loss_acc / max(terms, 1), correct, status
 

@@ -1,0 +1,123 @@
+"""The Elman kernels' two ways of running a time step, against the NumPy twin
+in naive_rnn.py: the recurrent product by BLAS through the Z block (rows * h
+* h >= SMALL_GEMM, with BLAS allowed) and as loops that accumulate straight
+into the state or DELTA block; the W_in gradient of scalar inputs (its own
+loop); windows that start from a zero state (the first step's product and its
+dW_rec rows left out) and from a carried state; and no allocation per time
+step. Training goes through ``fit`` on one whole batch, the fused epoch
+kernel the learning tests compile for these dtypes anyway.
+
+test_rnn.py covers the loop path with tiny sizes (no BLAS at all); the sizes
+here are the smallest that reach the BLAS path: h = 32, 4 sequences."""
+import naive_rnn
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp.kernels.linalg import SMALL_GEMM
+
+READOUTS = ("last", "all")
+
+
+def data(rng, n, T, i, o, readout):
+    X = rng.normal(size=(n, T, i))
+    y = rng.normal(size=(n, o) if readout == "last" else (n, T, o))
+    return X, y
+
+
+def blas_model(readout, dtype=np.float64, i=2, h=32, o=3):
+    rnn = fb.ElmanRNN(i, h, o, readout=readout, dtype=dtype, seed=0)
+    rnn.params[2][...] = np.linspace(-0.2, 0.2, h)     # a bias that shows up in every step
+    return rnn
+
+
+def test_the_sizes_here_reach_both_paths():
+    rows, h = 4, 32
+    assert rows * h * h >= SMALL_GEMM > 1 * h * h
+    assert blas_model("last").blas(rows, 6) is not None
+
+
+def one_update(rnn, X, y, truncate, lr):
+    """One SGD update on the whole batch through ``fit`` (the fused epoch
+    kernel, the specialization test_rnn_learning compiles too), against the
+    twin's window-by-window SGD from the same start."""
+    start = [p.copy() for p in rnn.params]
+    trainer = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(lr), truncate=truncate)
+    trainer.fit(X, y, epochs=1, batch_size=X.shape[0], shuffle=False)
+    expected, _ = naive_rnn.truncated_sgd(start, X, y, "tanh", rnn.readout, "mse", "identity",
+                                          truncate or X.shape[1], lr)
+    return expected
+
+
+@pytest.mark.parametrize("readout", READOUTS)
+@pytest.mark.parametrize("truncate", [None, 3])
+@pytest.mark.parametrize("rows", [4, 1])
+def test_blas_and_loop_steps_match_the_twins_sgd(readout, truncate, rows):
+    """rows 4: every step's product by BLAS; rows 1: the same kernel
+    specialization (BLAS allowed) with the per-step products as loops. With
+    truncate=3 the windows after the first start from the carried, non-zero
+    state: their first product is computed, and W_rec's gradient has every
+    row."""
+    rng = np.random.default_rng(0)
+    rnn = blas_model(readout)
+    X, y = data(rng, rows, 7, 2, 3, readout)
+    expected = one_update(rnn, X, y, truncate, 0.3)
+    for name, p, e in zip(["W_in", "W_rec", "b", "W_out", "b_out"], rnn.params, expected):
+        np.testing.assert_allclose(p, e, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("readout", READOUTS)
+@pytest.mark.parametrize("truncate", [None, 3])
+def test_scalar_inputs_give_the_twins_gradients(readout, truncate):
+    """input_size 1 takes the W_in gradient's own loop (tiny sizes: no BLAS)."""
+    rng = np.random.default_rng(2)
+    rnn = fb.ElmanRNN(1, 5, 2, readout=readout, dtype=np.float64, seed=1)
+    X, y = data(rng, 3, 7, 1, 2, readout)
+    trainer = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(0.1), truncate=truncate)
+    got = trainer.gradients(X, y)
+    expected = naive_rnn.gradients(rnn.params, X, y, "tanh", readout, "mse", "identity",
+                                   truncate)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-13)
+
+
+def test_float32_blas_path_follows_the_float64_twin():
+    rng = np.random.default_rng(3)
+    rnn = blas_model("all", dtype=np.float32)
+    X, y = data(rng, 4, 6, 2, 3, "all")
+    expected = one_update(rnn, X.astype(np.float32), y.astype(np.float32), None, 0.3)
+    for p, e in zip(rnn.params, expected):
+        assert p.dtype == np.float32
+        np.testing.assert_allclose(p, e, rtol=1e-4, atol=1e-5)
+
+
+def test_no_allocation_per_time_step():
+    """An epoch of sequences of 40 steps, in windows of 2, allocates what one
+    of 4 steps does (the meminfos of the kernel's array arguments): nothing
+    per time step or window. Counted by Numba's runtime, when it can count."""
+    nrt = pytest.importorskip("numba.core.runtime._nrt_python")
+    from numba.core.runtime import rtsys
+
+    from fastbp.kernels.epochs import EpochPlan
+    if not hasattr(nrt, "memsys_enable_stats"):
+        pytest.skip("this Numba cannot count allocations at run time")
+    rng = np.random.default_rng(4)
+    trainer = fb.BackpropTrainer(blas_model("last"), loss="mse", optimizer=fb.SGD(0.01),
+                                 truncate=2)
+    counts = []
+    enabled = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    try:
+        for T in (4, 4, 40):
+            X, y = data(rng, 8, T, 2, 3, "last")
+            data_ = trainer.epoch_data(*trainer.prepare(X, y), np.arange(8), 4)
+            trainer.workspace(4, T)
+            before = rtsys.get_allocation_stats().alloc
+            status, ran = trainer.fit_epochs(data_, EpochPlan(1, True, np.uint64(0), 0, 4, 1),
+                                             np.zeros((1, 4)))
+            counts.append(rtsys.get_allocation_stats().alloc - before)
+            assert status == 0 and ran == 1
+    finally:
+        if not enabled:
+            nrt.memsys_disable_stats()
+    assert counts[0] > 0 and counts[1] == counts[2], counts
