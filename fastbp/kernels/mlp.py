@@ -26,10 +26,12 @@ products and selects the specialization without BLAS for tiny networks (see
 """
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
-from .activations import activate_inplace, backprop_activation
-from .codes import KERNEL
+from .activations import (activate_inplace, backprop_activation, sigmoid_scalar, tanh_float32,
+                          tanh_float64)
+from .codes import KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from .linalg import gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
@@ -104,6 +106,76 @@ def bias_gradient(D, d0, grads, g0, rows, cols):
 
 
 @njit(**KERNEL)
+def bias_activate(Z, z0, params, b0, rows, cols, code):
+    """Z = f(Z + b) on the (rows, cols) block at z0, b = params[b0:b0 + cols]
+    added to every row, f a hidden layer's (elementwise) activation: the
+    values :func:`add_bias` then
+    :func:`fastbp.kernels.activations.activate_inplace` give, in one pass
+    over the block instead of two."""
+    for i in range(rows):
+        r = z0 + i * cols
+        if code == SIGMOID:
+            for j in range(cols):
+                Z[r + j] = sigmoid_scalar(Z[r + j] + params[b0 + j])
+        elif code == TANH:
+            if Z.itemsize == 4:
+                for j in range(cols):
+                    Z[r + j] = tanh_float32(np.float32(Z[r + j] + params[b0 + j]))
+            else:
+                for j in range(cols):
+                    Z[r + j] = tanh_float64(Z[r + j] + params[b0 + j])
+        elif code == RELU:
+            for j in range(cols):
+                v = Z[r + j] + params[b0 + j]
+                Z[r + j] = v if v > 0 else 0.0
+        elif code == LEAKY_RELU:
+            for j in range(cols):
+                v = Z[r + j] + params[b0 + j]
+                Z[r + j] = v if v > 0 else LEAKY_SLOPE * v
+        else:
+            for j in range(cols):
+                Z[r + j] += params[b0 + j]
+
+
+@njit(**KERNEL)
+def delta_and_bias_gradient(H, h0, D, d0, grads, g0, rows, cols, code):
+    """D *= f'(a) on the (rows, cols) block at d0 (f' from the outputs H at
+    h0, an elementwise hidden activation), and grads[g0:g0 + cols] = the
+    column sums of the new D, in one pass: what
+    :func:`fastbp.kernels.activations.backprop_activation` and
+    :func:`bias_gradient` give in two, summed in the same (row) order."""
+    for j in range(cols):
+        grads[g0 + j] = 0.0
+    for i in range(rows):
+        rh = h0 + i * cols
+        rd = d0 + i * cols
+        if code == SIGMOID:
+            for j in range(cols):
+                h = H[rh + j]
+                D[rd + j] *= h * (1.0 - h)
+                grads[g0 + j] += D[rd + j]
+        elif code == TANH:
+            for j in range(cols):
+                h = H[rh + j]
+                D[rd + j] *= 1.0 - h * h
+                grads[g0 + j] += D[rd + j]
+        elif code == RELU:
+            for j in range(cols):
+                d = D[rd + j]
+                d = d if H[rh + j] > 0 else 0.0
+                D[rd + j] = d
+                grads[g0 + j] += D[rd + j]
+        elif code == LEAKY_RELU:
+            for j in range(cols):
+                d = D[rd + j]
+                D[rd + j] = d if H[rh + j] > 0 else LEAKY_SLOPE * d
+                grads[g0 + j] += D[rd + j]
+        else:
+            for j in range(cols):
+                grads[g0 + j] += D[rd + j]
+
+
+@njit(**KERNEL)
 def layer_gradient(ws, d, src, s0, grads, woff, boff, rows, nout, nin, blas):
     """dW_l = delta_l^T H_{l-1} into grads[woff:] and db_l = column sums of
     delta_l into grads[boff:], for the (rows, nout) delta at ws[d:] and the
@@ -150,13 +222,13 @@ def forward(x, rows, params, layout, ws, blas):
             else:
                 add_bias(ws, hoff, params, boff, rows, nout)
             activate_inplace(ws, hoff, rows, nout, layout[L + 1 + l])
-        else:
-            if l == L:
-                add_bias(ws[a_off:a_off + n], 0, params[boff:boff + nout], 0, rows, nout)
-                ws[hoff:hoff + n] = ws[a_off:a_off + n]
-            else:
-                add_bias(ws[hoff:hoff + n], 0, params[boff:boff + nout], 0, rows, nout)
+        elif l == L:
+            add_bias(ws[a_off:a_off + n], 0, params[boff:boff + nout], 0, rows, nout)
+            ws[hoff:hoff + n] = ws[a_off:a_off + n]
             activate_inplace(ws[hoff:hoff + n], 0, rows, nout, layout[L + 1 + l])
+        else:       # bias and activation in one pass over a large block
+            bias_activate(ws[hoff:hoff + n], 0, params[boff:boff + nout], 0, rows, nout,
+                          layout[L + 1 + l])
         src_off = hoff
         woff += nout * nin
         boff += nout
@@ -186,18 +258,25 @@ def backward(x, rows, params, grads, layout, ws, blas):
         boff -= nout
         hoff -= rows * nout  # start of H_l
         prev_off = hoff - rows * nin
-        if l == 1:
-            layer_gradient(ws, cur, x, 0, grads, woff, boff, rows, nout, nin, blas)
+        # on the BLAS path a hidden layer's db was summed when its delta was
+        # formed (below), so only dW is left for BLAS
+        if blas is None or l == L:
+            if l == 1:
+                layer_gradient(ws, cur, x, 0, grads, woff, boff, rows, nout, nin, blas)
+            else:
+                layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
+        elif l == 1:
+            gemm_tn(ws, cur, x, 0, grads, woff, rows, nout, nin, blas)
         else:
-            layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
+            gemm_tn(ws, cur, ws, prev_off, grads, woff, rows, nout, nin, blas)
         if l > 1:
             gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
             if blas is None:
                 backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
             else:
                 n = rows * nin
-                backprop_activation(ws[prev_off:prev_off + n], 0, ws[other:other + n], 0,
-                                    rows, nin, layout[L + l])
+                delta_and_bias_gradient(ws[prev_off:prev_off + n], 0, ws[other:other + n], 0,
+                                        grads[boff - nin:boff], 0, rows, nin, layout[L + l])
             cur, other = other, cur
 
 
