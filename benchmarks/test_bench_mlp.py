@@ -9,8 +9,12 @@ Groups (``--benchmark-group-by=group,param:dtype``):
   also hold ``blas_reference``: only the matrix products of one step, which
   bounds what any implementation can reach.
 * ``mlp-fit-<sizes>-b<batch>``: ``trainer.fit`` over a data set, where whole
-  epochs run in one compiled call; ``extra_info["us_per_step"]`` is the time
-  per update. The NumPy baseline is the Python loop a user writes.
+  epochs run in one compiled call (for the small nets, a kernel generated for
+  their exact shape: see ``fastbp.small_nets``); ``extra_info["us_per_step"]``
+  is the time per update. The NumPy baseline is the Python loop a user
+  writes; JAX's row is its fastest form, every epoch of the round in one
+  ``jax.jit`` call (``lax.fori_loop`` over the batches of each epoch's
+  permutation, see ``jax_mlp.JaxMLP.fit``).
 
 Every implementation starts from the same parameters; a short fixed run before
 timing (which also compiles) records ``loss_first`` and ``loss_after_k`` in
@@ -38,6 +42,8 @@ import fastbp as fb
 WORKLOADS = {
     "2-2-2": dict(sizes=[2, 2, 2], batch=1, activation="sigmoid", output="sigmoid",
                   loss="squared_error", lr=0.5, k=20, rounds=None),
+    "2-4-2": dict(sizes=[2, 4, 2], batch=1, activation="tanh", output="softmax",
+                  loss="cross_entropy", lr=0.1, k=20, rounds=None),
     "40-100-100-10-b32": dict(sizes=[40, 100, 100, 10], batch=32, activation="relu",
                               output="softmax", loss="cross_entropy", lr=0.05, k=20,
                               rounds=None),
@@ -197,6 +203,7 @@ def test_step(benchmark, blas_medians, reference_losses, workload, dtype, impl):
 # so the medians compare directly as well as us_per_step)
 FITS = {
     "2-2-2-b1": ("2-2-2", 1000, 1, 5),
+    "2-4-2-b1": ("2-4-2", 1000, 1, 5),
     "40-100-100-10-b32": ("40-100-100-10-b32", 2048, 32, 2),
 }
 
@@ -216,7 +223,18 @@ def make_dataset(workload, n, dtype):
     return X.astype(dtype), y
 
 
-@pytest.mark.parametrize("impl", ["fastbp", "numpy"])
+def jax_fit_round(net, X, y, epochs, batch_size):
+    """The timed body of JAX's fused fit: ``epochs`` epochs in one compiled
+    call (compiled here, on the same shapes, outside the timing)."""
+    rng = np.random.default_rng(0)
+    net.fit(X, y, epochs, batch_size, rng)
+
+    def run():
+        return net.fit(X, y, epochs, batch_size, rng)
+    return run
+
+
+@pytest.mark.parametrize("impl", ["fastbp", "numpy", "jax"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fit", list(FITS))
 def test_fit(benchmark, fit, dtype, impl):
@@ -226,7 +244,10 @@ def test_fit(benchmark, fit, dtype, impl):
     model = make_model(workload, dtype)
     X, y = make_dataset(workload, n, dtype)
 
-    run = fit_round(impl, make_impl(impl, model, w), X, y, epochs, bs)
+    if impl == "jax":
+        run = jax_fit_round(make_impl(impl, model, w), X, y, epochs, bs)
+    else:
+        run = fit_round(impl, make_impl(impl, model, w), X, y, epochs, bs)
 
     loss, steps = benchmark(run)
     benchmark.extra_info["steps_per_round"] = int(steps)
