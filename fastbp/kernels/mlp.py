@@ -111,30 +111,37 @@ def bias_activate(Z, z0, params, b0, rows, cols, code):
     added to every row, f a hidden layer's (elementwise) activation: the
     values :func:`add_bias` then
     :func:`fastbp.kernels.activations.activate_inplace` give, in one pass
-    over the block instead of two."""
+    over the block instead of two. Indices are unsigned so that LLVM
+    vectorizes the loops (see :mod:`fastbp.kernels.activations`)."""
     for i in range(rows):
         r = z0 + i * cols
         if code == SIGMOID:
             for j in range(cols):
-                Z[r + j] = sigmoid_scalar(Z[r + j] + params[b0 + j])
+                k = np.uint64(r + j)
+                Z[k] = sigmoid_scalar(Z[k] + params[np.uint64(b0 + j)])
         elif code == TANH:
             if Z.itemsize == 4:
                 for j in range(cols):
-                    Z[r + j] = tanh_float32(np.float32(Z[r + j] + params[b0 + j]))
+                    k = np.uint64(r + j)
+                    Z[k] = tanh_float32(np.float32(Z[k] + params[np.uint64(b0 + j)]))
             else:
                 for j in range(cols):
-                    Z[r + j] = tanh_float64(Z[r + j] + params[b0 + j])
+                    k = np.uint64(r + j)
+                    Z[k] = tanh_float64(Z[k] + params[np.uint64(b0 + j)])
         elif code == RELU:
             for j in range(cols):
-                v = Z[r + j] + params[b0 + j]
-                Z[r + j] = v if v > 0 else 0.0
+                k = np.uint64(r + j)
+                v = Z[k] + params[np.uint64(b0 + j)]
+                Z[k] = v if v > 0 else 0.0
         elif code == LEAKY_RELU:
             for j in range(cols):
-                v = Z[r + j] + params[b0 + j]
-                Z[r + j] = v if v > 0 else LEAKY_SLOPE * v
+                k = np.uint64(r + j)
+                v = Z[k] + params[np.uint64(b0 + j)]
+                Z[k] = v if v > 0 else LEAKY_SLOPE * v
         else:
             for j in range(cols):
-                Z[r + j] += params[b0 + j]
+                k = np.uint64(r + j)
+                Z[k] += params[np.uint64(b0 + j)]
 
 
 @njit(**KERNEL)
@@ -151,28 +158,32 @@ def delta_and_bias_gradient(H, h0, D, d0, grads, g0, rows, cols, code):
         rd = d0 + i * cols
         if code == SIGMOID:
             for j in range(cols):
-                h = H[rh + j]
-                D[rd + j] *= h * (1.0 - h)
-                grads[g0 + j] += D[rd + j]
+                k = np.uint64(rd + j)
+                h = H[np.uint64(rh + j)]
+                D[k] *= h * (1.0 - h)
+                grads[np.uint64(g0 + j)] += D[k]
         elif code == TANH:
             for j in range(cols):
-                h = H[rh + j]
-                D[rd + j] *= 1.0 - h * h
-                grads[g0 + j] += D[rd + j]
+                k = np.uint64(rd + j)
+                h = H[np.uint64(rh + j)]
+                D[k] *= 1.0 - h * h
+                grads[np.uint64(g0 + j)] += D[k]
         elif code == RELU:
             for j in range(cols):
-                d = D[rd + j]
-                d = d if H[rh + j] > 0 else 0.0
-                D[rd + j] = d
-                grads[g0 + j] += D[rd + j]
+                k = np.uint64(rd + j)
+                d = D[k]
+                d = d if H[np.uint64(rh + j)] > 0 else 0.0
+                D[k] = d
+                grads[np.uint64(g0 + j)] += D[k]
         elif code == LEAKY_RELU:
             for j in range(cols):
-                d = D[rd + j]
-                D[rd + j] = d if H[rh + j] > 0 else LEAKY_SLOPE * d
-                grads[g0 + j] += D[rd + j]
+                k = np.uint64(rd + j)
+                d = D[k]
+                D[k] = d if H[np.uint64(rh + j)] > 0 else LEAKY_SLOPE * d
+                grads[np.uint64(g0 + j)] += D[k]
         else:
             for j in range(cols):
-                grads[g0 + j] += D[rd + j]
+                grads[np.uint64(g0 + j)] += D[np.uint64(rd + j)]
 
 
 @njit(**KERNEL)
