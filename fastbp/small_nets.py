@@ -50,6 +50,8 @@ import importlib.util
 import os
 import sys
 
+from numba.core import config as numba_config
+
 from .compile_cache import generated_source_dir
 from .kernels import KERNELS_DIR, codes
 from .kernels.optim import A as MOMENTUM
@@ -123,8 +125,8 @@ def small_fit_kernel(model, train_hyper, opt_hyper, batch_size):
     as :func:`fastbp.kernels.epochs.run_epochs` does.
     """
     spec = small_net_spec(model, train_hyper, opt_hyper, batch_size)
-    if spec is None:
-        return None
+    if spec is None or numba_config.DISABLE_JIT:
+        return None     # (uncompiled, the generic kernels are the ones to run)
     try:
         return _KERNELS[spec]
     except KeyError:
