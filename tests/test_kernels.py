@@ -9,7 +9,7 @@ own rounding: ~1e-12 relative in float64, ~1e-5 in float32.
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import fastbp as fb
@@ -896,6 +896,10 @@ def train_configs(draw):
 def test_train_step_matches_twin(problem, config, rows, dtype, seed, blas):
     sizes, acts, loss, form = problem
     name, lam, clip = config
+    # a softmax over one class is constant: its exact gradient is zero, and
+    # Adam's m / sqrt(v) turns the rounding noise left in its place (float32
+    # kernel, float64 twin) into steps of size lr with unrelated signs
+    assume(not (sizes[-1] == 1 and acts[-1] == "softmax" and name.startswith("adam")))
     cfg = OPTIMIZERS[name]
     rng = np.random.default_rng(seed)
     params, p64 = random_params(rng, sizes, dtype)
