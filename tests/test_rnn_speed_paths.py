@@ -9,6 +9,7 @@ kernel the learning tests compile for these dtypes anyway.
 
 test_rnn.py covers the loop path with tiny sizes (no BLAS at all); the sizes
 here are the smallest that reach the BLAS path: h = 32, 4 sequences."""
+import naive
 import naive_rnn
 import numpy as np
 import pytest
@@ -121,3 +122,57 @@ def test_no_allocation_per_time_step():
         if not enabled:
             nrt.memsys_disable_stats()
     assert counts[0] > 0 and counts[1] == counts[2], counts
+
+
+# -- the fused elementwise passes of a recurrent step ----------------------------------
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", HIDDEN)
+def test_add_activate_is_the_sum_then_the_activation(act, dtype):
+    """H = f(H + Z) in one pass: the twin's f of the sum, and bit for bit the
+    sum followed by activate_inplace (so the BLAS and loop paths agree)."""
+    from fastbp.activations import HIDDEN_ACTIVATIONS
+    from fastbp.kernels.activations import activate_inplace, add_activate
+    rng = np.random.default_rng(5)
+    n, off = 37, 5                                   # odd sizes, a block at an offset
+    H = (rng.normal(size=n + off + 3) * 3).astype(dtype)
+    Z = (rng.normal(size=n) * 3).astype(dtype)
+    code = HIDDEN_ACTIVATIONS[act]
+    fused = H.copy()
+    add_activate(fused, off, Z, n, code)
+    split = H.copy()
+    split[off:off + n] += Z
+    activate_inplace(split, off, 1, n, code)
+    np.testing.assert_array_equal(fused, split)
+    assert np.array_equal(fused[:off], H[:off]) and np.array_equal(fused[off + n:], H[off + n:])
+    expected = naive.activation(act, (H[off:off + n] + Z)[None])[0]
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(fused[off:off + n], expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", HIDDEN)
+def test_add_backprop_activation_is_the_sum_then_the_derivative(act, dtype):
+    from fastbp.activations import HIDDEN_ACTIVATIONS
+    from fastbp.kernels.activations import add_backprop_activation, backprop_activation
+    rng = np.random.default_rng(6)
+    n, off = 37, 4
+    A = rng.normal(size=n) * 2
+    H = np.zeros(n + off, dtype)
+    H[off:] = naive.activation(act, A[None])[0]
+    D = rng.normal(size=n + 2 * off).astype(dtype)
+    Z = rng.normal(size=n).astype(dtype)
+    code = HIDDEN_ACTIVATIONS[act]
+    fused = D.copy()
+    add_backprop_activation(H, off, fused, 2 * off, Z, n, code)
+    split = D.copy()
+    split[2 * off:2 * off + n] += Z
+    backprop_activation(H, off, split, 2 * off, 1, n, code)
+    np.testing.assert_array_equal(fused, split)
+    assert np.array_equal(fused[:2 * off], D[:2 * off])
+    expected = (D[2 * off:].astype(np.float64) + Z) * naive.activation_derivative(
+        act, A[None])[0]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fused[2 * off:], expected, rtol=tol, atol=tol)

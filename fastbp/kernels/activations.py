@@ -176,6 +176,89 @@ def activate_inplace(Z, z0, rows, cols, code):
 
 
 @njit(**KERNEL)
+def add_activate(H, h0, Z, n, code):
+    """H[h0:h0 + n] = f(H[h0:h0 + n] + Z[:n]) for a hidden activation: the last
+    part of a pre-activation added and the activation applied in one pass (a
+    recurrent step's h_t = f(a_t + h_{t-1} W_rec^T)). The same values as the
+    sum followed by :func:`activate_inplace`.
+
+    Parameters
+    ----------
+    H, Z : 1-D float32/float64 arrays (different arrays)
+    h0 : int, offset of the block in H
+    n : int, entries
+    code : int, a hidden activation code (identity, sigmoid, tanh, relu,
+        leaky_relu; not softmax)
+    """
+    if code == SIGMOID:
+        for i in range(n):
+            k = np.uint64(h0 + i)
+            H[k] = sigmoid_scalar(H[k] + Z[i])
+    elif code == TANH:
+        if H.itemsize == 4:
+            for i in range(n):
+                k = np.uint64(h0 + i)
+                H[k] = tanh_float32(np.float32(H[k] + Z[i]))
+        else:
+            for i in range(n):
+                k = np.uint64(h0 + i)
+                H[k] = tanh_float64(H[k] + Z[i])
+    elif code == RELU:
+        for i in range(n):
+            k = np.uint64(h0 + i)
+            a = H[k] + Z[i]
+            H[k] = a if a > 0 else 0.0
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            k = np.uint64(h0 + i)
+            a = H[k] + Z[i]
+            H[k] = a if a > 0 else LEAKY_SLOPE * a
+    else:
+        for i in range(n):
+            H[np.uint64(h0 + i)] += Z[i]
+
+
+@njit(**KERNEL)
+def add_backprop_activation(H, h0, D, d0, Z, n, code):
+    """D[d0:d0 + n] = (D[d0:d0 + n] + Z[:n]) * f'(a), f' computed from the
+    output H[h0:h0 + n] = f(a), for a hidden activation: a gradient arriving
+    by a second path added and the derivative applied in one pass (a
+    recurrent step's carry). The same values as the sum followed by
+    :func:`backprop_activation`.
+
+    Parameters
+    ----------
+    H, D : 1-D float32/float64 arrays (may be the same array); Z a different one
+    h0, d0 : int, offsets of the blocks
+    n : int, entries
+    code : int, a hidden activation code (not softmax)
+    """
+    if code == SIGMOID:
+        for i in range(n):
+            k = np.uint64(d0 + i)
+            h = H[np.uint64(h0 + i)]
+            D[k] = (D[k] + Z[i]) * (h * (1.0 - h))
+    elif code == TANH:
+        for i in range(n):
+            k = np.uint64(d0 + i)
+            h = H[np.uint64(h0 + i)]
+            D[k] = (D[k] + Z[i]) * (1.0 - h * h)
+    elif code == RELU:
+        for i in range(n):
+            k = np.uint64(d0 + i)
+            d = D[k] + Z[i]
+            D[k] = d if H[np.uint64(h0 + i)] > 0 else 0.0
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            k = np.uint64(d0 + i)
+            d = D[k] + Z[i]
+            D[k] = d if H[np.uint64(h0 + i)] > 0 else LEAKY_SLOPE * d
+    else:
+        for i in range(n):
+            D[np.uint64(d0 + i)] += Z[i]
+
+
+@njit(**KERNEL)
 def activate(A, a0, H, h0, rows, cols, code):
     """H = f(A) on (rows, cols) blocks: A copied to H, then activated in place.
 
