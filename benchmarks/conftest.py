@@ -90,3 +90,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     # 1/5/15-minute load averages before and after the run (the run itself adds ~1)
     machine_info["loadavg_start"] = list(_LOAD_AT_START)
     machine_info["loadavg_end"] = _loadavg()
+
+
+def pytest_xdist_auto_num_workers(config):
+    """The test suite runs in parallel workers (pytest-xdist, ``-n auto`` in
+    pyproject.toml); benchmarks time one thing at a time, in this process."""
+    return 0

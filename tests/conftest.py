@@ -1,6 +1,18 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and one BLAS thread per test worker."""
+import os
+
 import numpy as np
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the suite runs in one worker per core (pytest-xdist): a BLAS pool per
+    # worker as large as the machine would oversubscribe the cores
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        _ONE_BLAS_THREAD = threadpool_limits(limits=1, user_api="blas")
 
 
 @pytest.fixture(scope="session")
