@@ -201,12 +201,7 @@ class Results:
         path : str or os.PathLike
             The file; its directory is created when missing.
         """
-        from .files import atomic_write
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        data = _jsonable(self.as_dict())
-        return atomic_write(path, lambda f: json.dump(data, f, indent=1, allow_nan=False),
-                            binary=False)
+        return _write_json(path, _jsonable(self.as_dict()))
 
     @classmethod
     def from_json(cls, path):
@@ -217,11 +212,7 @@ class Results:
         ValueError
             When the file is not a fastbp results file.
         """
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        data = _read_json(path)
         if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION \
                 or not isinstance(data.get("runs"), list):
             raise ValueError(f"{path} is not a fastbp results file (format_version "
@@ -249,6 +240,25 @@ class Results:
         return plot_results(self, path)
 
 
+def _write_json(path, data):
+    """Write JSON-safe ``data`` to ``path`` atomically (temporary file, then
+    rename), creating the folder when missing."""
+    from .files import atomic_write
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return atomic_write(path, lambda f: json.dump(data, f, indent=1, allow_nan=False),
+                        binary=False)
+
+
+def _read_json(path):
+    """The JSON value in ``path``; ValueError naming the file when it is not JSON."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path!r} is not valid JSON: {exc}") from None
+
+
 def _jsonable(obj):
     """NaN/inf become None (JSON has neither); numpy scalars become Python ones."""
     if isinstance(obj, dict):
@@ -262,39 +272,21 @@ def _jsonable(obj):
         return v if math.isfinite(v) else None
     if isinstance(obj, np.integer):
         return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     return obj
 
 
-# -- JSON-safe values ------------------------------------------------------------------
-
-def _is_plain(value):
+def _is_jsonable(value):
     """True for JSON-like values: None, bool, int, float, str, and lists and
     dicts of them."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_is_plain(v) for v in value)
+        return all(_is_jsonable(v) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+        return all(isinstance(k, str) and _is_jsonable(v) for k, v in value.items())
     return False
-
-
-def _plain(value):
-    """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 # -- tuning results -------------------------------------------------------------------------------
@@ -411,12 +403,7 @@ class Tuning:
         ----------
         path : str or os.PathLike
         """
-        from .files import atomic_write
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        data = _plain(self.as_dict())
-        return atomic_write(path, lambda f: json.dump(data, f, indent=1, allow_nan=False),
-                            binary=False)
+        return _write_json(path, _jsonable(self.as_dict()))
 
     @classmethod
     def from_json(cls, path):
@@ -429,13 +416,10 @@ class Tuning:
         """
         path = os.fspath(path)
         try:
-            with open(path) as f:
-                data = json.load(f)
+            data = _read_json(path)
         except FileNotFoundError:
             raise ValueError(f"{path!r} does not exist; expected a tuning.json written by "
                              "fastbp tune") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path!r} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != "fastbp-tuning" \
                 or data.get("format_version") != FORMAT_VERSION \
                 or not isinstance(data.get("studies"), list):

@@ -44,7 +44,7 @@ import numpy as np
 from . import runs
 from .comparison import _check_out, _machine, _prepare, dask_client
 from .progress import _tqdm, is_interactive
-from .results import Tuning, _is_plain, _plain
+from .results import Tuning, _is_jsonable, _jsonable
 from .search_space import check_space, space_to_dict
 from .tasks import get_task, parse_task_spec, task_key
 from .validation import check_positive_int
@@ -322,7 +322,7 @@ blas_threads
     fixed_options = plan.meta["overrides"]["trainer_options"] or {}
     for name, opts in fixed_options.items():
         for key, value in opts.items():
-            if not _is_plain(value):
+            if not _is_jsonable(value):
                 raise TypeError(f"trainer_options[{name!r}][{key!r}] is {value!r}; fastbp tune "
                                 "stores fixed options in tuning.json, so give plain values "
                                 "(numbers, bools, str such as 'adam', lists), or tune an "
@@ -418,7 +418,7 @@ def _config(plan, pair):
     """What a study's trials depend on (its trial count aside): stored with the
     study, and compared when a rerun resumes it."""
     spec = pair["spec"]
-    return _plain({"task": task_key(pair["task"]), "trainer": pair["trainer"],
+    return _jsonable({"task": task_key(pair["task"]), "trainer": pair["trainer"],
                    "epochs": pair["epochs"], "batch_size": pair["batch_size"],
                    "dtype": spec["dtype"], "seed": plan.seed, "data_seed": spec["data_seed"],
                    "validation": spec["validation"], "round_size": plan.round_size,
@@ -453,7 +453,7 @@ def _open_study(storage, plan, pair, create=True):
 def _trial_record(trial):
     """A finished or running trial as tuning.json lists it."""
     attrs = trial.user_attrs
-    return _plain({"number": trial.number, "state": trial.state.name,
+    return _jsonable({"number": trial.number, "state": trial.state.name,
                    "params": dict(trial.params), "value": trial.value,
                    "val_accuracy": attrs.get("val_accuracy",
                                              [trial.intermediate_values[k] for k in
@@ -476,7 +476,7 @@ def _study_record(pair, study, importance=None):
               "validation": None, "counts": None, "best": None, "importance": None,
               "importance_note": "", "trials": []}
     if study is None:
-        return _plain(record)
+        return _jsonable(record)
     record["validation"] = runs.load_data(pair["spec"]).info.get("validation")
     trials = study.get_trials(deepcopy=False)
     record["trials"] = [_trial_record(t) for t in trials]
@@ -492,7 +492,7 @@ def _study_record(pair, study, importance=None):
                           "val_accuracy": best.value}
     if importance is not None:
         record["importance"], record["importance_note"] = importance
-    return _plain(record)
+    return _jsonable(record)
 
 
 def _importance(study, pair):
@@ -654,10 +654,10 @@ class _Study:
                 trial.report(acc, epoch)
         status = record["status"]
         value = (record.get("final") or {}).get("test_accuracy")
-        attrs = {"status": status, "reason": record["reason"], "val_accuracy": _plain(curve),
+        attrs = {"status": status, "reason": record["reason"], "val_accuracy": _jsonable(curve),
                  "epochs_run": len(record["train_loss"]),
-                 "train_seconds": _plain(sum(record["epoch_time"])),
-                 "warmup_seconds": _plain(record["warmup_seconds"])}
+                 "train_seconds": _jsonable(sum(record["epoch_time"])),
+                 "warmup_seconds": _jsonable(record["warmup_seconds"])}
         if status == "ok" and (value is None or not math.isfinite(value)):
             status = attrs["status"] = "failed"
             attrs["reason"] = f"the final validation accuracy is {value}"
