@@ -97,6 +97,7 @@ class DDTPTrainer(Trainer):
     """
 
     name = "ddtp"
+    search_optimizers = {"feedback_lr": "feedback_optimizer"}
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
                  target_step=0.1, sigma=0.1, feedback_optimizer=None, feedback_seed=None,
@@ -136,15 +137,6 @@ class DDTPTrainer(Trainer):
         space["feedback_lr"] = LogUniform(1e-4, 1e-2)
         return space
 
-    @classmethod
-    def search_arguments(cls, values):
-        """``feedback_lr`` becomes ``feedback_optimizer=fb.Adam(feedback_lr)``;
-        the other values are constructor arguments as they are."""
-        from fastbp import Adam
-        args = dict(values)
-        if "feedback_lr" in args:
-            args["feedback_optimizer"] = Adam(args.pop("feedback_lr"))
-        return args
 
     def _feedback_views(self, flat):
         sizes = self.model.sizes

@@ -118,6 +118,7 @@ class RecurrentSyntheticGradientTrainer(Trainer):
     """
 
     name = "sg"
+    search_optimizers = {"sg_lr": "sg_optimizer"}
     supported_models = (ElmanRNN,)
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
@@ -169,15 +170,6 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         space["truncate"] = Choice(sorted({max(1, k // 2), k, 2 * k}) if k else [4, 8, 16])
         return space
 
-    @classmethod
-    def search_arguments(cls, values):
-        """``sg_lr`` becomes ``sg_optimizer=fb.Adam(sg_lr)``; the other
-        values are constructor arguments as they are."""
-        from fastbp import Adam
-        args = dict(values)
-        if "sg_lr" in args:
-            args["sg_optimizer"] = Adam(args.pop("sg_lr"))
-        return args
 
     def _sg_views(self, flat):
         """[W_1, b_1, ..., W_L, b_L] of M, views into a buffer like sg_params."""

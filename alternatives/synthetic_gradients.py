@@ -129,6 +129,7 @@ class SyntheticGradientTrainer(Trainer):
     """
 
     name = "sg"
+    search_optimizers = {"sg_lr": "sg_optimizer"}
     supported_models = (MLP,)
     variants = (RecurrentSyntheticGradientTrainer,)
 
@@ -196,15 +197,6 @@ class SyntheticGradientTrainer(Trainer):
         space["conditioned"] = Choice([True, False])
         return space
 
-    @classmethod
-    def search_arguments(cls, values):
-        """``sg_lr`` becomes ``sg_optimizer=fb.Adam(sg_lr)``; the other
-        values are constructor arguments as they are."""
-        from fastbp import Adam
-        args = dict(values)
-        if "sg_lr" in args:
-            args["sg_optimizer"] = Adam(args.pop("sg_lr"))
-        return args
 
     @staticmethod
     def _check_decoupled(decoupled, L):

@@ -92,6 +92,7 @@ class DTPTrainer(Trainer):
     """
 
     name = "dtp"
+    search_optimizers = {"inverse_lr": "inverse_optimizer"}
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
                  target_step=0.1, sigma=0.1, inverse_optimizer=None, difference=True,
@@ -138,15 +139,6 @@ class DTPTrainer(Trainer):
             space["inverse_lr"] = LogUniform(1e-4, 1e-2)
         return space
 
-    @classmethod
-    def search_arguments(cls, values):
-        """``inverse_lr`` becomes ``inverse_optimizer=fb.Adam(inverse_lr)``;
-        the other values are constructor arguments as they are."""
-        from fastbp import Adam
-        args = dict(values)
-        if "inverse_lr" in args:
-            args["inverse_optimizer"] = Adam(args.pop("inverse_lr"))
-        return args
 
     def _inverse_views(self, flat):
         sizes = self.model.sizes

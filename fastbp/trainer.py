@@ -83,6 +83,10 @@ class Trainer:
     #: not train (e.g. a recurrent variant): :func:`fastbp.get_trainer` with a
     #: model picks the first of (cls, *variants) that supports it
     variants = ()
+    #: search-space keys that are the learning rate of an Adam optimizer
+    #: argument of the constructor, e.g. ``{"sg_lr": "sg_optimizer"}`` (see
+    #: :meth:`search_arguments`)
+    search_optimizers = {}
 
     @classmethod
     def supports(cls, model):
@@ -133,18 +137,11 @@ class Trainer:
     def search_arguments(cls, values):
         """Constructor arguments for sampled search-space values.
 
-        The identity by default. A trainer whose space names a value that is
-        not a constructor argument turns it into one here, e.g. a module's
-        learning rate into its optimizer::
-
-            @classmethod
-            def search_arguments(cls, values):
-                args = dict(values)
-                if "sg_lr" in args:
-                    args["sg_optimizer"] = fb.Adam(args.pop("sg_lr"))
-                return args
-
-        so that tuning files keep the plain value (``"sg_lr": 0.003``).
+        Each key of :attr:`search_optimizers` found in ``values`` becomes
+        ``fb.Adam(value)`` under the constructor argument it names (so that
+        tuning files keep the plain rate, ``"sg_lr": 0.003``); every other
+        value is a constructor argument as it is. Override for other
+        conversions.
 
         Parameters
         ----------
@@ -157,7 +154,12 @@ class Trainer:
         dict
             Keyword arguments for the constructor.
         """
-        return dict(values)
+        from .optim import Adam
+        args = dict(values)
+        for key, argument in cls.search_optimizers.items():
+            if key in args:
+                args[argument] = Adam(args.pop(key))
+        return args
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None):
         if not self.supports(model):
