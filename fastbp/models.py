@@ -57,10 +57,21 @@ def dense_views(flat, sizes):
     return views
 
 
+def aligned_empty(n, dtype):
+    """np.empty(n, dtype) whose first entry sits on a 64-byte boundary (a
+    view into a slightly larger buffer). BLAS reads an aligned operand
+    faster; see :data:`fastbp.kernels.rnn.ALIGN`."""
+    dtype = np.dtype(dtype)
+    buf = np.empty(n + 64 // dtype.itemsize, dtype=dtype)
+    start = (-buf.ctypes.data % 64) // dtype.itemsize
+    return buf[start:start + n]
+
+
 class Workspace:
     """A model's kernel workspace, grown (never shrunk) to the largest batch
     seen, so that repeated calls with any batch size (and, for recurrent
     models, any sequence length up to the longest seen) allocate nothing.
+    The buffer starts on a 64-byte boundary (:func:`aligned_empty`).
 
     It keeps the model's size function, not the model, so a model holding
     its own workspace is freed as soon as it is unreachable (no reference
@@ -80,7 +91,7 @@ class Workspace:
         if rows != self._rows or steps != self._steps:
             need = self._size(rows) if steps is None else self._size(rows, steps)
             if need > self.buffer.shape[0]:
-                self.buffer = np.empty(need, dtype=self.buffer.dtype)
+                self.buffer = aligned_empty(need, self.buffer.dtype)
             self._rows, self._steps = rows, steps
         return self.buffer
 
