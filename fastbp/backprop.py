@@ -1,8 +1,11 @@
 """Backpropagation (through time, full or truncated, for recurrent models):
 exact gradients, whole epochs in one compiled kernel."""
 
+import contextlib
+
 from .kernels import mlp as mlp_kernels
 from .kernels import rnn as rnn_kernels
+from .kernels.linalg import SMALL_GEMM
 from .kernels.optim import CLIP, LOSS
 from .models import MLP, ElmanRNN
 from .small_nets import optimizer_variant, small_fit_kernel
@@ -10,6 +13,56 @@ from .trainer import IN_ORDER, Trainer
 from .validation import check_positive_int
 
 __all__ = ["BackpropTrainer"]
+
+#: a recurrent step's (rows, h) x (h, h) products up to this many multiply-adds
+#: run on one BLAS thread (see :class:`_OneBlasThread`)
+ONE_THREAD_PRODUCT = 1 << 22
+
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+class _OneBlasThread:
+    """Every BLAS library at one thread for the duration of a recurrent
+    kernel whose per-step products go to BLAS but are small (up to
+    :data:`ONE_THREAD_PRODUCT` multiply-adds), then back to what it was.
+
+    Two threads gain nothing on such products (the products of an h128 T40
+    b32 step: 1.08 ms on two threads, 1.13 on one), and when anything else
+    holds the second core -- another process, or NumPy's own BLAS threads
+    still spinning after a NumPy product -- the two OpenBLAS threads of
+    every product wait on each other: steps measured 24-32 ms instead of
+    1.1. Through threadpoolctl's per-library controllers (about 7 us per
+    step); without threadpoolctl nothing changes.
+    """
+
+    _libs = None
+
+    @classmethod
+    def libraries(cls):
+        if cls._libs is None:
+            try:
+                import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded)
+                from threadpoolctl import ThreadpoolController
+                cls._libs = [c for c in ThreadpoolController().lib_controllers
+                             if c.user_api == "blas"]
+            except Exception:   # no threadpoolctl, or a library it cannot drive
+                cls._libs = []
+        return cls._libs
+
+    def __enter__(self):
+        libs = self.libraries()
+        self._before = [lib.get_num_threads() for lib in libs]
+        for lib, n in zip(libs, self._before):
+            if n != 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in zip(self.libraries(), self._before):
+            if n != 1:
+                lib.set_num_threads(n)
+        return False
 
 
 class BackpropTrainer(Trainer):
@@ -62,6 +115,7 @@ class BackpropTrainer(Trainer):
         super().__init__(model, loss, optimizer, weight_decay, clip_norm)
         self.truncate = truncate
         self._small = (None, None)   # (settings, kernel) of the last fit_epochs
+        self._scope_shape = self._one_thread = None   # of the last _blas_scope
 
     def kernel_args(self, rows, steps=None):
         """The step kernels' arrays for batches of ``rows`` samples (of
@@ -77,16 +131,29 @@ class BackpropTrainer(Trainer):
                                         self.train_hyper, self.workspace(rows), m.layout,
                                         m.blas(rows))
 
+    def _blas_scope(self, rows, steps):
+        """A context for a recurrent kernel on ``rows`` sequences of ``steps``
+        steps: :class:`_OneBlasThread` when its per-step products go to BLAS
+        and are small, else one that does nothing."""
+        if self._scope_shape != (rows, steps):
+            h = self.model.hidden_size
+            product = rows * h * h
+            self._scope_shape = (rows, steps)
+            self._one_thread = (self.model.blas(rows, steps) is not None
+                                and SMALL_GEMM <= product <= ONE_THREAD_PRODUCT)
+        return _OneBlasThread() if self._one_thread else _NO_SCOPE
+
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
         if self._recurrent:
             T = X.shape[1]
             m, opt = self.model, self.optimizer
             lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
-            return rnn_kernels.train_step(m.flat_params, self.grads, opt.state, opt.hyper,
-                                          self.train_hyper, self.workspace(rows, T), m.layout,
-                                          self.truncate or 0, m.blas(rows, T), X, labels,
-                                          targets, lb, tb)
+            with self._blas_scope(rows, T):
+                return rnn_kernels.train_step(m.flat_params, self.grads, opt.state, opt.hyper,
+                                              self.train_hyper, self.workspace(rows, T),
+                                              m.layout, self.truncate or 0, m.blas(rows, T), X,
+                                              labels, targets, lb, tb)
         m, opt = self.model, self.optimizer
         return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                                       self.grads, opt.state, opt.hyper, self.train_hyper,
@@ -100,7 +167,8 @@ class BackpropTrainer(Trainer):
         kernel."""
         if self._recurrent:
             args = self.kernel_args(plan.batch_size, data.X.shape[1])
-            return rnn_kernels.train_epochs(args, data, plan, stats)
+            with self._blas_scope(plan.batch_size, data.X.shape[1]):
+                return rnn_kernels.train_epochs(args, data, plan, stats)
         m, opt = self.model, self.optimizer
         settings = (plan.batch_size, optimizer_variant(opt.hyper), self.train_hyper[LOSS],
                     self.train_hyper[CLIP])
@@ -144,9 +212,10 @@ class BackpropTrainer(Trainer):
             T = X.shape[1]
             ws = self.workspace(rows, T)
             lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
-            rnn_kernels.sequence_gradients(X, labels, targets, IN_ORDER, m.flat_params,
-                                           self.grads, ws, m.layout, lb, tb, loss_code,
-                                           self.truncate or 0, m.blas(rows, T))
+            with self._blas_scope(rows, T):
+                rnn_kernels.sequence_gradients(X, labels, targets, IN_ORDER, m.flat_params,
+                                               self.grads, ws, m.layout, lb, tb, loss_code,
+                                               self.truncate or 0, m.blas(rows, T))
         else:
             ws = self.workspace(rows)
             mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,

@@ -176,3 +176,37 @@ def test_add_backprop_activation_is_the_sum_then_the_derivative(act, dtype):
         act, A[None])[0]
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(fused[2 * off:], expected, rtol=tol, atol=tol)
+
+
+# -- BLAS threads ---------------------------------------------------------------------
+def test_small_blas_products_run_on_one_thread_and_the_setting_comes_back(monkeypatch):
+    """A step whose per-step products go to BLAS runs it on one thread and
+    restores the previous count afterwards, also when the kernel raises; a
+    step without BLAS products leaves the count alone. (The kernel is
+    replaced by a probe: nothing compiles.)"""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastbp import backprop
+    libs = backprop._OneBlasThread.libraries()
+    if not libs:
+        pytest.skip("threadpoolctl finds no BLAS library to drive")
+    seen = []
+
+    def probe(*args):
+        seen.append({lib.get_num_threads() for lib in libs})
+        if len(seen) == 2:
+            raise RuntimeError("kernel failed")
+        return 0.0, 0.0, 0
+
+    monkeypatch.setattr(backprop.rnn_kernels, "train_step", probe)
+    rng = np.random.default_rng(7)
+    blas_trainer = fb.BackpropTrainer(blas_model("last"), loss="mse")
+    tiny = fb.BackpropTrainer(fb.ElmanRNN(2, 4, 3, seed=0), loss="mse")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        X, y = data(rng, 4, 5, 2, 3, "last")
+        blas_trainer.step(X, y)
+        with pytest.raises(RuntimeError, match="kernel failed"):
+            blas_trainer.step(X, y)
+        after = {lib.get_num_threads() for lib in libs}
+        tiny.step(X.astype(np.float32), y.astype(np.float32))
+    assert seen[:2] == [{1}, {1}] and after == {2}
+    assert seen[2] == {2}
