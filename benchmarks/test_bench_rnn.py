@@ -13,7 +13,11 @@ Workloads (tanh, readout of the last state, plain SGD):
 Groups (``--benchmark-group-by=group,param:dtype``):
 
 * ``rnn-step-<workload>``: one training step per round. fastbp is timed
-  through the public ``trainer.step(X, y)``, input validation included.
+  through the public ``trainer.step(X, y)``, input validation included. The
+  h128 workloads also hold ``blas_reference``: only the matrix products of
+  one BPTT step, which bounds what any implementation can reach;
+  ``extra_info["pct_of_blas"]`` of a step row is that reference's median
+  over the step's.
 * ``rnn-fit-<workload>``: ``trainer.fit`` over a small data set for a few
   epochs (whole epochs run in one compiled call); ``extra_info["us_per_step"]``
   is the time per update. The NumPy baseline is the Python loop a user writes.
@@ -30,13 +34,17 @@ from bench_utils import (
     assert_same_trajectory,
     check_loss,
     fit_round,
+    gemm_flops,
     loss_trajectory,
     median_seconds,
     warm_up,
 )
+from numba import njit
 from numpy_rnn import NumpyRNN
 
 import fastbp as fb
+from fastbp.models import aligned_empty
+from fastbp.threads import blas_limit
 
 WORKLOADS = {
     "h128-T40-b32": dict(input=1, hidden=128, T=40, batch=32, output=10,
@@ -46,6 +54,8 @@ WORKLOADS = {
     "h16-T100-b1": dict(input=1, hidden=16, T=100, batch=1, output=1,
                         loss="mse", lr=0.002, truncate=None, k=20),
 }
+#: workloads whose step is dominated by matrix products: they get a BLAS reference
+BLAS_WORKLOADS = ["h128-T40-b32", "h128-T40-b32-tbptt10"]
 IMPLS = ["fastbp", "numpy", "torch", "jax"]
 
 
@@ -94,11 +104,92 @@ def reference_trajectory(cache, name, dtype):
     return cache[key]
 
 
+def step_gemm_shapes(w):
+    """(m, n, k) of the matrix products one BPTT step needs (readout "last",
+    zero initial state), as (m, k) @ (k, n): the input projection of every
+    step, the T - 1 recurrent products of the forward pass (h_0 = 0 needs
+    none), the readout; backward through the steps the gradient covers (the
+    last window under truncation), the readout's gradient into h_T, one carry
+    per step into the step before, and dW_rec, dW_in, dW_out. The input
+    gradient is not needed."""
+    i, h, o, b, T = w["input"], w["hidden"], w["output"], w["batch"], w["T"]
+    k = T if w["truncate"] is None else T - (T - 1) // w["truncate"] * w["truncate"]
+    zero_start = k == T                      # the window starts from h_0 = 0
+    shapes = [(T * b, h, i)]                 # x_t W_in^T, every step
+    shapes += [(b, h, h)] * (T - 1)          # h_{t-1} W_rec^T
+    shapes.append((b, o, h))                 # h_T W_out^T
+    shapes.append((b, h, o))                 # dJ/dh_T = delta_out W_out
+    shapes += [(b, h, h)] * (k - 1)          # delta_t W_rec
+    shapes.append((h, h, (k - 1 if zero_start else k) * b))   # dW_rec = D^T H_prev
+    shapes.append((h, i, k * b))             # dW_in = D^T X
+    shapes.append((o, h, b))                 # dW_out = delta_out^T h_T
+    return shapes
+
+
+@njit(cache=False)
+def _gemms(XS, WT_in, H, WT_rec, Z, W_out, A, DO, W_rec, D, X_w, dW_rec, dW_in, dW_out,
+           zero_start):
+    """The products of :func:`step_gemm_shapes`, by np.dot into preallocated
+    outputs with the kernels' layouts (W_in and W_rec pre-transposed for the
+    forward pass, D^T as a transposed view): the same BLAS fastbp's kernels
+    call, without Python between the calls."""
+    T, b, h = H.shape[0] - 1, H.shape[1], H.shape[2]
+    k = D.shape[0]
+    np.dot(XS, WT_in, H[1:].reshape((T * b, h)))
+    for t in range(1, T):
+        np.dot(H[t], WT_rec, Z)
+    np.dot(H[T], W_out.T, A)
+    np.dot(DO, W_out, D[k - 1])
+    for t in range(k - 1, 0, -1):
+        np.dot(D[t], W_rec, Z)
+    s = 1 if zero_start else 0
+    np.dot(D[s:].reshape(((k - s) * b, h)).T, H[T - k + s:T].reshape(((k - s) * b, h)), dW_rec)
+    np.dot(D.reshape((k * b, h)).T, X_w, dW_in)
+    np.dot(DO.T, H[T], dW_out)
+
+
+# -- the matrix products alone ---------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("workload", BLAS_WORKLOADS)
+def test_blas_reference(benchmark, blas_medians, workload, dtype):
+    """The matrix products of one BPTT step (:func:`step_gemm_shapes`) and
+    nothing else, on one BLAS thread: the time an implementation of the step
+    spends in them. ``pct_of_blas`` of a step = this median / the step's
+    median."""
+    w = WORKLOADS[workload]
+    benchmark.group = f"rnn-step-{workload}"
+    i, h, o, b, T = w["input"], w["hidden"], w["output"], w["batch"], w["T"]
+    shapes = step_gemm_shapes(w)
+    k = shapes[-2][2] // b                   # steps the gradient covers
+    rng = np.random.default_rng(0)
+
+    def rand(*shape):
+        # on a 64-byte boundary, as fastbp's workspace: BLAS reads an aligned
+        # operand faster, and the reference should be the fastest the calls go
+        a = aligned_empty(int(np.prod(shape)), dtype).reshape(shape)
+        a[...] = rng.standard_normal(shape)
+        return a
+
+    arrays = (rand(T * b, i), rand(i, h), rand(T + 1, b, h), rand(h, h), rand(b, h),
+              rand(o, h), rand(b, o), rand(b, o), rand(h, h), rand(k, b, h),
+              rand(k * b, i), rand(h, h), rand(h, i), rand(o, h), k == T)
+    _gemms(*arrays)  # compiles; BLAS threads started, buffers touched
+    with blas_limit(1):   # as fastbp runs these products (see fastbp.backprop.ONE_THREAD_PRODUCT)
+        benchmark(_gemms, *arrays)
+    flops = gemm_flops(shapes)
+    benchmark.extra_info["flops"] = flops
+    t = median_seconds(benchmark)
+    if t is not None:
+        blas_medians[("rnn", workload, dtype)] = t
+        benchmark.extra_info["gflops_per_s"] = flops / t / 1e9
+        benchmark.extra_info["pct_of_blas"] = 100.0
+
+
 # -- one training step -------------------------------------------------------------------
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("workload", list(WORKLOADS))
-def test_step(benchmark, reference_losses, workload, dtype, impl):
+def test_step(benchmark, blas_medians, reference_losses, workload, dtype, impl):
     w = WORKLOADS[workload]
     benchmark.group = f"rnn-step-{workload}"
     model = make_model(workload, dtype)
@@ -115,6 +206,15 @@ def test_step(benchmark, reference_losses, workload, dtype, impl):
     loss = check_loss(benchmark(net.step, X, y))
     benchmark.extra_info["loss_last"] = loss
     assert loss < losses[0], "training on one batch should lower its loss"
+
+    t = median_seconds(benchmark)
+    if t is not None and workload in BLAS_WORKLOADS:
+        flops = gemm_flops(step_gemm_shapes(w))
+        benchmark.extra_info["flops"] = flops
+        benchmark.extra_info["gflops_per_s"] = flops / t / 1e9
+        if ("rnn", workload, dtype) in blas_medians:
+            ref = blas_medians[("rnn", workload, dtype)]
+            benchmark.extra_info["pct_of_blas"] = 100.0 * ref / t
 
 
 # -- whole epochs --------------------------------------------------------------------------
