@@ -100,6 +100,11 @@ def check_positive_float(value, argument):
 
 def all_finite(a):
     """True when every entry of a float array is finite (cheap path first)."""
+    if a.size <= 65536:
+        # small arrays: the elementwise test costs less than entering the
+        # error-state context below (1.4 against 2.9 us for 100 entries, a
+        # tenth of a small recurrent step)
+        return bool(np.isfinite(a).all())
     # the sum is finite whenever all entries are, unless finite values overflow
     # it; only then pay for the elementwise test
     with np.errstate(over="ignore", invalid="ignore"):
