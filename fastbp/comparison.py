@@ -28,6 +28,7 @@ import datetime
 import os
 import platform
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -144,6 +145,7 @@ def _check_out(out, create):
     return out
 
 
+@dataclass
 class Plan:
     """A checked comparison grid, ready to `execute`: nothing trained yet.
 
@@ -160,14 +162,13 @@ class Plan:
     workers : int or None
     """
 
-    def __init__(self, specs, meta, out, plots, progress, scheduler, workers):
-        self.specs = specs
-        self.meta = meta
-        self.out = out
-        self.plots = plots
-        self.progress = progress
-        self.scheduler = scheduler
-        self.workers = workers
+    specs: list
+    meta: dict
+    out: object
+    plots: bool
+    progress: bool
+    scheduler: object
+    workers: object
 
     def __repr__(self):
         return (f"Plan({len(self.specs)} runs, tasks={list(self.meta['tasks'])}, "

@@ -38,6 +38,7 @@ import math
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -103,6 +104,7 @@ def _warmup_steps(epochs):
 
 # -- the plan --------------------------------------------------------------------------
 
+@dataclass
 class TuningPlan:
     """A checked tuning, ready to `execute`: nothing trained yet.
 
@@ -126,19 +128,17 @@ class TuningPlan:
     workers : int or None
     """
 
-    def __init__(self, pairs, trials, round_size, prune, seed, meta, out, plots, progress,
-                 scheduler, workers):
-        self.pairs = pairs
-        self.trials = trials
-        self.round_size = round_size
-        self.prune = prune
-        self.seed = seed
-        self.meta = meta
-        self.out = out
-        self.plots = plots
-        self.progress = progress
-        self.scheduler = scheduler
-        self.workers = workers
+    pairs: list
+    trials: int
+    round_size: int
+    prune: bool
+    seed: int
+    meta: dict
+    out: object
+    plots: bool
+    progress: bool
+    scheduler: object
+    workers: object
 
     def __repr__(self):
         return (f"TuningPlan({len(self.pairs)} studies of {self.trials} trials, "
