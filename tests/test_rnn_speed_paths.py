@@ -210,3 +210,18 @@ def test_small_blas_products_run_on_one_thread_and_the_setting_comes_back(monkey
         tiny.step(X.astype(np.float32), y.astype(np.float32))
     assert seen[:2] == [{1}, {1}] and after == {2}
     assert seen[2] == {2}
+
+
+def test_workspace_blocks_are_64_byte_aligned():
+    """The workspace starts on a 64-byte boundary and every block of the
+    Elman layout on a multiple of ALIGN entries, inside workspace_size."""
+    from fastbp.kernels.rnn import ALIGN, offsets, w_rec_offset
+    for dtype in (np.float32, np.float64):
+        rnn = fb.ElmanRNN(3, 7, 5, readout="all", dtype=dtype, seed=0)
+        trainer = fb.BackpropTrainer(rnn, loss="mse")
+        for rows, T in [(1, 1), (3, 5), (2, 9)]:
+            ws = trainer.workspace(rows, T)
+            assert ws.ctypes.data % 64 == 0
+            starts = list(offsets(rnn.layout, rows, T)) + [w_rec_offset(rnn.layout, rows, T)]
+            assert all(s % ALIGN == 0 for s in starts) and starts == sorted(starts)
+            assert starts[-1] + 7 * 7 <= rnn.workspace_size(rows, T) <= ws.shape[0]

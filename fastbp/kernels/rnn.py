@@ -252,6 +252,18 @@ def _fill_rows(H, h0, bias, rows, cols):
 
 
 @njit(**KERNEL)
+def _project_scalar_inputs(XS, w, bias, H, h0, m, h):
+    """Rows r = 0..m-1 of the (m, h) block of H at h0 = b + x_r w for scalar
+    inputs x (m,) and w = W_in (h,): one pass (h128 T40 b32: 29 us as a
+    product and a bias pass, BLAS or loops, against 15.5 us in float32)."""
+    for r in range(m):
+        x = XS[r]
+        hr = h0 + r * h
+        for j in range(h):
+            H[np.uint64(hr + j)] = bias[j] + x * w[j]
+
+
+@njit(**KERNEL)
 def _input_gradient(D, X, G, m, h, i, blas):
     """G (h, i) = D (m, h).T @ X (m, i), the W_in gradient of a window. For
     scalar inputs (i = 1) G is the sum of the rows of D weighted by x, a loop
@@ -343,7 +355,9 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     small = blas is None or blk * h < SMALL_GEMM
     zero_start = _is_zero(Hs, 0, blk)
     # a_t = b + x_t W_in^T for every step of the window, in blocks 1..steps
-    if blas is not None and steps * blk * i >= SMALL_GEMM:
+    if i == 1:
+        _project_scalar_inputs(XS, WT_in, bias, Hs, blk, steps * rows, h)
+    elif blas is not None and steps * blk * i >= SMALL_GEMM:
         gemm_nn(XS, 0, WT_in, 0, Hs[blk:], 0, steps * rows, h, i, blas)
         _add_bias_rows(Hs, blk, bias, steps * rows, h)
     else:
