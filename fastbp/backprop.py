@@ -28,7 +28,7 @@ class _OneBlasThread:
     :data:`ONE_THREAD_PRODUCT` multiply-adds), then back to what it was.
 
     Two threads gain nothing on such products (the products of an h128 T40
-    b32 step: 1.08 ms on two threads, 1.13 on one), and when anything else
+    b32 step: 1.09 ms on two threads, 1.13 on one), and when anything else
     holds the second core -- another process, or NumPy's own BLAS threads
     still spinning after a NumPy product -- the two OpenBLAS threads of
     every product wait on each other: steps measured 24-32 ms instead of
