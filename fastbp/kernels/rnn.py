@@ -106,7 +106,7 @@ def offsets(layout, rows, T):
     batch of ``rows`` sequences of ``T`` steps (see the module docstring),
     each a multiple of :data:`ALIGN`."""
     i, h, o = layout[IN], layout[HID], layout[OUT]
-    wt_in = 0
+    wt_in = np.int64(0)     # not the literal 0: see forward_window
     wt_rec = wt_in + _up(i * h)
     xs = wt_rec + _up(h * h)
     hs = xs + _up(T * rows * i)
@@ -243,15 +243,6 @@ def _add_column_sums(D, d0, db, rows, cols):
 
 
 @njit(**KERNEL)
-def _fill_rows(H, h0, bias, rows, cols):
-    """Every row of the (rows, cols) block of H at h0 = b."""
-    for r in range(rows):
-        hr = h0 + r * cols
-        for j in range(cols):
-            H[np.uint64(hr + j)] = bias[j]
-
-
-@njit(**KERNEL)
 def _project_scalar_inputs(XS, w, bias, H, h0, m, h):
     """Rows r = 0..m-1 of the (m, h) block of H at h0 = b + x_r w for scalar
     inputs x (m,) and w = W_in (h,): one pass (h128 T40 b32: 29 us as a
@@ -343,8 +334,11 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     act = layout[ACT]
     steps = t1 - t0
     blk = rows * h
+    # offset 0 as an int64: the literal 0 would compile a specialization of
+    # its own for each helper also called at run-time offsets
+    zero = np.int64(0)
     bias = params[nw:nw + h]
-    _transpose(params, 0, ws, wt_in, h, i)
+    _transpose(params, zero, ws, wt_in, h, i)
     _transpose(params, h * i, ws, wt_rec, h, h)
     WT_rec = ws[wt_rec:wt_rec + h * h]
     Z = ws[z:z + blk]
@@ -357,12 +351,9 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     # a_t = b + x_t W_in^T for every step of the window, in blocks 1..steps
     if i == 1:
         _project_scalar_inputs(XS, WT_in, bias, Hs, blk, steps * rows, h)
-    elif blas is not None and steps * blk * i >= SMALL_GEMM:
+    else:
         gemm_nn(XS, 0, WT_in, 0, Hs[blk:], 0, steps * rows, h, i, blas)
         _add_bias_rows(Hs, blk, bias, steps * rows, h)
-    else:
-        _fill_rows(Hs, blk, bias, steps * rows, h)
-        _product_add(XS, 0, WT_in, Hs, blk, steps * rows, h, i)
     for s in range(1, steps + 1):
         cur = s * blk
         if s == 1 and zero_start:
@@ -387,7 +378,7 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
             0, A, 0, n_rows, o, h, blas)
     add_bias(A, 0, params[nw + h:nw + h + o], 0, n_rows, o)
     HO[:] = A
-    activate_inplace(HO, 0, n_rows, o, layout[OUT_ACT])
+    activate_inplace(HO, zero, n_rows, o, layout[OUT_ACT])
 
 
 @njit(**KERNEL)
@@ -513,11 +504,11 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
             if not every_step:
                 _zero_block(DELTA, d - blk, blk)
             _product_add(DELTA, d, W_rec, DELTA, d - blk, rows, h, h)
-        elif every_step:
-            gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, Z, 0, rows, h, h, blas)
-            carried = True
         else:
-            gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, DELTA[d - blk:d], 0, rows, h, h, blas)
+            # into Z, added next step, or straight into the block
+            carried = every_step
+            dst = Z if carried else DELTA[d - blk:d]
+            gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, dst, 0, rows, h, h, blas)
     # weight gradients of the whole window as single products
     skip = rows if _is_zero(Hs, 0, blk) else 0
     if skip < m:
