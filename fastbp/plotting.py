@@ -11,6 +11,17 @@ def _slug(text):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
 
 
+def save_figure(fig, folder, task, kind, dpi=100):
+    """Lay out ``fig``, write it to ``folder/<task>-<kind>.png``, close it,
+    and return the path."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path = os.path.join(folder, f"{_slug(task)}-{kind}.png")
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _mean_curves(runs, key):
     """Mean over runs of a per-epoch list, truncated to the shortest run."""
     curves = [r[key] for r in runs if r[key]]
@@ -72,11 +83,7 @@ def plot_results(results, folder):
         ax_t.set_xlabel("training seconds (kernel time, compilation excluded)")
         ax_t.legend(loc="lower right", fontsize="small")
         fig.suptitle(f"{task}: test accuracy")
-        fig.tight_layout()
-        path = os.path.join(folder, f"{_slug(task)}-accuracy.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder, task, "accuracy"))
 
         aligned = [name for name in trainers
                    if any(r["alignment"] for r in runs if r["trainer"] == name)]
@@ -105,9 +112,5 @@ def plot_results(results, folder):
             for row in axes:
                 row[0].set_ylabel("angle to gradient (degrees)")
             fig.suptitle(f"{task}: update direction vs gradient, per layer")
-            fig.tight_layout()
-            path = os.path.join(folder, f"{_slug(task)}-alignment.png")
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, folder, task, "alignment"))
     return written

@@ -450,7 +450,7 @@ class Tuning:
         import matplotlib
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-        from .plotting import _slug
+        from .plotting import save_figure
 
         folder = os.fspath(folder)
         os.makedirs(folder, exist_ok=True)
@@ -481,11 +481,7 @@ class Tuning:
             ax.set_title(f"{task}: tuning ({self.meta.get('trials', '?')} trials per trainer)")
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
-            path = os.path.join(folder, f"{_slug(task)}-tuning.png")
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, folder, task, "tuning", dpi=110))
             ranked = [s for s in mine if s.get("importance")]
             if ranked:
                 fig, axes = plt.subplots(1, len(ranked), figsize=(3.6 * len(ranked), 3.2),
@@ -496,11 +492,7 @@ class Tuning:
                     ax.set_title(s["trainer"])
                     ax.set_xlabel("importance")
                 fig.suptitle(f"{task}: hyper-parameter importance (Optuna)")
-                fig.tight_layout()
-                path = os.path.join(folder, f"{_slug(task)}-importance.png")
-                fig.savefig(path, dpi=110)
-                plt.close(fig)
-                written.append(path)
+                written.append(save_figure(fig, folder, task, "importance", dpi=110))
         return written
 
 
