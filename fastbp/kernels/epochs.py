@@ -134,7 +134,11 @@ def batch_step(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
     raise NotImplementedError("batch_step is dispatched while compiling run_epochs")
 
 
-@overload(batch_step, jit_options=KERNEL, inline="always")
+# not cached on its own: one index for every trainer's argument type would
+# make loading it import every module that ever defined one (a plug-in run
+# once would break later processes without it); it is inlined into each
+# trainer's cached entry point anyway
+@overload(batch_step, jit_options={**KERNEL, "cache": False}, inline="always")
 def _batch_step(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
     step = _STEPS.get(getattr(args, "instance_class", None))
     if step is None:
