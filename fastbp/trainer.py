@@ -87,6 +87,9 @@ class Trainer:
     #: argument of the constructor, e.g. ``{"sg_lr": "sg_optimizer"}`` (see
     #: :meth:`search_arguments`)
     search_optimizers = {}
+    #: constructor options that ``repr`` shows after the common ones, in order
+    #: (attribute names; an option whose value is None is left out)
+    repr_options = ()
 
     @classmethod
     def supports(cls, model):
@@ -790,5 +793,10 @@ class Trainer:
             extra += f", weight_decay={self.weight_decay}"
         if self.clip_norm:
             extra += f", clip_norm={self.clip_norm}"
+        for name in self.repr_options:
+            value = getattr(self, name)
+            if value is not None:
+                shown = f"{value:g}" if isinstance(value, float) else repr(value)
+                extra += f", {name}={shown}"
         return f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, " \
                f"optimizer={self.optimizer!r}{extra})"
