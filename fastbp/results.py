@@ -29,7 +29,71 @@ def _mean_std(values):
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-class Results:
+class _JsonRecords:
+    """A list of records (``runs`` or ``studies``) with ``meta``, saved as one
+    JSON file: the shared part of `Results` and `Tuning`."""
+
+    #: attribute and JSON key of the record list
+    records = None
+    #: keys every record must have
+    record_keys = ()
+    #: the ``format`` field, or None when the file has none
+    file_format = None
+    #: what the error says the file should have been
+    file_kind = None
+
+    def __init__(self, records=(), meta=None):
+        setattr(self, self.records, list(records))
+        self.meta = dict(meta or {})
+
+    def __str__(self):
+        return self.table()
+
+    def _state(self):
+        return "complete" if self.meta.get("complete", True) else "incomplete"
+
+    def to_json(self, path):
+        """Write everything to ``path`` atomically (temporary file, then rename),
+        so an interrupted write never leaves a damaged file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file; its directory is created when missing.
+        """
+        return _write_json(path, _jsonable(self.as_dict()))
+
+    @classmethod
+    def from_json(cls, path):
+        """Read the file at ``path`` (str or os.PathLike) written by `to_json`.
+
+        Raises
+        ------
+        ValueError
+            When the file is missing, is not JSON, or is not this kind of
+            fastbp file (the message says what was expected).
+        """
+        path = os.fspath(path)
+        try:
+            data = _read_json(path)
+        except FileNotFoundError:
+            raise ValueError(f"{path!r} does not exist; expected {cls.file_kind}") from None
+        key = cls.records
+        if not isinstance(data, dict) or data.get("format") != cls.file_format \
+                or data.get("format_version") != FORMAT_VERSION \
+                or not isinstance(data.get(key), list):
+            expected = f"format {cls.file_format!r}, " if cls.file_format else ""
+            raise ValueError(f"{path!r} is not {cls.file_kind} ({expected}format_version "
+                             f"{FORMAT_VERSION} with a list of {key})")
+        for i, item in enumerate(data[key]):
+            missing = [k for k in cls.record_keys
+                       if not isinstance(item, dict) or k not in item]
+            if missing:
+                raise ValueError(f"{path!r}: {key[:-1]} {i} lacks {missing}")
+        return cls(data[key], data.get("meta"))
+
+
+class Results(_JsonRecords):
     """Runs of a comparison grid and what can be made of them.
 
     Parameters
@@ -46,9 +110,9 @@ class Results:
     meta : dict
     """
 
-    def __init__(self, runs=(), meta=None):
-        self.runs = list(runs)
-        self.meta = dict(meta or {})
+    records = "runs"
+    record_keys = _RUN_KEYS
+    file_kind = "a fastbp results file"
 
     # -- aggregation -----------------------------------------------------------------
     def pairs(self):
@@ -175,13 +239,9 @@ class Results:
                              + "  " + cells[3])
         return "\n".join(lines)
 
-    def __str__(self):
-        return self.table()
-
     def __repr__(self):
-        state = "complete" if self.meta.get("complete", True) else "incomplete"
         return f"Results({len(self.runs)} runs, {len(self.pairs())} (task, trainer) pairs, " \
-               f"{state})"
+               f"{self._state()})"
 
     def __len__(self):
         return len(self.runs)
@@ -191,37 +251,6 @@ class Results:
         """JSON-ready dict: format_version, meta, summary and runs."""
         return {"format_version": FORMAT_VERSION, "meta": self.meta,
                 "summary": self.summary(), "runs": self.runs}
-
-    def to_json(self, path):
-        """Write everything to ``path`` atomically (temporary file, then rename),
-        so an interrupted write never leaves a damaged file.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            The file; its directory is created when missing.
-        """
-        return _write_json(path, _jsonable(self.as_dict()))
-
-    @classmethod
-    def from_json(cls, path):
-        """Read a file written by `to_json`.
-
-        Raises
-        ------
-        ValueError
-            When the file is not a fastbp results file.
-        """
-        data = _read_json(path)
-        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION \
-                or not isinstance(data.get("runs"), list):
-            raise ValueError(f"{path} is not a fastbp results file (format_version "
-                             f"{FORMAT_VERSION} with a list of runs)")
-        for i, r in enumerate(data["runs"]):
-            missing = [k for k in _RUN_KEYS if k not in r]
-            if missing:
-                raise ValueError(f"{path}: run {i} lacks {missing}")
-        return cls(data["runs"], data.get("meta"))
 
     def plot(self, path):
         """Write PNG figures into the folder ``path`` (created when missing).
@@ -291,7 +320,7 @@ def _is_jsonable(value):
 
 # -- tuning results -------------------------------------------------------------------------------
 
-class Tuning:
+class Tuning(_JsonRecords):
     """What `tune` returns: per (task, trainer), its study.
 
     Parameters
@@ -319,9 +348,10 @@ class Tuning:
     meta : dict
     """
 
-    def __init__(self, studies=(), meta=None):
-        self.studies = list(studies)
-        self.meta = dict(meta or {})
+    records = "studies"
+    record_keys = ("task", "trainer", "status", "best", "trials")
+    file_format = "fastbp-tuning"
+    file_kind = "a fastbp tuning file, the tuning.json fastbp tune writes"
 
     def best(self, task, trainer):
         """The best trial's values for a pair, or None (not tuned, not
@@ -349,7 +379,8 @@ class Tuning:
 
         Parameters
         ----------
-        fmt : {'text', 'markdown'}
+        fmt : {'text', 'markdown'}, default 'text'
+            Plain columns, or a Markdown table for docs pages.
 
         Returns
         -------
@@ -384,54 +415,13 @@ class Tuning:
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
                          for cells in [head] + body)
 
-    def __str__(self):
-        return self.table()
-
     def __repr__(self):
-        state = "complete" if self.meta.get("complete", True) else "incomplete"
-        return f"Tuning({len(self.studies)} (task, trainer) studies, {state})"
+        return f"Tuning({len(self.studies)} (task, trainer) studies, {self._state()})"
 
     def as_dict(self):
         """JSON-ready dict: format, format_version, meta and studies."""
         return {"format": "fastbp-tuning", "format_version": FORMAT_VERSION,
                 "meta": self.meta, "studies": self.studies}
-
-    def to_json(self, path):
-        """Write everything to ``path`` atomically (temporary file, then rename).
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-        """
-        return _write_json(path, _jsonable(self.as_dict()))
-
-    @classmethod
-    def from_json(cls, path):
-        """Read a file written by `to_json`.
-
-        Raises
-        ------
-        ValueError
-            When the file is not a fastbp tuning file.
-        """
-        path = os.fspath(path)
-        try:
-            data = _read_json(path)
-        except FileNotFoundError:
-            raise ValueError(f"{path!r} does not exist; expected a tuning.json written by "
-                             "fastbp tune") from None
-        if not isinstance(data, dict) or data.get("format") != "fastbp-tuning" \
-                or data.get("format_version") != FORMAT_VERSION \
-                or not isinstance(data.get("studies"), list):
-            raise ValueError(f"{path!r} is not a fastbp tuning file (format 'fastbp-tuning', "
-                             f"version {FORMAT_VERSION}, with a list of studies); a "
-                             "results.json of compare is not one")
-        for i, s in enumerate(data["studies"]):
-            missing = [k for k in ("task", "trainer", "status", "best", "trials")
-                       if not isinstance(s, dict) or k not in s]
-            if missing:
-                raise ValueError(f"{path!r}: study {i} lacks {missing}")
-        return cls(data["studies"], data.get("meta"))
 
     def plot(self, folder):
         """Write PNG figures into ``folder``: per task ``<task>-tuning.png``
