@@ -167,78 +167,76 @@ def _check_grid_args(args, parser):
     return tasks, trainers, trainer_options
 
 
+def _prepare_and_execute(command, args, parser, interrupted, **options):
+    """Check ``args`` (usage error, exit 2, on a bad one), prepare the plan
+    with the options ``compare`` and ``tune`` share plus ``options``, and
+    execute it. Returns (plan, result), or (None, exit code) when an optional
+    package is missing (1) or the user pressed Ctrl-C (130, printing
+    ``interrupted``)."""
+    if command == "compare":
+        from .comparison import execute, prepare
+    else:
+        from .tuning import execute, prepare
+    tasks, trainers, trainer_options = _check_grid_args(args, parser)
+    try:
+        plan = prepare(tasks=tasks, trainers=trainers, epochs=args.epochs,
+                       batch_size=args.batch_size, dtype=args.dtype, out=args.out,
+                       scheduler=args.scheduler, workers=args.workers,
+                       trainer_options=trainer_options or None, plots=not args.no_plots,
+                       progress=not args.no_progress, blas_threads=args.blas_threads,
+                       **options)
+    except ImportError as exc:
+        print(f"fastbp {command}: {exc}", file=sys.stderr)
+        return None, 1
+    except (TypeError, ValueError) as exc:
+        parser.error(_option_error(exc))
+    try:
+        return plan, execute(plan)
+    except KeyboardInterrupt:
+        print(f"\nfastbp {command}: interrupted; {interrupted}", file=sys.stderr)
+        return None, 130
+
+
+def _print_outcome(table, meta, what, json_path):
+    """The table, the wall time and where the files are."""
+    out = os.path.dirname(json_path)
+    print(table)
+    print(f"\n{what} in {meta.get('wall_seconds') or 0.0:.1f} s ({meta['execution']}); "
+          f"{os.path.basename(json_path)} and figures in {os.path.join(out, '')}")
+    for f in meta.get("figures", []):
+        print(f"  {os.path.join(out, f)}")
+
+
 def _compare(args, parser):
     """``fastbp compare``: every option checked (and each trainer built once)
     before the first run trains; a bad one is a usage error (exit 2)."""
-    from .comparison import execute, prepare
-
-    tasks, trainers, trainer_options = _check_grid_args(args, parser)
     if args.params is not None and (args.lr is not None or args.weight_decay is not None):
         parser.error(f"--params sets the tuned settings; leave out "
                      f"{'--lr' if args.lr is not None else '--weight-decay'}")
-    try:
-        plan = prepare(tasks=tasks, trainers=trainers, seeds=args.seeds, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr,
-                       weight_decay=args.weight_decay, dtype=args.dtype, out=args.out,
-                       plots=not args.no_plots, progress=not args.no_progress,
-                       scheduler=args.scheduler, workers=args.workers,
-                       alignment=not args.no_alignment, blas_threads=args.blas_threads,
-                       trainer_options=trainer_options or None, params=args.params)
-    except ImportError as exc:
-        print(f"fastbp compare: {exc}", file=sys.stderr)
-        return 1
-    except (TypeError, ValueError) as exc:
-        parser.error(_option_error(exc))
     json_path = os.path.join(args.out, "results.json")
-    try:
-        results = execute(plan)
-    except KeyboardInterrupt:
-        print(f"\nfastbp compare: interrupted; every finished run is in {json_path}",
-              file=sys.stderr)
-        return 130
-    print(results.table())
-    wall = results.meta.get("wall_seconds")
-    print(f"\n{len(results.runs)} runs in {wall:.1f} s ({results.meta['execution']}); "
-          f"results.json and figures in {os.path.join(args.out, '')}")
-    for f in results.meta.get("figures", []):
-        print(f"  {os.path.join(args.out, f)}")
+    plan, results = _prepare_and_execute(
+        "compare", args, parser, f"every finished run is in {json_path}",
+        seeds=args.seeds, lr=args.lr, weight_decay=args.weight_decay,
+        alignment=not args.no_alignment, params=args.params)
+    if plan is None:
+        return results
+    _print_outcome(results.table(), results.meta, f"{len(results.runs)} runs", json_path)
     return 1 if any(r["status"] == "failed" for r in results.runs) else 0
 
 
 def _tune(args, parser):
     """``fastbp tune``: every option and search space checked before the first
     trial; a bad one is a usage error (exit 2)."""
-    from .tuning import execute, prepare
-
-    tasks, trainers, trainer_options = _check_grid_args(args, parser)
-    try:
-        plan = prepare(tasks=tasks, trainers=trainers, trials=args.trials, epochs=args.epochs,
-                       batch_size=args.batch_size, dtype=args.dtype, out=args.out,
-                       seed=args.seed, validation=args.validation,
-                       round_size=args.round_size, prune=not args.no_prune,
-                       scheduler=args.scheduler, workers=args.workers,
-                       trainer_options=trainer_options or None, plots=not args.no_plots,
-                       progress=not args.no_progress, blas_threads=args.blas_threads)
-    except ImportError as exc:
-        print(f"fastbp tune: {exc}", file=sys.stderr)
-        return 1
-    except (TypeError, ValueError) as exc:
-        parser.error(_option_error(exc))
     json_path = os.path.join(args.out, "tuning.json")
-    try:
-        tuning = execute(plan)
-    except KeyboardInterrupt:
-        print(f"\nfastbp tune: interrupted; every finished trial is in {json_path} and the "
-              f"study storage beside it; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    print(tuning.table())
-    wall = tuning.meta.get("wall_seconds") or 0.0
-    print(f"\n{plan.trials} trials per (task, trainer) in {wall:.1f} s "
-          f"({tuning.meta['execution']}); tuning.json and figures in "
-          f"{os.path.join(args.out, '')}")
-    for f in tuning.meta.get("figures", []):
-        print(f"  {os.path.join(args.out, f)}")
+    plan, tuning = _prepare_and_execute(
+        "tune", args, parser, f"every finished trial is in {json_path} and the study "
+                              "storage beside it; run the same command again to resume",
+        trials=args.trials, seed=args.seed, validation=args.validation,
+        round_size=args.round_size, prune=not args.no_prune)
+    if plan is None:
+        return tuning
+    _print_outcome(tuning.table(), tuning.meta,
+                   f"{plan.trials} trials per (task, trainer)", json_path)
     print(f"run the tuned settings: fastbp compare --params {json_path} ...")
     failed = any(t["state"] == "FAIL" for s in tuning.studies for t in s["trials"])
     return 1 if failed else 0
@@ -266,6 +264,39 @@ def _option_error(exc):
     return text
 
 
+def _add_grid_options(parser, unit):
+    """The options ``compare`` and ``tune`` share that choose what runs: the
+    tasks, the trainers, and the epochs, batch size and dtype of each
+    run or trial (``unit``)."""
+    parser.add_argument("--task", type=_task_list, default=None, metavar="TASK[,TASK]",
+                        help="task specs, e.g. mnist1d or adding:length=50 (see `fastbp "
+                             "tasks`; default mnist1d)")
+    parser.add_argument("--trainers", type=_csv, default=None, metavar="NAME[,NAME]",
+                        help="registry names (default: every registered trainer)")
+    parser.add_argument("--epochs", type=_positive_int, default=None,
+                        help=f"epochs per {unit} (default: the task's budget)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="batch size (default: the task's)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+
+
+def _add_execution_options(parser, unit, option_help):
+    """The options ``compare`` and ``tune`` share on how the runs or trials
+    (``unit``) execute: Dask, per-trainer constructor options, BLAS threads,
+    figures and progress."""
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run on this Dask distributed scheduler (tcp://host:8786)")
+    parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                        help="run on a local Dask cluster of N worker processes")
+    parser.add_argument("--trainer-option", type=_trainer_option, action="append", default=[],
+                        metavar="NAME.KEY=VALUE", dest="trainer_option", help=option_help)
+    parser.add_argument("--blas-threads", type=_positive_int, default=1, metavar="N",
+                        help=f"BLAS threads per {unit} (default 1: steady timings on a shared "
+                             "machine, as on Dask workers)")
+    parser.add_argument("--no-plots", action="store_true", help="write no figures")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser():
     """The argparse parser of the ``fastbp`` command."""
     from . import __version__
@@ -282,42 +313,22 @@ def build_parser():
                     "seed; print a table, write results.json (after every run) and PNG "
                     "figures. Without arguments: every registered trainer on the default "
                     "task (mnist1d), 3 seeds.")
-    cmp_.add_argument("--task", type=_task_list, default=None, metavar="TASK[,TASK]",
-                      help="task specs, e.g. mnist1d or adding:length=50 (see `fastbp tasks`;"
-                           " default mnist1d)")
-    cmp_.add_argument("--trainers", type=_csv, default=None, metavar="NAME[,NAME]",
-                      help="registry names (default: every registered trainer)")
+    _add_grid_options(cmp_, "run")
     cmp_.add_argument("--seeds", type=_seeds, default=3,
                       help="number of seeds (0..N-1) or a list such as 0,4,7 (default 3)")
-    cmp_.add_argument("--epochs", type=_positive_int, default=None,
-                      help="epochs per run (default: the task's budget)")
-    cmp_.add_argument("--batch-size", type=_positive_int, default=None,
-                      help="batch size (default: the task's)")
     cmp_.add_argument("--lr", type=_positive_float, default=None,
                       help="learning rate of the task's optimizer (default: the task's)")
     cmp_.add_argument("--weight-decay", type=_nonnegative_float, default=None,
                       help="L2 weight decay for every trainer (default: the task's)")
-    cmp_.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     cmp_.add_argument("--out", default="results", metavar="DIR",
                       help="folder for results.json and figures (default ./results)")
-    cmp_.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                      help="run on this Dask distributed scheduler (tcp://host:8786)")
-    cmp_.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                      help="run on a local Dask cluster of N worker processes")
-    cmp_.add_argument("--trainer-option", type=_trainer_option, action="append", default=[],
-                      metavar="NAME.KEY=VALUE", dest="trainer_option",
-                      help="extra constructor argument for one trainer, e.g. sg.truncate=10 "
-                           "(repeatable)")
-    cmp_.add_argument("--blas-threads", type=_positive_int, default=1, metavar="N",
-                      help="BLAS threads per run (default 1: steady timings on a shared "
-                           "machine, as on Dask workers)")
-    cmp_.add_argument("--no-plots", action="store_true", help="write no figures")
-    cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp_.add_argument("--no-alignment", action="store_true",
                       help="do not measure angles to the backprop gradient")
     cmp_.add_argument("--params", default=None, metavar="TUNING.JSON",
                       help="run each (task, trainer) that fastbp tune tuned at its best "
                            "settings (a tuning.json); the others at the defaults")
+    _add_execution_options(cmp_, "run", "extra constructor argument for one trainer, e.g. "
+                                        "sg.truncate=10 (repeatable)")
     cmp_.set_defaults(func=lambda a: _compare(a, cmp_))
 
     tun = sub.add_parser(
@@ -328,17 +339,9 @@ def build_parser():
                     "is never read). Writes tuning.json (after every trial), the study "
                     "storage (rerun to resume) and figures; then run the tuned settings with "
                     "fastbp compare --params DIR/tuning.json.")
-    tun.add_argument("--task", type=_task_list, default=None, metavar="TASK[,TASK]",
-                     help="task specs as for compare (default mnist1d)")
-    tun.add_argument("--trainers", type=_csv, default=None, metavar="NAME[,NAME]",
-                     help="registry names (default: every registered trainer)")
+    _add_grid_options(tun, "trial")
     tun.add_argument("--trials", type=_positive_int, default=20,
                      help="trials per (task, trainer), the same for every trainer (default 20)")
-    tun.add_argument("--epochs", type=_positive_int, default=None,
-                     help="epochs per trial (default: the task's budget)")
-    tun.add_argument("--batch-size", type=_positive_int, default=None,
-                     help="batch size (default: the task's)")
-    tun.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     tun.add_argument("--out", default="tuning", metavar="DIR",
                      help="folder for tuning.json, the study storage and figures "
                           "(default ./tuning)")
@@ -351,18 +354,8 @@ def build_parser():
                           "(default 4; the trials depend on it, not on --workers)")
     tun.add_argument("--no-prune", action="store_true",
                      help="run every trial to the end (no median pruning)")
-    tun.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="run the trials on this Dask distributed scheduler")
-    tun.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                     help="run the trials on a local Dask cluster of N worker processes")
-    tun.add_argument("--trainer-option", type=_trainer_option, action="append", default=[],
-                     metavar="NAME.KEY=VALUE", dest="trainer_option",
-                     help="fixed constructor argument for one trainer, left out of its search "
-                          "space (repeatable)")
-    tun.add_argument("--blas-threads", type=_positive_int, default=1, metavar="N",
-                     help="BLAS threads per trial (default 1)")
-    tun.add_argument("--no-plots", action="store_true", help="write no figures")
-    tun.add_argument("--no-progress", action="store_true", help="no progress lines")
+    _add_execution_options(tun, "trial", "fixed constructor argument for one trainer, left "
+                                         "out of its search space (repeatable)")
     tun.set_defaults(func=lambda a: _tune(a, tun))
 
     exp = sub.add_parser(
