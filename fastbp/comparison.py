@@ -145,8 +145,34 @@ def _check_out(out, create):
     return out
 
 
-@dataclass
-class Plan:
+@dataclass(kw_only=True)
+class ExecutionPlan:
+    """Where and how a checked grid of runs or trials executes (the part
+    `Plan` and `fastbp.tuning.TuningPlan` share; keyword-only fields).
+
+    Attributes
+    ----------
+    meta : dict
+        What the JSON file's ``meta`` starts from.
+    out : str or None
+        The folder for the JSON file and figures (None: write nothing).
+    plots, progress : bool
+    scheduler : str or None
+        A Dask scheduler address.
+    workers : int or None
+        Worker processes of a local Dask cluster.
+    """
+
+    meta: dict
+    out: object
+    plots: bool
+    progress: bool
+    scheduler: object
+    workers: object
+
+
+@dataclass(kw_only=True)
+class Plan(ExecutionPlan):
     """A checked comparison grid, ready to `execute`: nothing trained yet.
 
     Attributes
@@ -154,21 +180,11 @@ class Plan:
     specs : list of dict
         One run spec per (task, seed, trainer), in run order (see
         `fastbp.runs.make_spec`).
-    meta : dict
-        What results.json's ``meta`` starts from.
-    out : str or None
-    plots, progress : bool
-    scheduler : str or None
-    workers : int or None
+
+    The others are those of `ExecutionPlan`; ``meta`` starts results.json's.
     """
 
     specs: list
-    meta: dict
-    out: object
-    plots: bool
-    progress: bool
-    scheduler: object
-    workers: object
 
     def __repr__(self):
         return (f"Plan({len(self.specs)} runs, tasks={list(self.meta['tasks'])}, "
@@ -407,7 +423,8 @@ def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype
                           "in-process"),
             "machine": _machine(), "n_runs": len(specs), "complete": False,
             "wall_seconds": None}
-    return Plan(specs, meta, out, bool(plots), bool(progress), scheduler, workers)
+    return Plan(specs=specs, meta=meta, out=out, plots=bool(plots), progress=bool(progress),
+                scheduler=scheduler, workers=workers)
 
 
 def _apply_params(specs, params, lr, weight_decay):

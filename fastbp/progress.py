@@ -114,6 +114,16 @@ def progress_bar(total, desc="epoch"):
     return _Lines(total, desc) if tqdm is None else _Tqdm(tqdm, total, desc)
 
 
+def count_done(bar, count, text):
+    """One more unit (run, trial) done: ``text`` beside the bar when there is
+    one (a tqdm bar or None), else a line ``count  text`` on stderr."""
+    if bar is not None:
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(1)
+    else:
+        print(f"{count}  {text}", file=sys.stderr, flush=True)
+
+
 class RunProgress:
     """Progress of a comparison grid: runs done (outer bar) and the current
     run's epochs (inner bar) on an interactive stderr with tqdm; otherwise one
@@ -164,11 +174,7 @@ class RunProgress:
         what = record["status"] if record["status"] != "ok" else \
             f"test acc {final.get('test_accuracy', float('nan')):.3f}"
         text = f"{record['task']} {record['trainer']} seed {record['seed']}: {what}"
-        if self.outer is not None:
-            self.outer.set_postfix_str(text, refresh=False)
-            self.outer.update(1)
-        else:
-            print(f"run {self.done}/{self.total}  {text}", file=sys.stderr, flush=True)
+        count_done(self.outer, f"run {self.done}/{self.total}", text)
 
     def close(self):
         """Remove the bars."""

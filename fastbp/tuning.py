@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import runs
-from .comparison import _check_out, _machine, _prepare, dask_client
-from .progress import _tqdm, is_interactive
+from .comparison import ExecutionPlan, _check_out, _machine, _prepare, dask_client
+from .progress import _tqdm, count_done, is_interactive
 from .results import Tuning, _is_jsonable, _jsonable
 from .search_space import check_space, space_to_dict
 from .tasks import get_task, parse_task_spec, task_key
@@ -104,8 +104,8 @@ def _warmup_steps(epochs):
 
 # -- the plan --------------------------------------------------------------------------
 
-@dataclass
-class TuningPlan:
+@dataclass(kw_only=True)
+class TuningPlan(ExecutionPlan):
     """A checked tuning, ready to `execute`: nothing trained yet.
 
     Attributes
@@ -120,12 +120,9 @@ class TuningPlan:
     trials, round_size : int
     prune : bool
     seed : int
-    meta : dict
-        What tuning.json's ``meta`` starts from.
-    out : str or None
-    plots, progress : bool
-    scheduler : str or None
-    workers : int or None
+
+    The others are those of `fastbp.comparison.ExecutionPlan`; ``meta``
+    starts tuning.json's.
     """
 
     pairs: list
@@ -133,12 +130,6 @@ class TuningPlan:
     round_size: int
     prune: bool
     seed: int
-    meta: dict
-    out: object
-    plots: bool
-    progress: bool
-    scheduler: object
-    workers: object
 
     def __repr__(self):
         return (f"TuningPlan({len(self.pairs)} studies of {self.trials} trials, "
@@ -389,8 +380,9 @@ blas_threads
     if plots and out is not None:
         from .data import require
         require("matplotlib", "fastbp tune's figures")
-    tplan = TuningPlan(pairs, trials, round_size, bool(prune), seed, meta, out, bool(plots),
-                       bool(progress), plan.scheduler, plan.workers)
+    tplan = TuningPlan(pairs=pairs, trials=trials, round_size=round_size, prune=bool(prune),
+                       seed=seed, meta=meta, out=out, plots=bool(plots),
+                       progress=bool(progress), scheduler=plan.scheduler, workers=plan.workers)
     if out is not None:
         storage = _storage(out)
         with _quiet():
@@ -594,11 +586,7 @@ class _Progress:
         text = (f"{pair['task']} {pair['trainer']} trial {number}: {state.lower()}, "
                 f"val acc {acc:.3f}" + (f" ({record['status']})"
                                         if record["status"] not in ("ok", "stopped") else ""))
-        if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
-            self.bar.update(1)
-        else:
-            print(f"trial {self.done}/{self.total}  {text}", file=sys.stderr, flush=True)
+        count_done(self.bar, f"trial {self.done}/{self.total}", text)
 
     def close(self):
         if self.bar is not None:
