@@ -70,6 +70,11 @@ class Distribution:
 
 
 class _Range(Distribution):
+    """Numbers between ``low`` and ``high`` inclusive."""
+
+    #: the abstract number type a value must have
+    number = numbers.Real
+
     def __init__(self, low, high):
         owner = type(self).__name__
         low = float(_finite_number(low, "low", owner))
@@ -82,7 +87,7 @@ class _Range(Distribution):
         return {"type": self.kind, "low": self.low, "high": self.high}
 
     def contains(self, value):
-        return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+        return (not isinstance(value, bool) and isinstance(value, self.number)
                 and self.low <= value <= self.high)
 
     def example(self):
@@ -142,7 +147,7 @@ class Uniform(_Range):
         return FloatDistribution(self.low, self.high)
 
 
-class IntRange(Distribution):
+class IntRange(_Range):
     """An int between ``low`` and ``high`` inclusive, uniformly or in log scale.
 
     Parameters
@@ -159,6 +164,7 @@ class IntRange(Distribution):
     """
 
     kind = "int"
+    number = numbers.Integral
 
     def __init__(self, low, high, log=False):
         low, high = _int(low, "low", "IntRange"), _int(high, "high", "IntRange")
@@ -176,13 +182,6 @@ class IntRange(Distribution):
 
     def to_dict(self):
         return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log}
-
-    def contains(self, value):
-        return (not isinstance(value, bool) and isinstance(value, numbers.Integral)
-                and self.low <= value <= self.high)
-
-    def example(self):
-        return self.low
 
     def __repr__(self):
         return f"IntRange({self.low}, {self.high}{', log=True' if self.log else ''})"

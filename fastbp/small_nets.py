@@ -465,12 +465,10 @@ def _forward(w_, D, sizes, acts, loss, W, B, H):
             m = f"m{l}_{nout - 1}"
             for i in range(nout):
                 w_(f"e{l}_{i} = {D.exp(f'a{l}_{i} - {m}')}")
-            w_(f"inv{l} = ONE / ({D.sum_from_zero([f'e{l}_{i}' for i in range(nout)], 'ZERO')})")
-            for i in range(nout):
-                w_(f"{H(l, i)} = e{l}_{i} * inv{l}")
+            w_(f"inv{l} = ONE / ({D.sum_from_zero([f'e{l}_{i}' for i in range(nout)], 'ZERO')})",
+               *(f"{H(l, i)} = e{l}_{i} * inv{l}" for i in range(nout)))
         else:
-            for i in range(nout):
-                w_(f"{H(l, i)} = {_activate(D, f'a{l}_{i}', code)}")
+            w_(*(f"{H(l, i)} = {_activate(D, f'a{l}_{i}', code)}" for i in range(nout)))
 
 
 def _loss_and_delta(w_, D, sizes, out, loss, H):
@@ -533,12 +531,9 @@ def _loss_and_delta(w_, D, sizes, out, loss, H):
                f"r_{j} = {f'SCALE * res{j} * inv_b' if D.exact else f'res{j} * scb'}")
         if out == codes.SOFTMAX:
             dot = D.sum_from_zero([f"r_{j} * {H(L, j)}" for j in range(k)], "ZERO")
-            w_(f"sd = {dot}")
-            for j in range(k):
-                w_(f"d_{j} = {H(L, j)} * (r_{j} - sd)")
+            w_(f"sd = {dot}", *(f"d_{j} = {H(L, j)} * (r_{j} - sd)" for j in range(k)))
         else:
-            for j in range(k):
-                w_(f"d_{j} = {_derivative(f'r_{j}', H(L, j), out)}")
+            w_(*(f"d_{j} = {_derivative(f'r_{j}', H(L, j), out)}" for j in range(k)))
     return [f"d_{j}" for j in range(k)]
 
 

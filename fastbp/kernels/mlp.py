@@ -57,22 +57,13 @@ def n_weights(layout):
 @njit(**KERNEL)
 def _hidden_total(layout):
     """n_1 + ... + n_L."""
-    L = layout[0]
-    total = 0
-    for l in range(2, L + 2):
-        total += layout[l]
-    return total
+    return layout[2:layout[0] + 2].sum()
 
 
 @njit(**KERNEL)
 def max_width(layout):
     """max(n_1, ..., n_L): the width of the workspace's delta buffers."""
-    L = layout[0]
-    m = 0
-    for l in range(2, L + 2):
-        if layout[l] > m:
-            m = layout[l]
-    return m
+    return layout[2:layout[0] + 2].max()
 
 
 @njit(**KERNEL)
