@@ -304,3 +304,24 @@ def update_stays_finite(flat_params, flat_grads, optimizer, state, dtype):
         values = [np.asarray(p, dtype=dtype)] + [np.asarray(st[k], dtype=dtype)
                                                   for k in ("m", "v") if k in st]
     return all(bool(np.all(np.isfinite(v))) for v in values)
+
+
+def central_differences(objective, arrays, step=1e-6):
+    """Central differences (f(p + h) - f(p - h)) / 2h of ``objective()`` with
+    respect to every entry of every array in ``arrays``, one entry at a time,
+    perturbing the arrays in place (give views of the model's parameters).
+
+    Returns a list of float64 arrays shaped like ``arrays``."""
+    out = []
+    for p in arrays:
+        g = np.zeros(p.shape, dtype=np.float64)
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + step
+            up = objective()
+            p[idx] = old - step
+            down = objective()
+            p[idx] = old
+            g[idx] = (up - down) / (2 * step)
+        out.append(g)
+    return out

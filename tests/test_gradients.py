@@ -60,20 +60,8 @@ def safe_inputs(model, n, seed):
 def finite_difference_gradients(trainer, X, y):
     """Central differences of trainer.objective, one parameter at a time,
     perturbing the model's parameter views in place; aligned with model.params."""
-    out = []
-    for p in trainer.model.params:
-        g = np.empty(p.shape)
-        flat = p.reshape(-1)  # a view: p is a contiguous view of flat_params
-        for j in range(flat.size):
-            old = flat[j]
-            flat[j] = old + STEP
-            plus = trainer.objective(X, y)
-            flat[j] = old - STEP
-            minus = trainer.objective(X, y)
-            flat[j] = old
-            g.reshape(-1)[j] = (plus - minus) / (2 * STEP)
-        out.append(g)
-    return out
+    return naive.central_differences(lambda: trainer.objective(X, y), trainer.model.params,
+                                     STEP)
 
 
 def relative_error(a, b):
