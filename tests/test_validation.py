@@ -332,6 +332,18 @@ def _x_cases(dtype):
     }
 
 
+def assert_rejected(trainer, method, X, y, exc, argument, parts):
+    """``method`` raises ``exc`` naming ``argument`` and ``parts``, and leaves
+    the trainer as it was."""
+    snap = snapshot(trainer)
+    with pytest.raises(exc) as info:
+        call(trainer, method, X, y)
+    msg = str(info.value)
+    assert re.search(rf"\b{argument}\b", msg), msg
+    assert_names(msg, *parts)
+    assert_unchanged(trainer, snap)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(_x_cases(np.float32)))
 @pytest.mark.parametrize("method", ALL_METHODS)
@@ -341,13 +353,7 @@ def test_bad_X_rejected_before_kernels(no_kernels, method, case, dtype):
     _, y = data(dtype)
     if isinstance(X, np.ndarray) and X.ndim >= 1 and X.shape[0] != N:
         y = y[:X.shape[0]]
-    snap = snapshot(trainer)
-    with pytest.raises(exc) as info:
-        call(trainer, method, X, y)
-    msg = str(info.value)
-    assert re.search(r"\bX\b", msg), msg
-    assert_names(msg, *parts)
-    assert_unchanged(trainer, snap)
+    assert_rejected(trainer, method, X, y, exc, "X", parts)
 
 
 def test_nan_index_is_readable():
@@ -428,13 +434,7 @@ def test_bad_y_rejected_before_kernels(no_kernels, method, case):
     make, y, exc, parts = _y_cases()[case]
     trainer = make()
     X, _ = data(trainer.model.dtype)
-    snap = snapshot(trainer)
-    with pytest.raises(exc) as info:
-        call(trainer, method, X, y)
-    msg = str(info.value)
-    assert re.search(r"\by\b", msg), msg
-    assert_names(msg, *parts)
-    assert_unchanged(trainer, snap)
+    assert_rejected(trainer, method, X, y, exc, "y", parts)
 
 
 def test_one_output_regression_accepts_1d_targets():
