@@ -17,6 +17,28 @@ jax.config.update("jax_enable_x64", True)
 _HIDDEN = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh}
 
 
+def cross_entropy(a, y):
+    """Mean softmax cross-entropy of the logits ``a`` (n, o), integer labels ``y``."""
+    picked = jnp.take_along_axis(a, y[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(a, axis=1) - picked)
+
+
+def sgd(params, grads, lr):
+    """One plain SGD update of the parameter tree."""
+    return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
+
+
+def make_sgd_step(objective, lr):
+    """``step(params, X, y) -> (params, loss)``: ``objective`` and its gradient,
+    then one SGD update, as one ``jax.jit`` function."""
+    @jax.jit
+    def step(params, X, y):
+        value, grads = jax.value_and_grad(objective)(params, X, y)
+        return sgd(params, grads, lr), value
+
+    return step
+
+
 def _make_objective(activation, loss):
     f = _HIDDEN[activation]
 
@@ -27,24 +49,11 @@ def _make_objective(activation, loss):
         W, b = params[-1]
         a = h @ W.T + b
         if loss == "cross_entropy":
-            picked = jnp.take_along_axis(a, y[:, None], axis=1)[:, 0]
-            return jnp.mean(jax.nn.logsumexp(a, axis=1) - picked)
+            return cross_entropy(a, y)
         err = jax.nn.sigmoid(a) - y
         return 0.5 * jnp.sum(err * err) / X.shape[0]
 
     return objective
-
-
-def _make_step(activation, loss, lr):
-    objective = _make_objective(activation, loss)
-
-    @jax.jit
-    def step(params, X, y):
-        value, grads = jax.value_and_grad(objective)(params, X, y)
-        params = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
-        return params, value
-
-    return step
 
 
 def _make_fit(activation, loss, lr, batch_size):
@@ -70,8 +79,7 @@ def _make_fit(activation, loss, lr, batch_size):
                 xb = lax.dynamic_slice_in_dim(Xp, i * batch_size, batch_size)
                 yb = lax.dynamic_slice_in_dim(yp, i * batch_size, batch_size)
                 value, grads = grad_fn(params, xb, yb)
-                params = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
-                return params, total + value * batch_size
+                return sgd(params, grads, lr), total + value * batch_size
 
             params, total = lax.fori_loop(0, steps, update, (params, jnp.zeros((), X.dtype)))
             return params, total / (steps * batch_size)
@@ -90,7 +98,7 @@ class JaxMLP:
             raise ValueError(f"unsupported output/loss pair {output!r}/{loss!r}")
         self.params = [(jnp.asarray(np.array(W)), jnp.asarray(np.array(b)))
                        for W, b in zip(params[0::2], params[1::2])]
-        self._step = _make_step(activation, loss, lr)
+        self._step = make_sgd_step(_make_objective(activation, loss), lr)
         self._fit = {}
         self._spec = (activation, loss, lr)
 

@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax_mlp import cross_entropy, make_sgd_step
 
 jax.config.update("jax_enable_x64", True)
 
 
-def _make_step(loss, lr, truncate):
+def _make_objective(loss, truncate):
     def run(W_rec, h, A):
         """States over the time-major pre-activations A (T, n, h) from h."""
         def cell(h, a_t):
@@ -32,18 +33,11 @@ def _make_step(loss, lr, truncate):
             h = lax.stop_gradient(run(W_rec, h, A[:t0]))
         a = run(W_rec, h, A[t0:]) @ W_out.T + b_out
         if loss == "cross_entropy":
-            picked = jnp.take_along_axis(a, y[:, None], axis=1)[:, 0]
-            return jnp.mean(jax.nn.logsumexp(a, axis=1) - picked)
+            return cross_entropy(a, y)
         err = a - y.reshape(a.shape)
         return jnp.mean(err * err)
 
-    @jax.jit
-    def step(params, X, y):
-        value, grads = jax.value_and_grad(objective)(params, X, y)
-        params = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads)
-        return params, value
-
-    return step
+    return objective
 
 
 class JaxRNN:
@@ -54,7 +48,7 @@ class JaxRNN:
         if loss not in ("cross_entropy", "mse"):
             raise ValueError(f"unsupported loss {loss!r}; expected 'cross_entropy' or 'mse'")
         self.params = tuple(jnp.asarray(np.array(p)) for p in params)
-        self._step = _make_step(loss, lr, truncate)
+        self._step = make_sgd_step(_make_objective(loss, truncate), lr)
 
     def step(self, X, y):
         self.params, value = self._step(self.params, X, y)

@@ -23,6 +23,21 @@ _HIDDEN = {
 }
 
 
+def softmax_cross_entropy(a, y):
+    """Mean softmax cross-entropy of the logits ``a`` (n, o) against the
+    integer labels ``y`` (n,), and its gradient with respect to ``a``."""
+    n = a.shape[0]
+    a = a - a.max(axis=1, keepdims=True)
+    e = np.exp(a)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = np.mean(np.log(s[:, 0]) - a[rows, y])
+    delta = e / s
+    delta[rows, y] -= 1.0
+    delta /= n
+    return loss, delta
+
+
 class NumpyMLP:
     """MLP with a NumPy training step.
 
@@ -57,14 +72,7 @@ class NumpyMLP:
         a = hs[-1] @ self.W[-1].T + self.b[-1]
         # loss and dLoss/da of the output layer (mean over the batch)
         if self.loss == "cross_entropy":
-            a = a - a.max(axis=1, keepdims=True)
-            e = np.exp(a)
-            s = e.sum(axis=1, keepdims=True)
-            rows = np.arange(n)
-            loss = np.mean(np.log(s[:, 0]) - a[rows, y])
-            delta = e / s
-            delta[rows, y] -= 1.0
-            delta /= n
+            loss, delta = softmax_cross_entropy(a, y)
         else:
             h = _sigmoid(a)
             err = h - y

@@ -25,6 +25,7 @@ W_rec (h, h), b (h,), W_out (o, h), b_out (o,)]), so both start from the same
 point and their losses can be compared step by step.
 """
 import numpy as np
+from numpy_mlp import softmax_cross_entropy
 
 
 class NumpyRNN:
@@ -68,14 +69,7 @@ class NumpyRNN:
         a = H[T] @ W_out.T + self.b_out
         # loss and dLoss/da (mean over the batch)
         if self.loss == "cross_entropy":
-            a = a - a.max(axis=1, keepdims=True)
-            e = np.exp(a)
-            s = e.sum(axis=1, keepdims=True)
-            rows = np.arange(n)
-            loss = np.mean(np.log(s[:, 0]) - a[rows, y])
-            delta = e / s
-            delta[rows, y] -= 1.0
-            delta /= n
+            loss, delta = softmax_cross_entropy(a, y)
         else:
             err = a - y.reshape(a.shape)
             loss = np.mean(err * err)

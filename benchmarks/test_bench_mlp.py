@@ -25,16 +25,15 @@ import numpy as np
 import pytest
 from bench_utils import (
     DTYPES,
-    assert_same_trajectory,
-    check_loss,
+    ModelFamily,
+    baseline,
+    class_batch,
     fit_round,
-    gemm_flops,
-    loss_trajectory,
-    median_seconds,
+    record_blas_reference,
     run_timed,
-    warm_up,
+    step_test,
+    time_fit,
 )
-from numpy_mlp import NumpyMLP
 
 import fastbp as fb
 
@@ -56,7 +55,6 @@ WORKLOADS = {
 }
 #: workloads whose step is dominated by matrix products: they get a BLAS reference
 BLAS_WORKLOADS = ["784-256-256-10-b128", "1024-1024-1024-1024-10-b256"]
-IMPLS = ["fastbp", "numpy", "torch", "jax"]
 
 # The 2-2-2 example worked by hand in Matt Mazur's "A Step by Step
 # Backpropagation Example": its first loss is 0.298371109.
@@ -80,50 +78,41 @@ def make_batch(name, dtype):
     w = WORKLOADS[name]
     if name == "2-2-2":
         return np.array(MAZUR_X, dtype=dtype), np.array(MAZUR_Y, dtype=dtype)
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((w["batch"], w["sizes"][0])).astype(dtype)
-    y = rng.integers(0, w["sizes"][-1], size=w["batch"])
-    return X, y
+    return class_batch(w["sizes"], w["batch"], dtype)
 
 
-def make_impl(impl, model, w):
-    """An object with ``step(X, y) -> loss`` starting from ``model``'s parameters."""
+def make_impl(impl, name, dtype):
+    """An object with ``step(X, y) -> loss`` starting from the workload's
+    model (:func:`make_model`)."""
+    w = WORKLOADS[name]
+    model = make_model(name, dtype)
     if impl == "fastbp":
-        return fb.BackpropTrainer(model.copy(), loss=w["loss"], optimizer=fb.SGD(w["lr"]))
-    args = (model.params, w["activation"], w["output"], w["loss"], w["lr"])
-    if impl == "numpy":
-        return NumpyMLP(*args)
-    if impl == "torch":
-        pytest.importorskip("torch")
-        from torch_mlp import TorchMLP
-        return TorchMLP(*args)
-    pytest.importorskip("jax")
-    from jax_mlp import JaxMLP
-    return JaxMLP(*args)
+        return fb.BackpropTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]))
+    return baseline(impl, "mlp", model.params, w["activation"], w["output"], w["loss"],
+                    w["lr"])
 
 
-def reference_trajectory(cache, name, dtype):
-    """The NumPy baseline's losses over the workload's k checking steps."""
-    key = (name, dtype)
-    if key not in cache:
-        w = WORKLOADS[name]
-        X, y = make_batch(name, dtype)
-        cache[key] = loss_trajectory(make_impl("numpy", make_model(name, dtype), w).step,
-                                     X, y, w["k"])
-    return cache[key]
-
-
-def step_gemm_shapes(sizes, batch):
+def step_gemm_shapes(w):
     """(m, n, k) of the matrix products in one training step: per layer the
     forward product and dW, and dX for every layer but the first (no
     implementation computes the gradient of the input)."""
     shapes = []
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    batch = w["batch"]
+    for l, (n_in, n_out) in enumerate(zip(w["sizes"][:-1], w["sizes"][1:])):
         shapes.append((batch, n_out, n_in))        # A = H W^T
         shapes.append((n_out, n_in, batch))        # dW = D^T H
         if l > 0:
             shapes.append((batch, n_in, n_out))    # dX = D W
     return shapes
+
+
+MLP = ModelFamily("mlp", WORKLOADS, make_batch, make_impl, step_gemm_shapes, BLAS_WORKLOADS)
+
+
+def check_mazur(workload, losses):
+    """The 2-2-2 network's first loss is the one worked by hand."""
+    if workload == "2-2-2":
+        assert abs(losses[0] - 0.298371109) < 1e-6
 
 
 # -- the matrix products alone ---------------------------------------------------------
@@ -156,46 +145,14 @@ def test_blas_reference(benchmark, blas_medians, workload, dtype):
 
     gemms()  # warm-up: BLAS threads started, buffers touched
     run_timed(benchmark, w, gemms)
-    flops = gemm_flops(step_gemm_shapes(w["sizes"], b))
-    benchmark.extra_info["flops"] = flops
-    t = median_seconds(benchmark)
-    if t is not None:
-        blas_medians[(workload, dtype)] = t
-        benchmark.extra_info["gflops_per_s"] = flops / t / 1e9
-        benchmark.extra_info["pct_of_blas"] = 100.0
+    record_blas_reference(benchmark, MLP, workload, dtype, blas_medians)
 
 
 # -- one training step -------------------------------------------------------------------
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("workload", list(WORKLOADS))
-def test_step(benchmark, blas_medians, reference_losses, workload, dtype, impl):
-    w = WORKLOADS[workload]
-    benchmark.group = f"mlp-step-{workload}"
-    model = make_model(workload, dtype)
-    X, y = make_batch(workload, dtype)
-    net = make_impl(impl, model, w)
-    ref = reference_trajectory(reference_losses, workload, dtype)
-
-    # warm-up and check in one: k steps from the shared starting point (the
-    # first one compiles fastbp's kernels or JAX's step; never timed)
-    losses = warm_up(benchmark, net.step, X, y, w["k"])
-    assert_same_trajectory(losses, ref, dtype, impl)
-    if workload == "2-2-2":
-        assert abs(losses[0] - 0.298371109) < 1e-6
-
-    loss = check_loss(run_timed(benchmark, w, net.step, X, y))
-    benchmark.extra_info["loss_last"] = loss
-    assert loss < losses[0], "training on one batch should lower its loss"
-
-    t = median_seconds(benchmark)
-    if workload in BLAS_WORKLOADS:
-        flops = gemm_flops(step_gemm_shapes(w["sizes"], w["batch"]))
-        benchmark.extra_info["flops"] = flops
-    if t is not None and workload in BLAS_WORKLOADS:
-        benchmark.extra_info["gflops_per_s"] = flops / t / 1e9
-        if (workload, dtype) in blas_medians:
-            benchmark.extra_info["pct_of_blas"] = 100.0 * blas_medians[(workload, dtype)] / t
+# every workload x dtype x implementation through bench_utils.step_row: before the
+# step is timed, its warm-up losses must equal the NumPy baseline's (and, for 2-2-2,
+# start at the hand-worked loss)
+test_step = step_test(MLP, check=check_mazur)
 
 
 # -- whole epochs --------------------------------------------------------------------------
@@ -239,19 +196,11 @@ def jax_fit_round(net, X, y, epochs, batch_size):
 @pytest.mark.parametrize("fit", list(FITS))
 def test_fit(benchmark, fit, dtype, impl):
     workload, n, bs, epochs = FITS[fit]
-    w = WORKLOADS[workload]
     benchmark.group = f"mlp-fit-{fit}"
-    model = make_model(workload, dtype)
     X, y = make_dataset(workload, n, dtype)
-
+    runner = make_impl(impl, workload, dtype)
     if impl == "jax":
-        run = jax_fit_round(make_impl(impl, model, w), X, y, epochs, bs)
+        run = jax_fit_round(runner, X, y, epochs, bs)
     else:
-        run = fit_round(impl, make_impl(impl, model, w), X, y, epochs, bs)
-
-    loss, steps = benchmark(run)
-    benchmark.extra_info["steps_per_round"] = int(steps)
-    benchmark.extra_info["loss_last_epoch"] = check_loss(loss)
-    t = median_seconds(benchmark)
-    if t is not None:
-        benchmark.extra_info["us_per_step"] = t / steps * 1e6
+        run = fit_round(impl, runner, X, y, epochs, bs)
+    time_fit(benchmark, run)

@@ -31,32 +31,31 @@ import numpy as np
 import pytest
 from bench_utils import (
     DTYPES,
-    assert_same_trajectory,
-    check_loss,
+    ModelFamily,
+    baseline,
     fit_round,
-    gemm_flops,
-    loss_trajectory,
-    median_seconds,
-    warm_up,
+    record_blas_reference,
+    step_test,
+    time_fit,
 )
 from numba import njit
-from numpy_rnn import NumpyRNN
 
 import fastbp as fb
 from fastbp.models import aligned_empty
 from fastbp.threads import blas_limit
 
+# rounds=None: benchmark's automatic calibration (bench_utils.run_timed)
 WORKLOADS = {
     "h128-T40-b32": dict(input=1, hidden=128, T=40, batch=32, output=10,
-                         loss="cross_entropy", lr=0.05, truncate=None, k=10),
+                         loss="cross_entropy", lr=0.05, truncate=None, k=10, rounds=None),
     "h128-T40-b32-tbptt10": dict(input=1, hidden=128, T=40, batch=32, output=10,
-                                 loss="cross_entropy", lr=0.05, truncate=10, k=10),
+                                 loss="cross_entropy", lr=0.05, truncate=10, k=10,
+                                 rounds=None),
     "h16-T100-b1": dict(input=1, hidden=16, T=100, batch=1, output=1,
-                        loss="mse", lr=0.002, truncate=None, k=20),
+                        loss="mse", lr=0.002, truncate=None, k=20, rounds=None),
 }
 #: workloads whose step is dominated by matrix products: they get a BLAS reference
 BLAS_WORKLOADS = ["h128-T40-b32", "h128-T40-b32-tbptt10"]
-IMPLS = ["fastbp", "numpy", "torch", "jax"]
 
 
 def make_model(name, dtype):
@@ -76,32 +75,15 @@ def make_batch(name, dtype):
     return X, y
 
 
-def make_impl(impl, model, w):
-    """An object with ``step(X, y) -> loss`` starting from ``model``'s parameters."""
+def make_impl(impl, name, dtype):
+    """An object with ``step(X, y) -> loss`` starting from the workload's
+    model (:func:`make_model`)."""
+    w = WORKLOADS[name]
+    model = make_model(name, dtype)
     if impl == "fastbp":
-        return fb.BackpropTrainer(model.copy(), loss=w["loss"], optimizer=fb.SGD(w["lr"]),
+        return fb.BackpropTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
                                   truncate=w["truncate"])
-    args = (model.params, w["loss"], w["lr"], w["truncate"])
-    if impl == "numpy":
-        return NumpyRNN(*args)
-    if impl == "torch":
-        pytest.importorskip("torch")
-        from torch_rnn import TorchRNN
-        return TorchRNN(*args)
-    pytest.importorskip("jax")
-    from jax_rnn import JaxRNN
-    return JaxRNN(*args)
-
-
-def reference_trajectory(cache, name, dtype):
-    """The NumPy baseline's losses over the workload's k checking steps."""
-    key = ("rnn", name, dtype)
-    if key not in cache:
-        w = WORKLOADS[name]
-        X, y = make_batch(name, dtype)
-        cache[key] = loss_trajectory(make_impl("numpy", make_model(name, dtype), w).step,
-                                     X, y, w["k"])
-    return cache[key]
+    return baseline(impl, "rnn", model.params, w["loss"], w["lr"], w["truncate"])
 
 
 def step_gemm_shapes(w):
@@ -124,6 +106,13 @@ def step_gemm_shapes(w):
     shapes.append((h, i, k * b))             # dW_in = D^T X
     shapes.append((o, h, b))                 # dW_out = delta_out^T h_T
     return shapes
+
+
+RNN = ModelFamily("rnn", WORKLOADS, make_batch, make_impl, step_gemm_shapes, BLAS_WORKLOADS)
+
+
+def check_descent(workload, losses):
+    assert losses[-1] < losses[0], "k steps on one batch should lower its loss"
 
 
 @njit(cache=False)
@@ -176,45 +165,13 @@ def test_blas_reference(benchmark, blas_medians, workload, dtype):
     _gemms(*arrays)  # compiles; BLAS threads started, buffers touched
     with blas_limit(1):   # as fastbp runs these products (see fastbp.backprop.ONE_THREAD_PRODUCT)
         benchmark(_gemms, *arrays)
-    flops = gemm_flops(shapes)
-    benchmark.extra_info["flops"] = flops
-    t = median_seconds(benchmark)
-    if t is not None:
-        blas_medians[("rnn", workload, dtype)] = t
-        benchmark.extra_info["gflops_per_s"] = flops / t / 1e9
-        benchmark.extra_info["pct_of_blas"] = 100.0
+    record_blas_reference(benchmark, RNN, workload, dtype, blas_medians)
 
 
 # -- one training step -------------------------------------------------------------------
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("workload", list(WORKLOADS))
-def test_step(benchmark, blas_medians, reference_losses, workload, dtype, impl):
-    w = WORKLOADS[workload]
-    benchmark.group = f"rnn-step-{workload}"
-    model = make_model(workload, dtype)
-    X, y = make_batch(workload, dtype)
-    net = make_impl(impl, model, w)
-    ref = reference_trajectory(reference_losses, workload, dtype)
-
-    # warm-up and check in one: k steps from the shared starting point (the
-    # first one compiles fastbp's kernels or JAX's step; never timed)
-    losses = warm_up(benchmark, net.step, X, y, w["k"])
-    assert_same_trajectory(losses, ref, dtype, impl)
-    assert losses[-1] < losses[0], "k steps on one batch should lower its loss"
-
-    loss = check_loss(benchmark(net.step, X, y))
-    benchmark.extra_info["loss_last"] = loss
-    assert loss < losses[0], "training on one batch should lower its loss"
-
-    t = median_seconds(benchmark)
-    if t is not None and workload in BLAS_WORKLOADS:
-        flops = gemm_flops(step_gemm_shapes(w))
-        benchmark.extra_info["flops"] = flops
-        benchmark.extra_info["gflops_per_s"] = flops / t / 1e9
-        if ("rnn", workload, dtype) in blas_medians:
-            ref = blas_medians[("rnn", workload, dtype)]
-            benchmark.extra_info["pct_of_blas"] = 100.0 * ref / t
+# every workload x dtype x implementation through bench_utils.step_row: before the
+# step is timed, its warm-up losses must equal the NumPy baseline's (and fall)
+test_step = step_test(RNN, check=check_descent)
 
 
 # -- whole epochs --------------------------------------------------------------------------
@@ -249,15 +206,7 @@ def test_fit(benchmark, workload, dtype, impl):
     w = WORKLOADS[workload]
     bs = w["batch"]
     benchmark.group = f"rnn-fit-{workload}"
-    model = make_model(workload, dtype)
     X, y = make_dataset(workload, n, dtype)
-
-    run = fit_round(impl, make_impl(impl, model, w), X, y, epochs, bs)
-
-    loss, steps = benchmark(run)
+    run = fit_round(impl, make_impl(impl, workload, dtype), X, y, epochs, bs)
+    _, steps = time_fit(benchmark, run)
     assert steps == epochs * -(-n // bs), "one update per batch"
-    benchmark.extra_info["steps_per_round"] = int(steps)
-    benchmark.extra_info["loss_last_epoch"] = check_loss(loss)
-    t = median_seconds(benchmark)
-    if t is not None:
-        benchmark.extra_info["us_per_step"] = t / steps * 1e6

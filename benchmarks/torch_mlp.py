@@ -11,6 +11,18 @@ import torch.nn.functional as F
 _HIDDEN = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
 
+def sgd_step(params, loss, lr):
+    """Backpropagate ``loss`` into the leaf tensors ``params`` and take one
+    plain SGD step on them; returns the loss as a float."""
+    for p in params:
+        p.grad = None
+    loss.backward()
+    with torch.no_grad():
+        for p in params:
+            p.add_(p.grad, alpha=-lr)
+    return loss.item()
+
+
 class TorchMLP:
     """Same constructor and ``step(X, y)`` as :class:`numpy_mlp.NumpyMLP`;
     X and y are NumPy arrays (wrapped without copying)."""
@@ -36,10 +48,4 @@ class TorchMLP:
         else:
             err = torch.sigmoid(a) - y
             loss = 0.5 * (err * err).sum() / X.shape[0]
-        for p in self.params:
-            p.grad = None
-        loss.backward()
-        with torch.no_grad():
-            for p in self.params:
-                p.add_(p.grad, alpha=-self.lr)
-        return loss.item()
+        return sgd_step(self.params, loss, self.lr)

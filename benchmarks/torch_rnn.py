@@ -9,6 +9,7 @@ and b_hh is frozen at zero, so the model and its SGD step are fastbp's.
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch_mlp import sgd_step
 
 
 class TorchRNN:
@@ -49,10 +50,4 @@ class TorchRNN:
             loss = F.cross_entropy(a, y)
         else:
             loss = F.mse_loss(a, y.reshape(a.shape))
-        for p in self.params:
-            p.grad = None
-        loss.backward()
-        with torch.no_grad():
-            for p in self.params:
-                p.add_(p.grad, alpha=-self.lr)
-        return loss.item()
+        return sgd_step(self.params, loss, self.lr)
