@@ -63,86 +63,85 @@ def predict_gradient(states, rows, mparams, mlayout, mws, out, mblas):
 
 
 @njit(**KERNEL)
-def train_batch(args, rows, T, lb, tb, apply, acc):
-    """One gathered batch of synthetic-gradient truncated BPTT (see the module
-    docstring). With ``apply`` False nothing is updated: each window's
-    gradient (from the current parameters, injection included once the
-    warm-up is over) is added to ``acc`` instead.
+def train_window(args, rows, T, t0, t1, lb, tb, apply, acc):
+    """Window (t0, t1] of a gathered batch (see the module docstring), the
+    state h_{t0} in the workspace. With ``apply`` False nothing is updated:
+    the window's gradient (from the current parameters, injection included
+    once the warm-up is over) is added to ``acc`` instead.
 
-    Returns (objective summed over loss terms, number correct, loss terms,
-    network updates, M's squared error summed over rows, rows M trained on,
-    status).
+    Returns (objective times the window's loss terms, number correct, loss
+    terms, network updates, M's squared error summed over rows, rows M
+    trained on, status), nothing counted but the status on failure.
     """
-    (main, mset, ws, layout, truncate, mws, mlayout, mlabels, mtargets, inject, scale,
-     warmup, blas, mblas) = args
+    main, mset, ws, layout = args.step, args.m, args.ws, args.layout
     params, grads = main.params, main.grads
-    loss_code = int(main.train_hyper[LOSS])
-    nw = n_weights(layout)
     h = layout[HID]
     blk = rows * h
-    wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
-    zero_initial_state(ws, layout, rows, T)
-    loss_acc = 0.0
-    correct = 0.0
-    terms = 0
-    updates = 0
-    m_err = 0.0
-    m_rows = 0
-    for t0 in range(0, T, truncate):
-        t1 = min(t0 + truncate, T)
-        forward_window(params, layout, ws, rows, T, t0, t1, blas)
-        loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code)
-        injecting = t1 < T and main.opt_hyper[STEP_COUNT] >= warmup
-        train_m = apply and t0 > 0
-        # the network learns from a window with a loss or an injected gradient
-        learn = n > 0 or injecting
-        if not learn and not train_m:
-            continue
-        if injecting:
-            last = hs + t1 * blk
-            predict_gradient(ws[last:last + blk], rows, mset.params, mlayout, mws,
-                             inject[:blk], mblas)
-            factor = scale / rows
-            for j in range(blk):
-                inject[j] *= factor
-            backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, inject[:blk],
-                            train_m, blas)
-        else:
-            backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, inject[:0],
-                            train_m, blas)
-        if not apply:
-            if not learn:
-                continue
+    hs, z = offsets(layout, rows, T)[3:5]
+    forward_window(params, layout, ws, rows, T, t0, t1, args.blas)
+    loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, int(main.train_hyper[LOSS]))
+    injecting = t1 < T and main.opt_hyper[STEP_COUNT] >= args.warmup
+    train_m = apply and t0 > 0
+    # the network learns from a window with a loss or an injected gradient
+    learn = n > 0 or injecting
+    if not learn and not train_m:
+        return 0.0, 0.0, 0, 0, 0.0, 0, OK
+    inject = args.inject[:blk if injecting else 0]
+    if injecting:
+        last = hs + t1 * blk
+        predict_gradient(ws[last:last + blk], rows, mset.params, args.mlayout, args.mws, inject,
+                         args.mblas)
+        factor = args.scale / rows
+        for j in range(blk):
+            inject[j] *= factor
+    backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, inject, train_m, args.blas)
+    if not apply:
+        if learn:
             for j in range(acc.shape[0]):
                 acc[j] += grads[j]
-            continue
-        data_loss = loss / n if n > 0 else 0.0
-        m_loss = 0.0
-        if train_m:
-            for r in range(rows):
-                for j in range(h):
-                    mtargets[r, j] = rows * ws[z + r * h + j]
-            first = hs + t0 * blk
-            m_loss, _ = mlp_loss_gradients(ws[first:first + blk], mlabels, mtargets, rows,
-                                           mset.params, mset.grads, mws, mlayout,
-                                           SQUARED_ERROR, mblas)
-        # the network and M update together, all or nothing
-        if learn:
-            obj, status = finish_steps(main, nw, data_loss, mset, m_loss / rows, train_m)
-        else:
-            obj, status = finish_step(mset.params, mset.grads, mset.state, mset.opt_hyper,
-                                      mset.train_hyper, 0, m_loss / rows)
-        if status != OK:
-            return loss_acc, correct, terms, updates, m_err, m_rows, status
-        if learn:
-            loss_acc += obj * n
-            correct += c
-            terms += n
-            updates += 1
-        if train_m:
-            m_err += m_loss
-            m_rows += rows
-    return loss_acc, correct, terms, updates, m_err, m_rows, OK
+        return 0.0, 0.0, 0, 0, 0.0, 0, OK
+    m_loss = 0.0
+    if train_m:
+        mtargets = args.mtargets
+        for r in range(rows):
+            for j in range(h):
+                mtargets[r, j] = rows * ws[z + r * h + j]
+        first = hs + t0 * blk
+        m_loss, _ = mlp_loss_gradients(ws[first:first + blk], args.mlabels, mtargets, rows,
+                                       mset.params, mset.grads, args.mws, args.mlayout,
+                                       SQUARED_ERROR, args.mblas)
+    # the network and M update together, all or nothing
+    if learn:
+        obj, status = finish_steps(main, n_weights(layout), loss / n if n > 0 else 0.0, mset,
+                                   m_loss / rows, train_m)
+    else:
+        obj, status = finish_step(mset.params, mset.grads, mset.state, mset.opt_hyper,
+                                  mset.train_hyper, 0, m_loss / rows)
+    if status != OK:
+        return 0.0, 0.0, 0, 0, 0.0, 0, status
+    if not learn:
+        return 0.0, 0.0, 0, 0, m_loss, rows, OK        # M alone trained
+    return obj * n, c, n, 1, m_loss, rows if train_m else 0, OK
+
+
+@njit(**KERNEL)
+def train_batch(args, rows, T, lb, tb, apply, acc):
+    """One gathered batch of synthetic-gradient truncated BPTT: its windows
+    in order (:func:`train_window`), the state carried across.
+
+    Returns the sums over the windows of :func:`train_window`'s counts, and
+    the status (on failure, what the windows before the failing one did).
+    """
+    zero_initial_state(args.ws, args.layout, rows, T)
+    k = args.truncate
+    total = (0.0, 0.0, 0, 0, 0.0, 0)
+    for t0 in range(0, T, k):
+        r = train_window(args, rows, T, t0, min(t0 + k, T), lb, tb, apply, acc)
+        if r[6] != OK:
+            return total + (r[6],)
+        total = (total[0] + r[0], total[1] + r[1], total[2] + r[2], total[3] + r[3],
+                 total[4] + r[4], total[5] + r[5])
+    return total + (OK,)
 
 
 @njit(**KERNEL)
