@@ -36,7 +36,8 @@ import threading
 import numpy as np
 
 from fastbp.kernels import codes
-from fastbp.kernels.optim import T
+from fastbp.kernels.epochs import EpochData
+from fastbp.kernels.optim import T, StepArrays
 from fastbp.models import mlp_workspace_size
 
 from . import _sg_concurrent_kernels as CK
@@ -79,8 +80,9 @@ class Group:
         self.n_out = sizes[last]
         self.n_in = sizes[first - 1]
         if not self.top:
-            self.m0 = int(K.module_offset(trainer._sgl, layout, module))
-            self.m1 = int(K.module_offset(trainer._sgl, layout, module + 1))
+            row = trainer._sgl.table[module]
+            self.m0 = int(row[K.PARAM])
+            self.m1 = self.m0 + int(row[K.SIZE])
             msize = self.m1 - self.m0
             self.mp = np.zeros(msize, dt)
             self.mg = np.zeros(msize, dt)
@@ -143,6 +145,19 @@ class Group:
             trainer.sg_params[self.m0:self.m1] = self.mp
             trainer.sg_optimizer.state[:, self.m0:self.m1] = self.ms
 
+    def kernel_args(self, trainer, X, labels, targets, order, blas):
+        """The group's (EpochData, GroupArgs, ModuleArgs or None) for one epoch."""
+        data = EpochData(X, labels, targets, order, self.xb, self.lb, self.tb)
+        grp = CK.GroupArgs(StepArrays(self.p, self.g, self.s, self.h, self.train), self.ws,
+                           self.layout, blas)
+        if self.top:
+            return data, grp, None
+        module = K.Module(self.mp, self.mg, int(self.n_out), int(trainer.sg_hidden),
+                          int(trainer._sgl.k))
+        mod = CK.ModuleArgs(module, StepArrays(self.mp, self.mg, self.ms, self.mh, self.mtrain),
+                            self.pbuf, self.qbuf, self.zbuf, self.dzbuf, self.rbuf, blas)
+        return data, grp, mod
+
 
 class Pipeline:
     """Groups, channels and queues of one trainer (built once, grown with the
@@ -200,10 +215,8 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
     G = len(groups)
     for grp in groups:
         grp.load(trainer)
-    k = trainer.model.n_outputs
-    m = trainer.sg_hidden
-    cond = trainer.conditioned
     blas = trainer._sg_blas(batch_size)
+    args = [grp.kernel_args(trainer, X, labels, targets, order, blas) for grp in groups]
     cap = batch_size
     acc = np.zeros((G, 4), np.float64)      # objective, correct, steps, module loss
     failures = []
@@ -237,23 +250,21 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
 
     def forward_part(g, t):
         grp = groups[g]
+        data, gargs, mod = args[g]
         start, rows = batch(t)
         if grp.bottom:
             src, s0 = grp.xb, 0
         else:
             src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
-        CK.lower_forward(X, labels, targets, order, start, rows, grp.bottom, src, s0, grp.xb,
-                        grp.lb, grp.tb, grp.p, grp.ws, grp.layout, pipe.up[g],
-                        slot(t, grp.n_out), grp.mp, grp.pbuf, grp.zbuf, m, k, cond, blas)
+        CK.lower_forward(data, gargs, mod, grp.bottom, src, s0, pipe.up[g], slot(t, grp.n_out),
+                         start, rows)
 
     def module_part(g, s):
         grp = groups[g]
+        data, _, mod = args[g]
         start, rows = batch(s)
-        loss, status = CK.module_step(labels, targets, order, start, rows, pipe.up[g],
-                                     slot(s, grp.n_out), pipe.down[g], slot(s, grp.n_out),
-                                     grp.n_out, grp.mp, grp.mg, grp.ms, grp.mh, grp.mtrain,
-                                     grp.lb, grp.tb, grp.qbuf, grp.zbuf, grp.dzbuf, grp.rbuf,
-                                     m, k, cond, blas)
+        o = slot(s, grp.n_out)
+        loss, status = CK.module_step(data, mod, pipe.up[g], o, pipe.down[g], o, start, rows)
         if status != codes.OK:
             fail(status, g, s)
             return False
@@ -268,9 +279,8 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
         else:
             src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
             down, d0 = pipe.down[g - 1], slot(t, grp.n_in)
-        obj, status = CK.lower_backward(rows, grp.bottom, src, s0, grp.xb, grp.p, grp.g, grp.s,
-                                       grp.h, grp.train, grp.ws, grp.layout, grp.pbuf, down,
-                                       d0, blas)
+        obj, status = CK.lower_backward(args[g][1], grp.pbuf, grp.bottom, src, s0, down, d0,
+                                        rows)
         if status != codes.OK:
             fail(status, g, t)
             return False
@@ -281,10 +291,10 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
         g = G - 1
         grp = groups[g]
         start, rows = batch(t)
-        obj, correct, status = CK.top_step(labels, targets, order, start, rows, pipe.up[g - 1],
-                                          slot(t, grp.n_in), grp.lb, grp.tb, grp.p, grp.g,
-                                          grp.s, grp.h, grp.train, grp.ws, grp.layout,
-                                          pipe.down[g - 1], slot(t, grp.n_in), blas)
+        data, gargs, _ = args[g]
+        s0 = slot(t, grp.n_in)
+        obj, correct, status = CK.top_step(data, gargs, pipe.up[g - 1], s0, pipe.down[g - 1], s0,
+                                           start, rows)
         if status != codes.OK:
             fail(status, g, t)
             return False

@@ -2,7 +2,17 @@
 layer group per thread (see :mod:`alternatives._sg_concurrent`). Every kernel
 here releases the GIL. The locked schedule's kernels, which these reuse, are in
 :mod:`alternatives._sg_kernels`.
+
+A group is layers a..b of the model run as a sub-MLP with its own flat buffer
+(W_a..W_b then b_a..b_b, exactly the sub-MLP's layout), grads, optimizer
+state and hyper vector: a :data:`GroupArgs`. A lower group's last layer is a
+decoupled hidden layer; its module (a :data:`ModuleArgs`) belongs to it. Each
+group gathers its batch's context (and the bottom group its inputs) into its
+own buffers: the ``xb``, ``lb``, ``tb`` of its
+:data:`fastbp.kernels.epochs.EpochData`.
 """
+from collections import namedtuple
+
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
@@ -13,21 +23,36 @@ from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import backward, forward, max_width, n_weights, output_offsets
 from fastbp.kernels.optim import LOSS, finish_step
 
-from ._sg_kernels import hidden_offset, module_backward, module_forward, residual
+from ._sg_kernels import module_backward, module_forward, residual
 
 #: kernels run by the worker threads release the GIL
 NOGIL = dict(KERNEL, nogil=True)
 
-# -- the concurrent schedule: one layer group per thread ---------------------------------
-# A group is layers a..b of the model run as a sub-MLP with its own flat buffer
-# (W_a..W_b then b_a..b_b, exactly the sub-MLP's layout ``glayout``), grads,
-# optimizer state and hyper vector. A lower group's last layer is a decoupled
-# hidden layer; its module (params mp, grads mg, state ms, hyper mh) belongs to
-# it. Every kernel here releases the GIL.
+#: One layer group: its StepArrays ``step`` (private copies of its layers and
+#: their optimizer state), its workspace ``ws``, its sub-MLP ``layout`` and
+#: ``blas``.
+GroupArgs = namedtuple("GroupArgs", "step ws layout blas")
+
+#: A lower group's module: its :data:`alternatives._sg_kernels.Module`, its
+#: StepArrays ``step``, the prediction ``pbuf`` (rows, n) of the batch going
+#: down, the prediction ``qbuf`` recomputed for the module's update, the
+#: scratch blocks ``zbuf``, ``dzbuf`` (rows, m) and ``rbuf`` (rows, n), and
+#: ``blas``.
+ModuleArgs = namedtuple("ModuleArgs", "module step pbuf qbuf zbuf dzbuf rbuf blas")
+
 
 @njit(**KERNEL)
-def gather_context(labels, targets, order, start, rows, lb, tb):
-    """Labels (or target rows) of samples order[start:start + rows] into lb (tb)."""
+def update(step, nw, data_loss):
+    """:func:`fastbp.kernels.optim.finish_step` on a StepArrays."""
+    return finish_step(step.params, step.grads, step.state, step.opt_hyper, step.train_hyper,
+                       nw, data_loss)
+
+
+@njit(**KERNEL)
+def gather_context(data, start, rows):
+    """Labels (or target rows) of samples order[start:start + rows] into data.lb
+    (data.tb)."""
+    labels, targets, order, lb, tb = data.labels, data.targets, data.order, data.lb, data.tb
     if labels.shape[0] > 0:
         for i in range(rows):
             lb[i] = labels[order[start + i]]
@@ -39,94 +64,92 @@ def gather_context(labels, targets, order, start, rows, lb, tb):
 
 
 @njit(**KERNEL)
-def input_gradient(rows, gp, glayout, gws, down, d0, blas):
+def input_gradient(grp, down, d0, rows):
     """After fastbp's :func:`backward` on the group: down[d0:] (rows, n_in) =
     rows * delta_1 W_1, the per-sample gradient at the group's input."""
-    Lg = glayout[0]
-    total_h = hidden_offset(glayout, rows, Lg + 1)
-    cur = total_h + rows * glayout[Lg + 1]
-    if (Lg - 1) % 2 == 1:
-        cur += rows * max_width(glayout)
-    nin = glayout[1]
-    gemm_nn(gws, cur, gp, 0, down, d0, rows, nin, glayout[2], blas)
+    layout, ws = grp.layout, grp.ws
+    # backward swaps its two delta buffers once per layer below the top
+    cur = output_offsets(layout, rows)[2]
+    if (layout[0] - 1) % 2 == 1:
+        cur += rows * max_width(layout)
+    nin = layout[1]
+    gemm_nn(ws, cur, grp.step.params, 0, down, d0, rows, nin, layout[2], grp.blas)
     scale = 1.0 * rows
     for j in range(rows * nin):
         down[d0 + j] *= scale
 
 
 @njit(**NOGIL)
-def lower_forward(X, labels, targets, order, start, rows, bottom, src, s0, xb, lb, tb, gp, gws,
-                  glayout, up, u0, mp, pbuf, zbuf, m, k, cond, blas):
-    """A lower group's forward half of one batch: its input (gathered from X
-    when ``bottom``, else src[s0:]), its layers, its output h copied to
-    up[u0:] (rows, n) for the group above, and its module's prediction into
-    pbuf (rows, n)."""
-    Lg = glayout[0]
-    n = glayout[Lg + 1]
+def lower_forward(data, grp, mod, bottom, src, s0, up, u0, start, rows):
+    """A lower group's forward half of one batch: its input (gathered from
+    data.X into data.xb, which is ``src``, when ``bottom``, else src[s0:]),
+    its layers, its output h copied to up[u0:] (rows, n) for the group above,
+    and its module's prediction into mod.pbuf (rows, n)."""
     if bottom:
-        gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-        forward(xb, rows, gp, glayout, gws, blas)
+        gather_batch(data.X, data.labels, data.targets, data.order, start, rows, data.xb,
+                     data.lb, data.tb)
     else:
-        gather_context(labels, targets, order, start, rows, lb, tb)
-        forward(src[s0:], rows, gp, glayout, gws, blas)
-    h_off, _, _ = output_offsets(glayout, rows)
+        gather_context(data, start, rows)
+    layout, ws = grp.layout, grp.ws
+    forward(src[s0:], rows, grp.step.params, layout, ws, grp.blas)
+    n = layout[layout[0] + 1]
+    h_off = output_offsets(layout, rows)[0]
     for j in range(rows * n):
-        up[u0 + j] = gws[h_off + j]
-    module_forward(up, u0, rows, n, mp, 0, m, k, cond, lb, tb, pbuf, 0, zbuf, 0, blas)
+        up[u0 + j] = ws[h_off + j]
+    module_forward(mod.module, up, u0, data.lb, data.tb, mod.pbuf, 0, mod.zbuf, 0, rows,
+                   mod.blas)
 
 
 @njit(**NOGIL)
-def lower_backward(rows, bottom, src, s0, xb, gp, gg, gs, gh, gtrain, gws, glayout, pbuf, down,
-                   d0, blas):
+def lower_backward(grp, pbuf, bottom, src, s0, down, d0, rows):
     """A lower group's backward half: the prediction in pbuf (per sample)
     divided by rows goes through f'(a) of the group's last layer and back
-    through the group; the group's input gradient (times rows) goes to
-    down[d0:] unless ``bottom``; then the group's update. Returns (objective:
-    the group's weight penalty, status)."""
-    Lg = glayout[0]
-    n = glayout[Lg + 1]
-    h_off, _, d_off = output_offsets(glayout, rows)
+    through the group from its input src[s0:]; the group's input gradient
+    (times rows) goes to down[d0:] unless ``bottom``; then the group's update.
+    Returns (objective: the group's weight penalty, status)."""
+    layout, ws, step = grp.layout, grp.ws, grp.step
+    Lg = layout[0]
+    n = layout[Lg + 1]
+    h_off, _, d_off = output_offsets(layout, rows)
     inv_b = 1.0 / rows
     for j in range(rows * n):
-        gws[d_off + j] = pbuf[j] * inv_b
-    backprop_activation(gws, h_off, gws, d_off, rows, n, glayout[2 * Lg + 1])
-    if bottom:
-        backward(xb, rows, gp, gg, glayout, gws, blas)
-    else:
-        backward(src[s0:], rows, gp, gg, glayout, gws, blas)
-        input_gradient(rows, gp, glayout, gws, down, d0, blas)
-    return finish_step(gp, gg, gs, gh, gtrain, n_weights(glayout), 0.0)
+        ws[d_off + j] = pbuf[j] * inv_b
+    backprop_activation(ws, h_off, ws, d_off, rows, n, layout[2 * Lg + 1])
+    backward(src[s0:], rows, step.params, step.grads, layout, ws, grp.blas)
+    if not bottom:
+        input_gradient(grp, down, d0, rows)
+    return update(step, n_weights(layout), 0.0)
 
 
 @njit(**NOGIL)
-def top_step(labels, targets, order, start, rows, src, s0, lb, tb, gp, gg, gs, gh, gtrain, gws,
-             glayout, down, d0, blas):
+def top_step(data, grp, src, s0, down, d0, start, rows):
     """The top group's whole batch: forward from src[s0:], loss, backward, the
     per-sample input gradient into down[d0:] (the target of the module below),
     update. Returns (objective, number correct, status)."""
-    gather_context(labels, targets, order, start, rows, lb, tb)
+    gather_context(data, start, rows)
+    layout, ws, step = grp.layout, grp.ws, grp.step
     x = src[s0:]
-    forward(x, rows, gp, glayout, gws, blas)
-    h_off, a_off, d_off = output_offsets(glayout, rows)
-    Lg = glayout[0]
-    loss_sum, correct = loss_and_delta(gws, a_off, h_off, d_off, rows, glayout[Lg + 1], lb, tb,
-                                       int(gtrain[LOSS]), glayout[2 * Lg + 1])
-    backward(x, rows, gp, gg, glayout, gws, blas)
-    input_gradient(rows, gp, glayout, gws, down, d0, blas)
-    obj, status = finish_step(gp, gg, gs, gh, gtrain, n_weights(glayout), loss_sum / rows)
+    forward(x, rows, step.params, layout, ws, grp.blas)
+    h_off, a_off, d_off = output_offsets(layout, rows)
+    Lg = layout[0]
+    loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[Lg + 1], data.lb,
+                                       data.tb, int(step.train_hyper[LOSS]), layout[2 * Lg + 1])
+    backward(x, rows, step.params, step.grads, layout, ws, grp.blas)
+    input_gradient(grp, down, d0, rows)
+    obj, status = update(step, n_weights(layout), loss_sum / rows)
     return obj, correct, status
 
 
 @njit(**NOGIL)
-def module_step(labels, targets, order, start, rows, h, h0, tgt, t0, n, mp, mg, ms, mh, mtrain,
-                lb, tb, pbuf, zbuf, dzbuf, rbuf, m, k, cond, blas):
+def module_step(data, mod, h, h0, tgt, t0, start, rows):
     """One update of a lower group's module on a stored batch: inputs h[h0:]
     (rows, n) and context of samples order[start:start + rows], target
     tgt[t0:] (rows, n), prediction recomputed with the module's current
     parameters. Returns (module loss, status)."""
-    gather_context(labels, targets, order, start, rows, lb, tb)
-    module_forward(h, h0, rows, n, mp, 0, m, k, cond, lb, tb, pbuf, 0, zbuf, 0, blas)
-    loss = residual(pbuf, 0, tgt, t0, rbuf, 0, rows, n)
-    module_backward(h, h0, rows, n, mp, mg, 0, m, k, cond, lb, tb, rbuf, 0, zbuf, 0, dzbuf, 0,
-                    blas)
-    return finish_step(mp, mg, ms, mh, mtrain, 0, loss)
+    gather_context(data, start, rows)
+    mm = mod.module
+    module_forward(mm, h, h0, data.lb, data.tb, mod.qbuf, 0, mod.zbuf, 0, rows, mod.blas)
+    loss = residual(mod.qbuf, 0, tgt, t0, mod.rbuf, 0, rows, mm.n)
+    module_backward(mm, h, h0, data.lb, data.tb, mod.rbuf, 0, mod.zbuf, 0, mod.dzbuf, rows,
+                    mod.blas)
+    return update(mod.step, 0, loss)

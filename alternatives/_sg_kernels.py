@@ -7,30 +7,36 @@ buffers, weights first then biases; flat row-major batch ``x``; the workspace
 
 Modules
 -------
-``sgl`` (int64) describes the synthetic-gradient modules:
-``[n_mod, m, cond, k, l_1, ..., l_nmod]``: n_mod modules, ``m`` hidden ReLU
-units per module (0: linear modules), ``cond`` 1 when they read the context
-c (the one-hot label, or the target row when the targets are rows), ``k``
-the width of c (the model's n_outputs), and the decoupled hidden layers
-1 <= l_1 < ... < l_nmod <= L-1 (1-based: h_l is the output of W_l).
+``sgl`` (:data:`SGLayout`, built once per trainer) describes the
+synthetic-gradient modules: ``table`` int64 (n_mod, 6), one row per module in
+the order of the decoupled hidden layers 1 <= l_1 < ... < l_nmod <= L-1
+(1-based: h_l is the output of W_l), with the columns :data:`LAYER` (l),
+:data:`WIDTH` (n_l), :data:`PARAM` and :data:`SIZE` (the module's slice of the
+module buffer), :data:`BLOCK` and :data:`HIDDEN` (per row of the batch: the
+offset of its block in P and T, and of H_l in ``ws``); ``m`` hidden ReLU units
+per module (0: linear modules) and ``k`` the width of the context c the
+modules read (the one-hot label, or the target row when the targets are rows;
+0: not conditioned).
 
 ``sgp`` is the trainer's flat module buffer: the modules one after the other,
 each contiguous. Module i sits at h_l (n = n_l units) and reads (h_l, c):
 
-* linear (m == 0):  Wh (n, n), Wc (n, k) [cond only], b (n);
+* linear (m == 0):  Wh (n, n), Wc (n, k) [k > 0 only], b (n);
   prediction = h Wh^T + c Wc^T + b
-* hidden (m > 0):   Ph (m, n), Pc (m, k) [cond only], p (m), U (n, m), u (n);
+* hidden (m > 0):   Ph (m, n), Pc (m, k) [k > 0 only], p (m), U (n, m), u (n);
   z = relu(h Ph^T + c Pc^T + p), prediction = z U^T + u
 
-Predictions and targets are per-sample gradients d loss_i / d h_l (not
-divided by the batch size). With integer labels, c Wc^T is a column gather
-and its gradient a scatter; no one-hot matrix is ever built.
+that is, one or two layers of :func:`context_layer`. Kernels see one module
+as a :data:`Module`. Predictions and targets are per-sample gradients
+d loss_i / d h_l (not divided by the batch size). With integer labels,
+c Wc^T is a column gather and its gradient a scatter; no one-hot matrix is
+ever built.
 
 ``sw`` is the trainer's module workspace for ``rows`` rows, S = sum of the
 decoupled widths, M = max decoupled width:
 P (rows * S: predictions, one (rows, n_l) block per module in order),
 T (rows * S: targets, same blocks), Z (rows * m * n_mod: hidden activations),
-DZ (rows * m), R (rows * M: residuals). See :func:`sw_size`.
+DZ (rows * m), R (rows * M: residuals). See :func:`sw_offsets`.
 
 Step semantics (locked schedule, one batch, everything from one forward pass
 with the parameters before the step): the backward pass runs as in backprop
@@ -54,182 +60,123 @@ from fastbp.kernels.optim import LOSS, finish_steps
 
 #: The arrays of a locked synthetic-gradient step: the model's and the
 #: modules' StepArrays, the workspaces ``ws`` and ``sw``, the ``layout``, the
-#: module layout ``sgl`` and ``blas``.
+#: module layout ``sgl`` (:data:`SGLayout`) and ``blas``.
 SGArgs = namedtuple("SGArgs", "step sg ws sw layout sgl blas")
+
+#: The modules as kernels see them: ``table`` int64 (n_mod, 6) (columns
+#: LAYER, WIDTH, PARAM, SIZE, BLOCK, HIDDEN), ``m`` and ``k`` (see above).
+SGLayout = namedtuple("SGLayout", "table m k")
+LAYER, WIDTH, PARAM, SIZE, BLOCK, HIDDEN = range(6)
+
+#: One module: its ``params`` and ``grads`` (slices of the module buffers),
+#: its width ``n``, hidden units ``m`` and context width ``k``.
+Module = namedtuple("Module", "params grads n m k")
 
 
 # -- sizes and offsets ------------------------------------------------------------------
 
 @njit(**KERNEL)
-def module_size(n, m, k, cond):
-    """Parameters of one module at a layer of n units."""
-    ctx = k if cond else 0
-    if m == 0:
-        return n * (n + ctx) + n
-    return m * (n + ctx) + m + n * m + n
-
-
-@njit(**KERNEL)
-def module_offset(sgl, layout, i):
-    """Offset of module i in ``sgp``."""
-    off = 0
-    for j in range(i):
-        off += module_size(layout[sgl[4 + j] + 1], sgl[1], sgl[3], sgl[2] != 0)
-    return off
-
-
-@njit(**KERNEL)
-def sg_size(sgl, layout):
-    """Entries of the module buffer."""
-    return module_offset(sgl, layout, sgl[0])
-
-
-@njit(**KERNEL)
-def block_offset(sgl, layout, rows, i):
-    """Offset of module i's (rows, n_l) block inside P or T."""
-    off = 0
-    for j in range(i):
-        off += rows * layout[sgl[4 + j] + 1]
-    return off
-
-
-@njit(**KERNEL)
-def decoupled_total(sgl, layout):
-    """S: the sum of the decoupled layers' widths."""
-    return block_offset(sgl, layout, 1, sgl[0])
-
-
-@njit(**KERNEL)
-def decoupled_max(sgl, layout):
-    """M: the largest decoupled width (0 without modules)."""
-    w = 0
-    for j in range(sgl[0]):
-        w = max(w, layout[sgl[4 + j] + 1])
-    return w
-
-
-@njit(**KERNEL)
-def sw_offsets(sgl, layout, rows):
+def sw_offsets(sgl, rows):
     """Offsets of P, T, Z, DZ, R in ``sw`` for ``rows`` rows."""
-    S = decoupled_total(sgl, layout)
-    m = sgl[1]
-    p0 = 0
+    table = sgl.table
+    n_mod = table.shape[0]
+    S = table[n_mod - 1, BLOCK] + table[n_mod - 1, WIDTH] if n_mod > 0 else 0
     t0 = rows * S
     z0 = 2 * rows * S
-    dz0 = z0 + rows * m * sgl[0]
-    r0 = dz0 + rows * m
-    return p0, t0, z0, dz0, r0
+    dz0 = z0 + rows * sgl.m * n_mod
+    return 0, t0, z0, dz0, dz0 + rows * sgl.m
 
 
 @njit(**KERNEL)
-def sw_size(sgl, layout, rows):
-    """Entries of the module workspace for ``rows`` rows."""
-    _, _, _, _, r0 = sw_offsets(sgl, layout, rows)
-    return r0 + rows * decoupled_max(sgl, layout)
+def module(sg, sgl, i):
+    """Module i of the module buffers ``sg`` (StepArrays) as a :data:`Module`."""
+    p0 = sgl.table[i, PARAM]
+    p1 = p0 + sgl.table[i, SIZE]
+    return Module(sg.params[p0:p1], sg.grads[p0:p1], sgl.table[i, WIDTH], sgl.m, sgl.k)
+
+
+# -- one layer with the context, one module -----------------------------------------------
+
+@njit(**KERNEL)
+def context_layer(X, x0, rows, nin, nout, P, labels, targets, k, out, o0, blas):
+    """out[o0:] (rows, nout) = X[x0:] W^T + c Wc^T + b for X (rows, nin) and
+    P = [W (nout, nin), Wc (nout, k), b (nout), ...] (no Wc when k is 0); c
+    the one-hot rows of ``labels`` when labels are given, else the rows of
+    ``targets``. Returns the entries of P the layer used."""
+    gemm_nt(X, x0, P, 0, out, o0, rows, nout, nin, blas)
+    q = nout * nin
+    if k > 0:
+        if labels.shape[0] > 0:
+            for i in range(rows):
+                c = labels[i]
+                r = o0 + i * nout
+                for o in range(nout):
+                    out[r + o] += P[q + o * k + c]
+        else:
+            for i in range(rows):
+                r = o0 + i * nout
+                for o in range(nout):
+                    s = 0.0
+                    for j in range(k):
+                        s += targets[i, j] * P[q + o * k + j]
+                    out[r + o] += s
+        q += nout * k
+    add_bias(out, o0, P, q, rows, nout)
+    return q + nout
 
 
 @njit(**KERNEL)
-def hidden_offset(layout, rows, l):
-    """Offset of H_l (rows, n_l) in the model workspace, l = 1..L."""
-    off = 0
-    for j in range(1, l):
-        off += rows * layout[j + 1]
-    return off
-
-
-# -- the context c ------------------------------------------------------------------------
-
-@njit(**KERNEL)
-def context_forward(D, d0, rows, nout, P, q, k, labels, targets):
-    """D (rows, nout) += c Wc^T with Wc (nout, k) at P[q]; c the one-hot rows of
-    ``labels`` when labels are given, else the rows of ``targets``."""
-    if labels.shape[0] > 0:
-        for i in range(rows):
-            c = labels[i]
-            r = d0 + i * nout
-            for o in range(nout):
-                D[r + o] += P[q + o * k + c]
-    else:
-        for i in range(rows):
-            r = d0 + i * nout
-            for o in range(nout):
-                s = 0.0
-                for j in range(k):
-                    s += targets[i, j] * P[q + o * k + j]
-                D[r + o] += s
+def context_layer_grad(D, d0, X, x0, rows, nin, nout, G, labels, targets, k, blas):
+    """The gradient of :func:`context_layer` into G = [dW, dWc, db, ...] given
+    D[d0:] (rows, nout) = d loss / d out."""
+    gemm_tn(D, d0, X, x0, G, 0, rows, nout, nin, blas)
+    q = nout * nin
+    if k > 0:
+        G[q:q + nout * k] = 0.0
+        if labels.shape[0] > 0:
+            for i in range(rows):
+                c = labels[i]
+                r = d0 + i * nout
+                for o in range(nout):
+                    G[q + o * k + c] += D[r + o]
+        else:
+            for i in range(rows):
+                r = d0 + i * nout
+                for o in range(nout):
+                    d = D[r + o]
+                    for j in range(k):
+                        G[q + o * k + j] += d * targets[i, j]
+        q += nout * k
+    bias_gradient(D, d0, G, q, rows, nout)
 
 
 @njit(**KERNEL)
-def context_grad(D, d0, rows, nout, G, q, k, labels, targets):
-    """G[q:] (nout, k) = D (rows, nout)^T c: the gradient of Wc."""
-    for i in range(nout * k):
-        G[q + i] = 0.0
-    if labels.shape[0] > 0:
-        for i in range(rows):
-            c = labels[i]
-            r = d0 + i * nout
-            for o in range(nout):
-                G[q + o * k + c] += D[r + o]
-    else:
-        for i in range(rows):
-            r = d0 + i * nout
-            for o in range(nout):
-                d = D[r + o]
-                for j in range(k):
-                    G[q + o * k + j] += d * targets[i, j]
-
-
-# -- one module -----------------------------------------------------------------------------
-
-@njit(**KERNEL)
-def module_forward(h, h0, rows, n, sgp, po, m, k, cond, labels, targets, out, o0, z, z0,
-                   blas):
+def module_forward(mod, h, h0, labels, targets, out, o0, z, z0, rows, blas):
     """out[o0:] (rows, n) = the module's prediction from h[h0:] (rows, n) and the
     context; the hidden activations (m > 0) go to z[z0:] (rows, m)."""
+    n, m = mod.n, mod.m
     if m == 0:
-        gemm_nt(h, h0, sgp, po, out, o0, rows, n, n, blas)
-        q = po + n * n
-        if cond:
-            context_forward(out, o0, rows, n, sgp, q, k, labels, targets)
-            q += n * k
-        add_bias(out, o0, sgp, q, rows, n)
+        context_layer(h, h0, rows, n, n, mod.params, labels, targets, mod.k, out, o0, blas)
     else:
-        gemm_nt(h, h0, sgp, po, z, z0, rows, m, n, blas)
-        q = po + m * n
-        if cond:
-            context_forward(z, z0, rows, m, sgp, q, k, labels, targets)
-            q += m * k
-        add_bias(z, z0, sgp, q, rows, m)
+        q = context_layer(h, h0, rows, n, m, mod.params, labels, targets, mod.k, z, z0, blas)
         activate_inplace(z, z0, rows, m, RELU)
-        q += m
-        gemm_nt(z, z0, sgp, q, out, o0, rows, n, m, blas)
-        add_bias(out, o0, sgp, q + n * m, rows, n)
+        context_layer(z, z0, rows, m, n, mod.params[q:], labels, targets, 0, out, o0, blas)
 
 
 @njit(**KERNEL)
-def module_backward(h, h0, rows, n, sgp, sgg, po, m, k, cond, labels, targets, R, r0, z, z0,
-                    dz, dz0, blas):
-    """Gradient of the module's loss into sgg[po:], given the residual R[r0:]
-    (rows, n) = d loss / d prediction and the activations z of its forward."""
+def module_backward(mod, h, h0, labels, targets, R, r0, z, z0, dz, rows, blas):
+    """Gradient of the module's loss into mod.grads, given the residual R[r0:]
+    (rows, n) = d loss / d prediction, the activations z[z0:] of its forward
+    and a (rows, m) scratch block ``dz``."""
+    n, m = mod.n, mod.m
     if m == 0:
-        gemm_tn(R, r0, h, h0, sgg, po, rows, n, n, blas)
-        q = po + n * n
-        if cond:
-            context_grad(R, r0, rows, n, sgg, q, k, labels, targets)
-            q += n * k
-        bias_gradient(R, r0, sgg, q, rows, n)
+        context_layer_grad(R, r0, h, h0, rows, n, n, mod.grads, labels, targets, mod.k, blas)
     else:
-        qu = po + m * n + (m * k if cond else 0) + m
-        gemm_tn(R, r0, z, z0, sgg, qu, rows, n, m, blas)
-        bias_gradient(R, r0, sgg, qu + n * m, rows, n)
-        gemm_nn(R, r0, sgp, qu, dz, dz0, rows, m, n, blas)
-        backprop_activation(z, z0, dz, dz0, rows, m, RELU)
-        gemm_tn(dz, dz0, h, h0, sgg, po, rows, m, n, blas)
-        q = po + m * n
-        if cond:
-            context_grad(dz, dz0, rows, m, sgg, q, k, labels, targets)
-            q += m * k
-        bias_gradient(dz, dz0, sgg, q, rows, m)
+        q = m * (n + mod.k) + m
+        context_layer_grad(R, r0, z, z0, rows, m, n, mod.grads[q:], labels, targets, 0, blas)
+        gemm_nn(R, r0, mod.params, q, dz, 0, rows, m, n, blas)
+        backprop_activation(z, z0, dz, 0, rows, m, RELU)
+        context_layer_grad(dz, 0, h, h0, rows, n, m, mod.grads, labels, targets, mod.k, blas)
 
 
 @njit(**KERNEL)
@@ -248,40 +195,36 @@ def residual(P, p0, T, t0, R, r0, rows, n):
 # -- the locked schedule: one batch, the whole network ------------------------------------
 
 @njit(**KERNEL)
-def predict_all(rows, sgp, ws, sw, layout, sgl, labels, targets, blas):
-    """Every module's prediction from the H_l in ``ws`` into sw's P blocks."""
-    k = sgl[3]
-    m = sgl[1]
-    cond = sgl[2] != 0
-    p0, _, z0, _, _ = sw_offsets(sgl, layout, rows)
-    for i in range(sgl[0]):
-        l = sgl[4 + i]
-        n = layout[l + 1]
-        module_forward(ws, hidden_offset(layout, rows, l), rows, n, sgp,
-                       module_offset(sgl, layout, i), m, k, cond, labels, targets, sw,
-                       p0 + block_offset(sgl, layout, rows, i), sw, z0 + i * rows * m, blas)
+def predict_all(args, labels, targets, rows):
+    """Every module's prediction from the H_l in ``args.ws`` into sw's P blocks."""
+    sgl, ws, sw = args.sgl, args.ws, args.sw
+    p0, _, z0, _, _ = sw_offsets(sgl, rows)
+    for i in range(sgl.table.shape[0]):
+        t = sgl.table[i]
+        module_forward(module(args.sg, sgl, i), ws, rows * t[HIDDEN], labels, targets, sw,
+                       p0 + rows * t[BLOCK], sw, z0 + i * rows * sgl.m, rows, args.blas)
 
 
 @njit(**KERNEL)
-def sg_backward(x, rows, params, grads, layout, ws, sw, sgl, blas):
+def sg_backward(args, x, rows):
     """Backward pass after :func:`forward`, the loss kernel and the predictions:
     fastbp's :func:`backward`, except that at each decoupled layer l the
     gradient arriving at h_l is stored (times rows: per sample) as module l's
     target and replaced by the prediction (divided by rows) before it goes
-    through f_l'(a_l). Fills ``grads`` and sw's T blocks.
+    through f_l'(a_l). Fills ``args.step.grads`` and sw's T blocks.
 
     It mirrors :func:`backward` rather than calling a hooked version of it:
     a shared kernel measured 8% slower on backprop's 2-2-2 ``fit`` (the call
     is not inlined), or 1.3 s more cold compile with ``inline="always"``."""
+    params, grads = args.step.params, args.step.grads
+    layout, ws, sw, table, blas = args.layout, args.ws, args.sw, args.sgl.table, args.blas
     L = layout[0]
-    total_h = hidden_offset(layout, rows, L + 1)
-    cur = total_h + rows * layout[L + 1]
+    _, hoff, cur = output_offsets(layout, rows)
     other = cur + rows * max_width(layout)
     woff = n_weights(layout)
     boff = params.shape[0]
-    hoff = total_h
-    p0, t0, _, _, _ = sw_offsets(sgl, layout, rows)
-    i_mod = sgl[0] - 1
+    p0, t0, _, _, _ = sw_offsets(args.sgl, rows)
+    i_mod = table.shape[0] - 1
     inv_b = 1.0 / rows
     scale = 1.0 * rows
     for l in range(L, 0, -1):
@@ -297,8 +240,8 @@ def sg_backward(x, rows, params, grads, layout, ws, sw, sgl, blas):
             layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
         if l > 1:
             gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
-            if i_mod >= 0 and sgl[4 + i_mod] == l - 1:
-                b0 = block_offset(sgl, layout, rows, i_mod)
+            if i_mod >= 0 and table[i_mod, LAYER] == l - 1:
+                b0 = rows * table[i_mod, BLOCK]
                 for j in range(rows * nin):
                     sw[t0 + b0 + j] = ws[other + j] * scale
                     ws[other + j] = sw[p0 + b0 + j] * inv_b
@@ -313,42 +256,40 @@ def sg_backward(x, rows, params, grads, layout, ws, sw, sgl, blas):
 
 
 @njit(**KERNEL)
-def directions(x, labels, targets, rows, params, grads, sgp, ws, sw, layout, sgl, loss_code,
-               given, blas):
+def directions(args, x, labels, targets, rows, given):
     """Forward pass, loss, predictions (unless ``given``: then sw's P blocks
-    already hold them), and the SG backward pass: ``grads`` receives the update
-    direction of the mean loss (no weight decay), sw's T blocks the modules'
-    targets. Returns (loss summed over the batch, number correct)."""
-    forward(x, rows, params, layout, ws, blas)
+    already hold them), and the SG backward pass: ``args.step.grads`` receives
+    the update direction of the mean loss (no weight decay), sw's T blocks the
+    modules' targets. Returns (loss summed over the batch, number correct)."""
+    main, layout, ws = args.step, args.layout, args.ws
+    forward(x, rows, main.params, layout, ws, args.blas)
     h_off, a_off, d_off = output_offsets(layout, rows)
     L = layout[0]
     loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[L + 1], labels,
-                                       targets, loss_code, layout[2 * L + 1])
+                                       targets, int(main.train_hyper[LOSS]), layout[2 * L + 1])
     if not given:
-        predict_all(rows, sgp, ws, sw, layout, sgl, labels, targets, blas)
-    sg_backward(x, rows, params, grads, layout, ws, sw, sgl, blas)
+        predict_all(args, labels, targets, rows)
+    sg_backward(args, x, rows)
     return loss_sum, correct
 
 
 @njit(**KERNEL)
-def module_directions(rows, sgp, sgg, ws, sw, layout, sgl, labels, targets, blas):
-    """After :func:`directions` (with the modules' own predictions): ``sgg``
-    receives the gradient of every module's loss mean_batch 1/2 ||P_l - T_l||^2
-    (inputs h_l and targets held constant). Returns the loss summed over the
-    modules."""
-    k = sgl[3]
-    m = sgl[1]
-    cond = sgl[2] != 0
-    p0, t0, z0, dz0, r0 = sw_offsets(sgl, layout, rows)
+def module_directions(args, labels, targets, rows):
+    """After :func:`directions` (with the modules' own predictions):
+    ``args.sg.grads`` receives the gradient of every module's loss
+    mean_batch 1/2 ||P_l - T_l||^2 (inputs h_l and targets held constant).
+    Returns the loss summed over the modules."""
+    sgl, ws, sw = args.sgl, args.ws, args.sw
+    p0, t0, z0, dz0, r0 = sw_offsets(sgl, rows)
+    m = sgl.m
+    dz = sw[dz0:dz0 + rows * m]
     loss = 0.0
-    for i in range(sgl[0]):
-        l = sgl[4 + i]
-        n = layout[l + 1]
-        b0 = block_offset(sgl, layout, rows, i)
-        loss += residual(sw, p0 + b0, sw, t0 + b0, sw, r0, rows, n)
-        module_backward(ws, hidden_offset(layout, rows, l), rows, n, sgp, sgg,
-                        module_offset(sgl, layout, i), m, k, cond, labels, targets, sw, r0,
-                        sw, z0 + i * rows * m, sw, dz0, blas)
+    for i in range(sgl.table.shape[0]):
+        t = sgl.table[i]
+        b0 = rows * t[BLOCK]
+        loss += residual(sw, p0 + b0, sw, t0 + b0, sw, r0, rows, t[WIDTH])
+        module_backward(module(args.sg, sgl, i), ws, rows * t[HIDDEN], labels, targets, sw,
+                        r0, sw, z0 + i * rows * m, dz, rows, args.blas)
     return loss
 
 
@@ -362,16 +303,13 @@ def joint_step(args, x, labels, targets, rows):
     -------
     (objective, number correct, status, module loss)
     """
-    main, sg, ws, sw, layout, sgl, blas = args
-    loss_sum, correct = directions(x, labels, targets, rows, main.params, main.grads,
-                                   sg.params, ws, sw, layout, sgl, int(main.train_hyper[LOSS]),
-                                   False, blas)
+    loss_sum, correct = directions(args, x, labels, targets, rows, False)
+    with_modules = args.sgl.table.shape[0] > 0
     sg_loss = 0.0
-    if sgl[0] > 0:
-        sg_loss = module_directions(rows, sg.params, sg.grads, ws, sw, layout, sgl, labels,
-                                    targets, blas)
-    obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, sg, sg_loss,
-                               sgl[0] > 0)
+    if with_modules:
+        sg_loss = module_directions(args, labels, targets, rows)
+    obj, status = finish_steps(args.step, n_weights(args.layout), loss_sum / rows, args.sg,
+                               sg_loss, with_modules)
     return obj, correct, status, sg_loss
 
 

@@ -59,6 +59,24 @@ def default_module_optimizer(optimizer):
     return Adam(lr)
 
 
+def add_modules(trainer, size, sg_optimizer, optimizer):
+    """Declare a trainer's synthetic-gradient modules: the parameter set
+    ``"sg"`` of ``size`` entries, updated by ``sg_optimizer`` (None:
+    :func:`default_module_optimizer` of the network's ``optimizer`` as
+    given). Sets ``trainer.sg_optimizer`` and ``trainer.sg_params``.
+
+    Returns
+    -------
+    fastbp.parameter_sets.ParameterSet
+    """
+    opt = (default_module_optimizer(optimizer) if sg_optimizer is None
+           else get_optimizer(sg_optimizer))
+    modules = trainer.add_parameter_set("sg", size, opt, "sg_optimizer")
+    trainer.sg_optimizer = opt
+    trainer.sg_params = modules.params
+    return modules
+
+
 class RecurrentSyntheticGradientTrainer(Trainer):
     """Truncated BPTT with synthetic gradients for :class:`fastbp.ElmanRNN`.
 
@@ -120,6 +138,7 @@ class RecurrentSyntheticGradientTrainer(Trainer):
     name = "sg"
     search_optimizers = {"sg_lr": "sg_optimizer"}
     supported_models = (ElmanRNN,)
+    repr_options = ("truncate", "sg_hidden", "sg_scale", "warmup")
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
                  truncate=None, sg_hidden=0, sg_optimizer=None, sg_scale=0.1, warmup=0,
@@ -132,8 +151,6 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         self.sg_scale = check_nonnegative_float(sg_scale, "sg_scale")
         self.warmup = check_int_at_least(warmup, "warmup", 0)
         self.sg_seed = check_seed(sg_seed, "sg_seed")
-        sg_opt = (default_module_optimizer(optimizer) if sg_optimizer is None
-                  else get_optimizer(sg_optimizer))
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
         h = model.hidden_size
@@ -142,9 +159,7 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         self._m_layout = np.array([len(sizes) - 1] + sizes + acts, dtype=np.int64)
         self._m_sizes = sizes
         n_m = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) + sum(sizes[1:])
-        self._m = self.add_parameter_set("sg", n_m, sg_opt, "sg_optimizer")
-        self.sg_optimizer = sg_opt
-        self.sg_params = self._m.params
+        self._m = add_modules(self, n_m, sg_optimizer, optimizer)
         self._m_max_layer = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))
         if self.sg_hidden:
             W1, b1 = self._sg_views(self.sg_params)[:2]
@@ -262,8 +277,3 @@ class RecurrentSyntheticGradientTrainer(Trainer):
         acc = np.zeros(self.model.n_params, dtype=self.model.dtype)
         self._run_batch(X, labels, targets, apply=False, acc=acc)
         return [v.copy() for v in self.model.views(acc)]
-
-    def __repr__(self):
-        return (f"{type(self).__name__}({self.model!r}, loss={self.loss!r}, "
-                f"optimizer={self.optimizer!r}, truncate={self.truncate}, "
-                f"sg_hidden={self.sg_hidden}, sg_scale={self.sg_scale}, warmup={self.warmup})")

@@ -29,15 +29,13 @@ from fastbp.validation import check_int_at_least, check_seed
 from fastbp.kernels import codes
 from fastbp.kernels.linalg import blas_flag
 from fastbp.kernels.epochs import epoch_seed, shuffle_in_place
-from fastbp.kernels.optim import LOSS
 from fastbp.models import MLP, ElmanRNN
-from fastbp.optim import get_optimizer
 from fastbp.threads import blas_limit
 from fastbp.trainer import Trainer
 
 from . import _sg_concurrent
 from . import _sg_kernels as K
-from .sg_recurrent import RecurrentSyntheticGradientTrainer, default_module_optimizer
+from .sg_recurrent import RecurrentSyntheticGradientTrainer, add_modules
 
 __all__ = ["SyntheticGradientTrainer"]
 
@@ -122,16 +120,22 @@ class SyntheticGradientTrainer(Trainer):
 
     Examples
     --------
-    >>> import alternatives
-    >>> model = fb.MLP([64, 256, 256, 10], activation="relu", output="softmax", seed=0)
-    >>> trainer = alternatives.SyntheticGradientTrainer(model, optimizer=fb.Adam(1e-3))
-    >>> history = trainer.fit(X, y, epochs=30, batch_size=32)      # doctest: +SKIP
+    Modules with 64 hidden units, each layer group in a thread of its own,
+    then how far the modules' predictions are from the gradients they stand
+    for:
+
+    >>> trainer = alternatives.SyntheticGradientTrainer(                # doctest: +SKIP
+    ...     model, optimizer=fb.Adam(1e-3), sg_hidden=64, schedule="concurrent")
+    >>> trainer.fit(X, y, epochs=30, batch_size=128).loss[-1]         # doctest: +SKIP
+    >>> trainer.sg_losses[-1]                                         # doctest: +SKIP
     """
 
     name = "sg"
     search_optimizers = {"sg_lr": "sg_optimizer"}
     supported_models = (MLP,)
     variants = (RecurrentSyntheticGradientTrainer,)
+    repr_options = ("sg_hidden", "conditioned", "decoupled", "sg_optimizer", "schedule",
+                    "staleness")
 
     def __init__(self, model, loss=None, optimizer=None, sg_hidden=0, conditioned=True,
                  decoupled="all", sg_optimizer=None, weight_decay=0.0, clip_norm=None,
@@ -156,17 +160,11 @@ class SyntheticGradientTrainer(Trainer):
             raise ValueError("schedule='concurrent' needs at least one decoupled layer "
                              "(decoupled=[]: there is nothing to run concurrently)")
         self.sg_seed = check_seed(sg_seed, "sg_seed")
-        sg_opt = (default_module_optimizer(optimizer) if sg_optimizer is None
-                  else get_optimizer(sg_optimizer))
         super().__init__(model, loss=loss, optimizer=optimizer, weight_decay=weight_decay,
                          clip_norm=clip_norm)
-        layout = model.layout
-        self._sgl = np.array([len(self.decoupled), self.sg_hidden, int(self.conditioned),
-                              model.n_outputs, *self.decoupled], dtype=np.int64)
-        self._sg = self.add_parameter_set("sg", int(K.sg_size(self._sgl, layout)), sg_opt,
-                                          "sg_optimizer")
-        self.sg_optimizer = sg_opt
-        self.sg_params = self._sg.params
+        self._sgl = self._module_layout(model.sizes)
+        table = self._sgl.table
+        self._sg = add_modules(self, int(table[:, K.SIZE].sum()), sg_optimizer, optimizer)
         self.modules = self._module_views(self.sg_params)
         if self.sg_hidden:
             # first layer He-normal over the module's whole input (h_l and c)
@@ -223,6 +221,20 @@ class SyntheticGradientTrainer(Trainer):
             out.append(int(l))
         return tuple(sorted(out))
 
+    def _module_layout(self, sizes):
+        """The modules as the kernels see them (see :data:`_sg_kernels.SGLayout`)."""
+        m = self.sg_hidden
+        k = sizes[-1] if self.conditioned else 0
+        table = np.zeros((len(self.decoupled), 6), dtype=np.int64)
+        param = block = 0
+        for row, l in zip(table, self.decoupled):
+            n = sizes[l]
+            size = n * (n + k) + n if m == 0 else m * (n + k) + m + n * m + n
+            row[:] = l, n, param, size, block, sum(sizes[1:l])
+            param += size
+            block += n
+        return K.SGLayout(table, int(m), int(k))
+
     def _module_views(self, flat):
         m, k, cond = self.sg_hidden, self.model.n_outputs, self.conditioned
         out, off = [], 0
@@ -252,9 +264,12 @@ class SyntheticGradientTrainer(Trainer):
         return blas_flag(rows, self._max_product)
 
     def _sg_workspace(self, rows):
+        """The module workspace (P, T, Z, DZ, R: see :func:`_sg_kernels.sw_offsets`)."""
         if rows > self._sw_rows:
-            self._sw = np.zeros(int(K.sw_size(self._sgl, self.model.layout, rows)),
-                                dtype=self.model.dtype)
+            widths = self._sgl.table[:, K.WIDTH]
+            m = self.sg_hidden
+            size = rows * (2 * widths.sum() + m * (widths.shape[0] + 1) + widths.max(initial=0))
+            self._sw = np.zeros(int(size), dtype=self.model.dtype)
             self._sw_rows = rows
         return self._sw
 
@@ -302,10 +317,9 @@ class SyntheticGradientTrainer(Trainer):
     def _directions(self, X, y, given=None):
         """Run the locked directions kernel on one batch; returns rows."""
         X, labels, targets = self.prepare(X, y)
-        m = self.model
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        sw = self._sg_workspace(rows)
+        args = self._kernel_args(rows)
+        sw = args.sw
         if given is not None:
             blocks = self._blocks(sw, rows, 0)
             if not isinstance(given, (list, tuple)) or len(given) != len(blocks):
@@ -319,9 +333,7 @@ class SyntheticGradientTrainer(Trainer):
                     raise ValueError(f"synthetic[{i}] has shape {g.shape}; expected {b.shape} "
                                      f"(rows, n_{self.decoupled[i]})")
                 b[...] = g
-        K.directions(X.reshape(-1), labels, targets, rows, m.flat_params, self.grads,
-                     self.sg_params, ws, sw, m.layout, self._sgl, int(self.train_hyper[LOSS]),
-                     given is not None, self._sg_blas(rows))
+        K.directions(args, X.reshape(-1), labels, targets, rows, given is not None)
         return rows, labels, targets
 
     def _blocks(self, sw, rows, which):
@@ -383,10 +395,7 @@ class SyntheticGradientTrainer(Trainer):
             sum_l mean_batch 1/2 ||g^_l - G_l||^2.
         """
         rows, labels, targets = self._directions(X, y)
-        m = self.model
-        loss = K.module_directions(rows, self.sg_params, self._sg.grads, self._ws.get(rows),
-                                   self._sw, m.layout, self._sgl, labels, targets,
-                                   self._sg_blas(rows))
+        loss = K.module_directions(self._kernel_args(rows), labels, targets, rows)
         grads = self._module_views(self._sg.grads)
         return [[g.copy() for g in views] for views in grads], float(loss)
 
@@ -395,12 +404,3 @@ class SyntheticGradientTrainer(Trainer):
         return {**super().state_arrays(), "sg_params": self.sg_params,
                 "sg_optimizer_state": self.sg_optimizer.state,
                 "sg_optimizer_hyper": self.sg_optimizer.hyper}
-
-    def __repr__(self):
-        base = super().__repr__()[:-1]
-        extra = ""
-        if self.schedule != "locked":
-            extra = f", schedule={self.schedule!r}, staleness={self.staleness}"
-        return (f"{base}, sg_hidden={self.sg_hidden}, conditioned={self.conditioned}, "
-                f"decoupled={list(self.decoupled)}, sg_optimizer={self.sg_optimizer!r}"
-                f"{extra})")

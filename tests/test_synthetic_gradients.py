@@ -481,7 +481,7 @@ def test_bad_arguments_name_what_was_expected():
         tr.update_directions(np.ones((2, 3), np.float32), np.array([0, 1]),
                              synthetic=[np.zeros((2, 4))])
     assert fb.TRAINERS["sg"] is SG
-    assert "conditioned=True" in repr(tr) and "decoupled=[1, 2]" in repr(tr)   # cDNI default
+    assert "conditioned=True" in repr(tr) and "decoupled=(1, 2)" in repr(tr)   # cDNI default
 
 
 def test_no_hidden_layer_and_no_decoupling_is_backprop():
