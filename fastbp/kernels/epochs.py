@@ -205,10 +205,10 @@ def run_epochs(args, data, plan, stats):
         for phase in range(passes):
             loss_acc = 0.0
             correct = 0.0
-            terms = 0
-            steps = 0
+            terms = np.int64(0)     # not the literal 0: record_epoch would compile twice
+            steps = np.int64(0)
             aux_acc = 0.0
-            aux_count = 0
+            aux_count = np.int64(0)
             for start in range(0, n, batch_size):
                 rows = min(batch_size, n - start)
                 l, c, t, u, a, ac, status = batch_step(args, X, labels, targets, order, xb, lb,
