@@ -22,20 +22,19 @@ Run::
     python -m pytest benchmarks/test_bench_altmin.py --benchmark-only \
         --benchmark-group-by=group,param:dtype
 """
-import numpy as np
-import pytest
-from bench_utils import DTYPES, check_loss, median_seconds, run_timed, warm_up
+from bench_utils import step_grid, tanh_mlp, time_trainer_step
 from test_bench_trainers import WORKLOADS, make_batch
 
 import fastbp as fb
 from alternatives import AltMinTrainer
 from fastbp.threads import blas_limit
 
+#: row -> trainer class and its options beyond the loss and optimizer
 VARIANTS = {
-    "backprop": None,
-    "altmin-k1": dict(code_steps=1),
-    "altmin-k5": dict(code_steps=5),
-    "altmin-mem-k5": dict(code_steps=5, memory=0.1, ridge=1.0),
+    "backprop": (fb.BackpropTrainer, {}),
+    "altmin-k1": (AltMinTrainer, dict(code_steps=1)),
+    "altmin-k5": (AltMinTrainer, dict(code_steps=5)),
+    "altmin-mem-k5": (AltMinTrainer, dict(code_steps=5, memory=0.1, ridge=1.0)),
 }
 _BACKPROP = {}
 
@@ -62,34 +61,25 @@ def multiply_adds(sizes, code_steps=None, memory=False, rows=1):
     return codes + 2 * p[-1] + hidden
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("workload", list(WORKLOADS))
+@step_grid(WORKLOADS, "variant", VARIANTS)
 def test_altmin_step(benchmark, workload, variant, dtype):
     benchmark.group = f"altmin-step-{workload}"
     w = WORKLOADS[workload]
-    model = fb.MLP(w["sizes"], activation="tanh", output="softmax", dtype=np.dtype(dtype),
-                   seed=0)
-    opts = VARIANTS[variant]
-    if opts is None:
-        trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.Adam(1e-3))
-        benchmark.extra_info["madd_ratio"] = 1.0
-    else:
-        trainer = AltMinTrainer(model, loss="cross_entropy", optimizer=fb.Adam(1e-3), **opts)
-        k = opts["code_steps"]
-        ratio = (multiply_adds(w["sizes"], k, "memory" in opts, w["batch"])
-                 / multiply_adds(w["sizes"]))
-        benchmark.extra_info["madd_ratio"] = round(ratio, 3)
+    cls, opts = VARIANTS[variant]
+    trainer = cls(tanh_mlp(w["sizes"], dtype), loss="cross_entropy", optimizer=fb.Adam(1e-3),
+                  **opts)
+    k = opts.get("code_steps")
+    ratio = (multiply_adds(w["sizes"], k, "memory" in opts, w["batch"])
+             / multiply_adds(w["sizes"]))
+    benchmark.extra_info["madd_ratio"] = round(ratio, 3)
+    if k is not None:
         benchmark.extra_info["issue_ratio"] = round((6 + 4 * k) / 6, 3)
     X, y = make_batch(workload, dtype)
     with blas_limit(1):
-        losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
-        check_loss(run_timed(benchmark, w, trainer.step, X, y))
-    assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
-    seconds = median_seconds(benchmark)
+        seconds = time_trainer_step(benchmark, w, trainer, X, y, variant)
     if seconds is None:
         return
-    if opts is None:
+    if k is None:
         _BACKPROP[workload, dtype] = seconds
     elif (workload, dtype) in _BACKPROP:
         benchmark.extra_info["ratio"] = round(seconds / _BACKPROP[workload, dtype], 2)

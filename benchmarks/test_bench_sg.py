@@ -31,9 +31,8 @@ Run::
     python -m pytest benchmarks/test_bench_sg.py --benchmark-only \
         --benchmark-group-by=group,param:dtype
 """
-import numpy as np
 import pytest
-from bench_utils import DTYPES, check_loss, run_timed, warm_up
+from bench_utils import check_loss, class_batch, step_grid, tanh_mlp, time_trainer_step
 from test_bench_rnn import WORKLOADS as RNN_WORKLOADS
 from test_bench_rnn import make_batch as rnn_batch
 from test_bench_rnn import make_model as rnn_model
@@ -54,35 +53,20 @@ VARIANTS = {
 }
 
 
-def _model(sizes, dtype):
-    return fb.MLP(sizes, activation="tanh", output="softmax", dtype=np.dtype(dtype), seed=0)
-
-
-def _batch(sizes, rows, dtype, seed=1):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((rows, sizes[0])).astype(dtype)
-    y = rng.integers(0, sizes[-1], size=rows)
-    return X, y
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("workload", list(STEP_WORKLOADS))
+@step_grid(STEP_WORKLOADS, "variant", VARIANTS)
 def test_sg_step(benchmark, workload, variant, dtype):
     benchmark.group = f"sg-step-{workload}"
     w = STEP_WORKLOADS[workload]
-    model = _model(w["sizes"], dtype)
+    model = tanh_mlp(w["sizes"], dtype)
     opts = VARIANTS[variant]
     if opts is None:
         trainer = fb.BackpropTrainer(model, loss="cross_entropy", optimizer=fb.SGD(0.05))
     else:
         trainer = SyntheticGradientTrainer(model, loss="cross_entropy", optimizer=fb.SGD(0.05),
                                            sg_optimizer=fb.SGD(0.05), sg_seed=0, **opts)
-    X, y = _batch(w["sizes"], w["batch"], dtype)
-    losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
+    X, y = class_batch(w["sizes"], w["batch"], dtype)
     benchmark.extra_info["trainer"] = variant
-    check_loss(run_timed(benchmark, w, trainer.step, X, y))
-    assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
+    time_trainer_step(benchmark, w, trainer, X, y, variant)
 
 
 #: the recurrent benchmarks' workloads, without their built-in truncation
@@ -90,9 +74,7 @@ RNN_STEP_WORKLOADS = ["h128-T40-b32", "h16-T100-b1"]
 RNN_WINDOW = 10
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("variant", ["full-bptt", "tbptt10", "sg-tbptt10"])
-@pytest.mark.parametrize("workload", RNN_STEP_WORKLOADS)
+@step_grid(RNN_STEP_WORKLOADS, "variant", ["full-bptt", "tbptt10", "sg-tbptt10"])
 def test_sg_rnn_step(benchmark, workload, variant, dtype):
     benchmark.group = f"sg-rnn-step-{workload}"
     w = RNN_WORKLOADS[workload]
@@ -105,10 +87,8 @@ def test_sg_rnn_step(benchmark, workload, variant, dtype):
     else:
         trainer = fb.BackpropTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
                                      truncate=RNN_WINDOW if variant == "tbptt10" else None)
-    losses = warm_up(benchmark, trainer.step, X, y, w["k"])   # compiles, then checks
     benchmark.extra_info["trainer"] = variant
-    check_loss(benchmark(trainer.step, X, y))
-    assert losses[-1] < losses[0], f"{variant} did not reduce the loss on a fixed batch"
+    time_trainer_step(benchmark, w, trainer, X, y, variant)   # w["rounds"] is None
 
 
 #: epoch workloads: sizes, batch, decoupled layers (1 or 2 cuts: 2 or 3 groups)
@@ -135,11 +115,11 @@ def test_sg_epoch_schedule(benchmark, workload, schedule, dtype):
     kind, blas_threads = SCHEDULES[schedule]
     if blas_threads is not None:
         pytest.importorskip("threadpoolctl")
-    model = _model(sizes, dtype)
+    model = tanh_mlp(sizes, dtype)
     trainer = SyntheticGradientTrainer(
         model, loss="cross_entropy", optimizer=fb.SGD(0.02), sg_optimizer=fb.SGD(0.02),
         conditioned=True, decoupled=decoupled, schedule=kind, staleness=1)
-    X, y = _batch(sizes, EPOCH_BATCHES * batch, dtype)
+    X, y = class_batch(sizes, EPOCH_BATCHES * batch, dtype)
     benchmark.extra_info.update(trainer=f"sg-cdni-{schedule}", groups=len(trainer.decoupled) + 1,
                                 samples=EPOCH_BATCHES * batch)
 
