@@ -25,40 +25,23 @@ from collections import namedtuple
 
 from numba import njit
 
-from fastbp.kernels.activations import backprop_activation
 from fastbp.kernels.codes import KERNEL
-from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nt, gemm_tn
-from fastbp.kernels.mlp import add_bias, bias_gradient, forward, n_weights, output_offsets
-from fastbp.kernels.optim import LOSS, finish_step, finish_steps
+from fastbp.kernels.mlp import add_bias, forward, n_weights, output_offsets
+from fastbp.kernels.optim import finish_step, finish_steps
 from fastbp.kernels.random import fill_normal
 
-from ._dtp_kernels import _offsets, forward_and_output_gradient, layer_apply, max_width
+from ._dtp_kernels import (_offsets, forward_and_output_gradient, layer_apply, max_width,
+                           target_gradient)
 
 #: The arrays of a DDTP step: the model's and the feedback's StepArrays, the
 #: workspace ``ws``, the hidden targets ``tgt``, the noise ``eps``, the
 #: scratch ``tw``, the ``layout``, the target step beta, the noise ``sigma``,
-#: the noise generator's state ``rng`` and ``blas``.
+#: the noise generator's state ``rng``, ``blas``, and ``pretrain`` (bool: the
+#: epoch driver's steps train the feedback alone).
 DDTPArgs = namedtuple("DDTPArgs", "step feedback ws tgt eps tw layout target_step sigma rng "
-                                  "blas")
-#: The same arrays, for the feedback-only pre-training epochs.
-PretrainArgs = namedtuple("PretrainArgs", DDTPArgs._fields)
-
-
-@njit(**KERNEL)
-def hidden_total(layout):
-    """n_1 + ... + n_{L-1}."""
-    L = layout[0]
-    n = 0
-    for l in range(1, L):
-        n += layout[l + 1]
-    return n
-
-
-@njit(**KERNEL)
-def feedback_size(layout):
-    """Entries of the feedback buffer: n_L * (n_1 + ... + n_{L-1})."""
-    return layout[layout[0] + 1] * hidden_total(layout)
+                                  "blas pretrain")
 
 
 @njit(**KERNEL)
@@ -80,47 +63,43 @@ def _block_offset(layout, rows, l):
 
 
 @njit(**KERNEL)
-def forward_directions(x, labels, targets, rows, params, fb, grads, ws, tgt, tw, layout,
-                       loss_code, target_step, blas):
-    """Forward pass, loss, hidden targets (into ``tgt``) and the DDTP direction
-    of the forward parameters (into ``grads``, no weight decay). Returns (loss
-    summed over the batch, number correct)."""
-    loss_sum, correct, d_off = forward_and_output_gradient(x, labels, targets, rows, params,
-                                                           grads, ws, layout, loss_code, blas)
+def feedback_size(layout):
+    """Entries of the feedback buffer: n_L * (n_1 + ... + n_{L-1}) (where a
+    Q_L would start)."""
+    return _q_offset(layout, layout[0])
+
+
+@njit(**KERNEL)
+def forward_directions(args, x, labels, targets, rows):
+    """Forward pass, loss, hidden targets (into ``args.tgt``) and the DDTP
+    direction of the forward parameters (into ``args.step.grads``, no weight
+    decay). Returns (loss summed over the batch, number correct)."""
+    loss_sum, correct, d_off = forward_and_output_gradient(args, x, labels, targets, rows)
+    ws, fb, tgt, tw, layout = args.ws, args.feedback.params, args.tgt, args.tw, args.layout
     L = layout[0]
     k = layout[L + 1]
     G = 0
     # the delta holds d(mean loss)/dA_L = e / rows
-    scale = target_step * rows
-    inv_b = 1.0 / rows
+    scale = args.target_step * rows
     for l in range(1, L):
-        woff, boff, prev, hoff = _offsets(layout, rows, l)
+        hoff = _block_offset(layout, rows, l)    # H_l in ws, h^_l in tgt
         nout = layout[l + 1]
-        nin = layout[l]
-        qoff = _q_offset(layout, l)
-        t0 = _block_offset(layout, rows, l)
-        n = rows * nout
         # Q_l e per sample: (rows, k) @ Q_l^T
-        gemm_nt(ws, d_off, fb, qoff, tw, G, rows, nout, k, blas)
-        for i in range(n):
-            tgt[t0 + i] = ws[hoff + i] - scale * tw[G + i]
-        for i in range(n):
-            tw[G + i] = (ws[hoff + i] - tgt[t0 + i]) * inv_b
-        backprop_activation(ws, hoff, tw, G, rows, nout, layout[L + 1 + l])
-        if l == 1:
-            gemm_tn(tw, G, x, 0, grads, woff, rows, nout, nin, blas)
-        else:
-            gemm_tn(tw, G, ws, prev, grads, woff, rows, nout, nin, blas)
-        bias_gradient(tw, G, grads, boff, rows, nout)
+        gemm_nt(ws, d_off, fb, _q_offset(layout, l), tw, G, rows, nout, k, args.blas)
+        for i in range(rows * nout):
+            tgt[hoff + i] = ws[hoff + i] - scale * tw[G + i]
+        target_gradient(args, x, rows, l, tgt, hoff, G)
     return loss_sum, correct
 
 
 @njit(**KERNEL)
-def feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas):
+def feedback_directions(args, rows):
     """Difference-reconstruction gradients of every Q_l after :func:`forward`
-    filled ``ws``, with the noise blocks in ``eps``: ``fgrads`` receives
-    d/dQ of the mean reconstruction loss. Returns that loss (summed over
-    layers, mean over the batch)."""
+    filled ``args.ws``, with the noise blocks in ``args.eps``:
+    ``args.feedback.grads`` receives d/dQ of the mean reconstruction loss.
+    Returns that loss (summed over layers, mean over the batch)."""
+    params, fb, fgrads, ws, eps, tw, layout, blas = args.step.params, args.feedback.params, \
+        args.feedback.grads, args.ws, args.eps, args.tw, args.layout, args.blas
     L = layout[0]
     k = layout[L + 1]
     mw = max_width(layout)
@@ -163,11 +142,11 @@ def feedback_directions(rows, params, fb, fgrads, ws, eps, tw, layout, blas):
 @njit(**KERNEL)
 def feedback_step(args, x, rows):
     """Forward pass, fresh noise, one update of the feedback. Returns (loss, status)."""
-    main, fb, layout = args.step, args.feedback, args.layout
-    forward(x, rows, main.params, layout, args.ws, args.blas)
-    fill_normal(args.eps, rows * hidden_total(layout), args.sigma, args.rng)
-    loss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
-                               args.tw, layout, args.blas)
+    fb = args.feedback
+    forward(x, rows, args.step.params, args.layout, args.ws, args.blas)
+    fill_normal(args.eps, _block_offset(args.layout, rows, args.layout[0]), args.sigma,
+                args.rng)
+    loss = feedback_directions(args, rows)
     return finish_step(fb.params, fb.grads, fb.state, fb.opt_hyper, fb.train_hyper, 0, loss)
 
 
@@ -177,49 +156,27 @@ def joint_step(args, x, labels, targets, rows):
     same forward pass (the targets use the feedback from before the step).
     Returns (objective, correct, status); nothing is updated unless both
     updates are finite."""
-    main, fb, layout = args.step, args.feedback, args.layout
-    loss_sum, correct = forward_directions(x, labels, targets, rows, main.params, fb.params,
-                                           main.grads, args.ws, args.tgt, args.tw, layout,
-                                           int(main.train_hyper[LOSS]), args.target_step,
-                                           args.blas)
+    loss_sum, correct = forward_directions(args, x, labels, targets, rows)
+    with_feedback = args.feedback.params.shape[0] > 0
     floss = 0.0
-    if fb.params.shape[0] > 0:
-        fill_normal(args.eps, rows * hidden_total(layout), args.sigma, args.rng)
-        floss = feedback_directions(rows, main.params, fb.params, fb.grads, args.ws, args.eps,
-                                    args.tw, layout, args.blas)
-    obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, fb, floss,
-                               fb.params.shape[0] > 0)
+    if with_feedback:
+        fill_normal(args.eps, _block_offset(args.layout, rows, args.layout[0]), args.sigma,
+                args.rng)
+        floss = feedback_directions(args, rows)
+    obj, status = finish_steps(args.step, n_weights(args.layout), loss_sum / rows,
+                               args.feedback, floss, with_feedback)
     return obj, correct, status
 
 
 @njit(**KERNEL)
 def ddtp_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
-    """The epoch driver's step of a joint DDTP epoch."""
+    """The epoch driver's step: with ``args.pretrain`` a feedback-only update
+    (counted in no statistic), else a joint DDTP update."""
     gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
+    if args.pretrain:
+        _, status = feedback_step(args, xb, rows)
+        return 0.0, 0.0, 0, 0, 0.0, 0, status
     return batch_result(joint_step(args, xb, lb, tb, rows), rows)
 
 
-@njit(**KERNEL)
-def pretrain_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
-    """The epoch driver's step of a feedback-only pre-training epoch (counted
-    in no statistic)."""
-    gather_batch(X, labels, targets, order, start, rows, xb, lb, tb)
-    _, status = feedback_step(args, xb, rows)
-    return 0.0, 0.0, 0, 0, 0.0, 0, status
-
-
 register_batch_step(DDTPArgs, ddtp_batch)
-register_batch_step(PretrainArgs, pretrain_batch)
-
-
-@njit(**KERNEL)
-def train_epochs(args, data, plan, stats):
-    """Joint DDTP epochs (both updates on every batch): see
-    :func:`fastbp.kernels.epochs.run_epochs`."""
-    return run_epochs(args, data, plan, stats)
-
-
-@njit(**KERNEL)
-def pretrain_epochs(args, data, plan, stats):
-    """Feedback-only epochs: see :func:`fastbp.kernels.epochs.run_epochs`."""
-    return run_epochs(args, data, plan, stats)

@@ -30,11 +30,11 @@ from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
 from fastbp.kernels.codes import KERNEL
-from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, max_width, n_weights,
-                                output_offsets)
+from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, layer_gradient, max_width,
+                                n_weights, output_offsets)
 from fastbp.kernels.optim import LOSS, finish_step, finish_steps
 from fastbp.kernels.random import standard_normal
 
@@ -96,47 +96,71 @@ def layer_apply(src, s0, P, woff, boff, dst, d0, rows, nout, nin, code, blas):
 
 
 @njit(**KERNEL)
-def forward_and_output_gradient(x, labels, targets, rows, params, grads, ws, layout,
-                                loss_code, blas):
+def forward_and_output_gradient(args, x, labels, targets, rows):
     """What every target-propagation variant starts with: the forward pass,
     the loss (its delta d(mean loss)/dA_L written at the output delta offset),
-    and the output layer's own loss gradient into ``grads``.
+    and the output layer's own loss gradient into ``args.step.grads``.
+    ``args`` is any step bundle with the fields ``step`` (the model's
+    StepArrays), ``ws``, ``layout`` and ``blas``.
 
     Returns
     -------
     (loss summed over the batch, number correct, offset of the output delta in ws)
     """
+    params, grads, ws, layout, blas = args.step.params, args.step.grads, args.ws, args.layout, \
+        args.blas
     forward(x, rows, params, layout, ws, blas)
     h_off, a_off, d_off = output_offsets(layout, rows)
     L = layout[0]
     k = layout[L + 1]
     loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, k, labels, targets,
-                                       loss_code, layout[2 * L + 1])
+                                       int(args.step.train_hyper[LOSS]), layout[2 * L + 1])
     # output layer: gradient of the mean loss
-    woff, boff, prev, hoff = _offsets(layout, rows, L)
-    nin = layout[L]
+    woff, boff, prev, _ = _offsets(layout, rows, L)
     if L == 1:
-        gemm_tn(ws, d_off, x, 0, grads, woff, rows, k, nin, blas)
+        layer_gradient(ws, d_off, x, 0, grads, woff, boff, rows, k, layout[L], blas)
     else:
-        gemm_tn(ws, d_off, ws, prev, grads, woff, rows, k, nin, blas)
-    bias_gradient(ws, d_off, grads, boff, rows, k)
+        layer_gradient(ws, d_off, ws, prev, grads, woff, boff, rows, k, layout[L], blas)
     return loss_sum, correct, d_off
 
 
 @njit(**KERNEL)
-def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, layout,
-                       loss_code, target_step, difference, inv_code, blas):
-    """Forward pass, loss, targets and local gradients of one batch: ``grads``
-    receives the DTP update direction of the forward parameters (no weight
-    decay). Returns (loss summed over the batch, number correct)."""
-    loss_sum, correct, d_off = forward_and_output_gradient(x, labels, targets, rows, params,
-                                                           grads, ws, layout, loss_code, blas)
+def target_gradient(args, x, rows, l, tgt, t0, g0):
+    """Hidden layer l's local gradient into ``args.step.grads``: with the
+    target h^_l the (rows, n_l) block of ``tgt`` at t0, the gradient of
+    mean_batch 1/2 ||h_l - h^_l||^2 over (W_l, b_l) only:
+    delta_l = (h_l - h^_l) / rows * f'(a_l) (built in ``args.tw`` at g0),
+    dW_l = delta_l^T H_{l-1}, db_l = column sums of delta_l."""
+    ws, tw, layout = args.ws, args.tw, args.layout
+    woff, boff, prev, hoff = _offsets(layout, rows, l)
+    nout = layout[l + 1]
+    nin = layout[l]
+    inv_b = 1.0 / rows
+    for i in range(rows * nout):
+        tw[g0 + i] = (ws[hoff + i] - tgt[t0 + i]) * inv_b
+    backprop_activation(ws, hoff, tw, g0, rows, nout, layout[layout[0] + 1 + l])
+    if l == 1:
+        layer_gradient(tw, g0, x, 0, args.step.grads, woff, boff, rows, nout, nin, args.blas)
+    else:
+        layer_gradient(tw, g0, ws, prev, args.step.grads, woff, boff, rows, nout, nin,
+                       args.blas)
+
+
+@njit(**KERNEL)
+def forward_directions(args, x, labels, targets, rows):
+    """Forward pass, loss, targets and local gradients of one batch:
+    ``args.step.grads`` receives the DTP update direction of the forward
+    parameters (no weight decay), from the inverses ``args.inverse.params``.
+    Returns (loss summed over the batch, number correct)."""
+    loss_sum, correct, d_off = forward_and_output_gradient(args, x, labels, targets, rows)
+    params, inv, ws, tw, layout, blas = args.step.params, args.inverse.params, args.ws, \
+        args.tw, args.layout, args.blas
     L = layout[0]
-    k = layout[L + 1]
-    woff, boff, prev, hoff = _offsets(layout, rows, L)
-    nin = layout[L]
     if L == 1:
         return loss_sum, correct
+    k = layout[L + 1]
+    woff, _, prev, _ = _offsets(layout, rows, L)
+    nin = layout[L]
     mw = max_width(layout)
     T = 0
     T2 = rows * mw
@@ -145,29 +169,20 @@ def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, lay
     # top target: h^_{L-1} = h_{L-1} - step * (per-sample dL/dh_{L-1}); the delta
     # holds d(mean loss)/dA_L, i.e. per-sample gradient / rows
     gemm_nn(ws, d_off, params, woff, tw, T, rows, nin, k, blas)
-    scale = target_step * rows
+    scale = args.target_step * rows
     for i in range(rows * nin):
         tw[T + i] = ws[prev + i] - scale * tw[T + i]
-    inv_b = 1.0 / rows
     for l in range(L - 1, 0, -1):
-        woff, boff, prev, hoff = _offsets(layout, rows, l)
-        nout = layout[l + 1]
-        nin = layout[l]
-        n = rows * nout
-        for i in range(n):
-            tw[G1 + i] = (ws[hoff + i] - tw[T + i]) * inv_b
-        backprop_activation(ws, hoff, tw, G1, rows, nout, layout[L + 1 + l])
-        if l == 1:
-            gemm_tn(tw, G1, x, 0, grads, woff, rows, nout, nin, blas)
-        else:
-            gemm_tn(tw, G1, ws, prev, grads, woff, rows, nout, nin, blas)
-        bias_gradient(tw, G1, grads, boff, rows, nout)
+        target_gradient(args, x, rows, l, tw, T, G1)
         if l >= 2:
+            _, _, prev, hoff = _offsets(layout, rows, l)
+            nout = layout[l + 1]
+            nin = layout[l]
             voff, coff = _inv_offsets(layout, l)
-            layer_apply(tw, T, inv, voff, coff, tw, G1, rows, nin, nout, inv_code, blas)
+            layer_apply(tw, T, inv, voff, coff, tw, G1, rows, nin, nout, args.inv_code, blas)
             m = rows * nin
-            if difference:
-                layer_apply(ws, hoff, inv, voff, coff, tw, G2, rows, nin, nout, inv_code,
+            if args.difference:
+                layer_apply(ws, hoff, inv, voff, coff, tw, G2, rows, nin, nout, args.inv_code,
                             blas)
                 for i in range(m):
                     tw[T2 + i] = ws[prev + i] + tw[G1 + i] - tw[G2 + i]
@@ -179,10 +194,14 @@ def forward_directions(x, labels, targets, rows, params, inv, grads, ws, tw, lay
 
 
 @njit(**KERNEL)
-def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_code, rng, blas):
-    """Denoising gradients of every inverse after :func:`forward` filled ``ws``:
-    ``igrads`` receives d/d(V, c) of the mean reconstruction loss. Returns that
-    loss (summed over layers, mean over the batch)."""
+def inverse_directions(args, rows):
+    """Denoising gradients of every inverse after :func:`forward` filled
+    ``args.ws``: ``args.inverse.grads`` receives d/d(V, c) of the mean
+    reconstruction loss, the noise drawn from ``args.rng``. Returns that loss
+    (summed over layers, mean over the batch)."""
+    params, inv, igrads, ws, tw, layout, blas = args.step.params, args.inverse.params, \
+        args.inverse.grads, args.ws, args.tw, args.layout, args.blas
+    inv_code = args.inv_code
     L = layout[0]
     mw = max_width(layout)
     N = 0
@@ -198,7 +217,7 @@ def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_cod
         nl = layout[l + 1]
         m = rows * nprev
         for i in range(m):
-            tw[N + i] = ws[prev + i] + sigma * standard_normal(rng)
+            tw[N + i] = ws[prev + i] + args.sigma * standard_normal(args.rng)
         layer_apply(tw, N, params, woff, boff, tw, F, rows, nl, nprev, layout[L + 1 + l], blas)
         layer_apply(tw, F, inv, voff, coff, tw, R, rows, nprev, nl, inv_code, blas)
         for i in range(m):
@@ -214,11 +233,9 @@ def inverse_directions(rows, params, inv, igrads, ws, tw, layout, sigma, inv_cod
 @njit(**KERNEL)
 def inverse_step(args, x, rows):
     """Forward pass, then one update of the inverses. Returns (loss, status)."""
-    main, inverse = args.step, args.inverse
-    forward(x, rows, main.params, args.layout, args.ws, args.blas)
-    loss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
-                              args.tw, args.layout, args.sigma, args.inv_code, args.rng,
-                              args.blas)
+    inverse = args.inverse
+    forward(x, rows, args.step.params, args.layout, args.ws, args.blas)
+    loss = inverse_directions(args, rows)
     return finish_step(inverse.params, inverse.grads, inverse.state, inverse.opt_hyper,
                        inverse.train_hyper, 0, loss)
 
@@ -229,19 +246,13 @@ def joint_step(args, x, labels, targets, rows, train_inverses):
     inverse update on one batch, both from the same forward pass (the targets use
     the inverses from before the step). Returns (objective, correct, status);
     nothing is updated unless both updates are finite."""
-    main, inverse, layout = args.step, args.inverse, args.layout
-    loss_sum, correct = forward_directions(x, labels, targets, rows, main.params,
-                                           inverse.params, main.grads, args.ws, args.tw, layout,
-                                           int(main.train_hyper[LOSS]), args.target_step,
-                                           args.difference, args.inv_code, args.blas)
-    with_inverse = train_inverses and inverse.params.shape[0] > 0
+    loss_sum, correct = forward_directions(args, x, labels, targets, rows)
+    with_inverse = train_inverses and args.inverse.params.shape[0] > 0
     iloss = 0.0
     if with_inverse:
-        iloss = inverse_directions(rows, main.params, inverse.params, inverse.grads, args.ws,
-                                   args.tw, layout, args.sigma, args.inv_code, args.rng,
-                                   args.blas)
-    obj, status = finish_steps(main, n_weights(layout), loss_sum / rows, inverse, iloss,
-                               with_inverse)
+        iloss = inverse_directions(args, rows)
+    obj, status = finish_steps(args.step, n_weights(args.layout), loss_sum / rows, args.inverse,
+                               iloss, with_inverse)
     return obj, correct, status
 
 
@@ -259,10 +270,3 @@ def dtp_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
 
 
 register_batch_step(DTPArgs, dtp_batch)
-
-
-@njit(**KERNEL)
-def train_epochs(args, data, plan, stats):
-    """Whole DTP epochs in one call: see :func:`fastbp.kernels.epochs.run_epochs`
-    (two passes per epoch for the alternating schedule)."""
-    return run_epochs(args, data, plan, stats)

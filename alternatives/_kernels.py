@@ -29,8 +29,12 @@ from fastbp.kernels.codes import KERNEL
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import backward, forward, layer_gradient, n_weights, output_offsets
+from fastbp.kernels.mlp import (backward, forward, layer_gradient, max_width, n_weights,
+                                output_offsets)
 from fastbp.kernels.optim import LOSS, finish_step
+
+from ._ddtp_kernels import _q_offset
+from ._dtp_kernels import _offsets
 
 FA = 0
 DFA = 1
@@ -40,6 +44,17 @@ DFA = 1
 #: and the ``mode`` (FA or DFA).
 FeedbackArgs = namedtuple("FeedbackArgs", "params grads state opt_hyper train_hyper feedback "
                                           "ws layout mode blas")
+
+
+# the package's one entry point: the step is the one registered for type(args)
+# (this module's, DTP's, DDTP's or AltMin's); cached like any kernel, and the
+# package's caches are dropped whenever any of its modules changes
+@njit(**KERNEL)
+def train_epochs(args, data, plan, stats):
+    """Whole epochs of FA, DFA, DTP, DDTP or AltMin, whichever ``args`` (a
+    FeedbackArgs, DTPArgs, DDTPArgs, AltMinArgs or AltMinMemArgs) belongs
+    to: see :func:`fastbp.kernels.epochs.run_epochs`."""
+    return run_epochs(args, data, plan, stats)
 
 
 @njit(**KERNEL)
@@ -61,30 +76,17 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
     """
     L = layout[0]
     k = layout[L + 1]
-    h_out, a_out, e_off = output_offsets(layout, rows)
-    width = 0
-    for l in range(2, L + 2):
-        if layout[l] > width:
-            width = layout[l]
-    other = e_off + rows * width
-    woff = n_weights(layout)
-    boff = grads.shape[0]
-    hoff = h_out + rows * k        # end of H_L
-    foff = feedback.shape[0]       # end of B_{L-1}
+    e_off = output_offsets(layout, rows)[2]
+    other = e_off + rows * max_width(layout)
     for l in range(L, 0, -1):
-        nin = layout[l]
+        woff, boff, prev, hoff = _offsets(layout, rows, l)
         nout = layout[l + 1]
-        woff -= nout * nin
-        boff -= nout
-        hoff -= rows * nout        # start of H_l
-        prev_off = hoff - rows * nin
-        if l == L:
-            d = e_off
-        else:
-            # delta_l (rows, n_l) = e (rows, k) @ B_l (k, n_l), then * f'(a_l)
-            foff -= k * nout
+        d = e_off
+        if l < L:
+            # delta_l (rows, n_l) = e (rows, k) @ B_l (k, n_l), then * f'(a_l);
+            # B_l sits where DDTP keeps Q_l (the same sizes, transposed)
             d = other
-            gemm_nn(ws, e_off, feedback, foff, ws, other, rows, nout, k, blas)
+            gemm_nn(ws, e_off, feedback, _q_offset(layout, l), ws, other, rows, nout, k, blas)
             if blas is None:
                 backprop_activation(ws, hoff, ws, other, rows, nout, layout[L + 1 + l])
             else:
@@ -92,31 +94,32 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
                 backprop_activation(ws[hoff:hoff + n], 0, ws[other:other + n], 0,
                                     rows, nout, layout[L + 1 + l])
         if l == 1:
-            layer_gradient(ws, d, x, 0, grads, woff, boff, rows, nout, nin, blas)
+            layer_gradient(ws, d, x, 0, grads, woff, boff, rows, nout, layout[l], blas)
         else:
-            layer_gradient(ws, d, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
+            layer_gradient(ws, d, ws, prev, grads, woff, boff, rows, nout, layout[l], blas)
 
 
 @njit(**KERNEL)
-def loss_directions(x, labels, targets, rows, params, feedback, grads, ws, layout,
-                    loss_code, mode, blas):
-    """Forward pass, loss and feedback backward pass for one batch; ``grads``
-    receives the update direction of the mean loss (no weight decay).
-    Returns (loss summed over the batch, number correct).
+def loss_directions(args, x, labels, targets, rows):
+    """Forward pass, loss and feedback backward pass for one batch;
+    ``args.grads`` receives the update direction of the mean loss (no weight
+    decay). Returns (loss summed over the batch, number correct).
 
     Parameters
     ----------
+    args : FeedbackArgs
+        ``feedback`` laid out as ``mode`` requires (see the module docstring).
     x : 1-D array, the batch's (rows, n_0) inputs row-major
     labels : int64 (>= rows,) or (0,);  targets : (>= rows, n_L) or (0, 0)
-    params, grads : 1-D arrays laid out like the model's flat parameters
-    feedback : 1-D array, laid out as ``mode`` requires (see module docstring)
-    mode : FA or DFA
+    rows : int
     """
+    params, grads, _, _, train_hyper, feedback, ws, layout, mode, blas = args
     forward(x, rows, params, layout, ws, blas)
     h_off, a_off, d_off = output_offsets(layout, rows)
     L = layout[0]
     loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[L + 1],
-                                       labels, targets, loss_code, layout[2 * L + 1])
+                                       labels, targets, int(train_hyper[LOSS]),
+                                       layout[2 * L + 1])
     if mode == FA:
         backward(x, rows, feedback, grads, layout, ws, blas)
     else:
@@ -125,15 +128,22 @@ def loss_directions(x, labels, targets, rows, params, feedback, grads, ws, layou
 
 
 @njit(**KERNEL)
+def finish_model_step(args, loss_sum, correct, rows):
+    """The tail of a step that updates the model alone:
+    :func:`fastbp.kernels.optim.finish_step` on ``args.params`` (with its
+    ``grads``, ``state``, ``opt_hyper``, ``train_hyper`` and ``layout``) for
+    the mean loss ``loss_sum / rows``. Returns (objective, correct, status)."""
+    objective, status = finish_step(args.params, args.grads, args.state, args.opt_hyper,
+                                    args.train_hyper, n_weights(args.layout), loss_sum / rows)
+    return objective, correct, status
+
+
+@njit(**KERNEL)
 def train_step(args, x, labels, targets, rows):
     """One update on one batch. Returns (objective, number correct, status);
     parameters are unchanged unless status == OK."""
-    params, grads, state, opt_hyper, train_hyper, feedback, ws, layout, mode, blas = args
-    loss_sum, correct = loss_directions(x, labels, targets, rows, params, feedback, grads,
-                                        ws, layout, int(train_hyper[LOSS]), mode, blas)
-    objective, status = finish_step(params, grads, state, opt_hyper, train_hyper,
-                                    n_weights(layout), loss_sum / rows)
-    return objective, correct, status
+    loss_sum, correct = loss_directions(args, x, labels, targets, rows)
+    return finish_model_step(args, loss_sum, correct, rows)
 
 
 @njit(**KERNEL)
@@ -144,10 +154,3 @@ def feedback_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, pha
 
 
 register_batch_step(FeedbackArgs, feedback_batch)
-
-
-@njit(**KERNEL)
-def train_epochs(args, data, plan, stats):
-    """Whole epochs with the feedback pass of ``args.mode``: see
-    :func:`fastbp.kernels.epochs.run_epochs`."""
-    return run_epochs(args, data, plan, stats)

@@ -26,18 +26,17 @@ from fastbp.validation import (
     check_positive_float,
     check_seed,
 )
-from fastbp.errors import DivergenceError
 from fastbp.kernels import codes
 from fastbp.kernels.mlp import forward
-from fastbp.kernels.optim import LOSS
 from fastbp.kernels.random import fill_normal
 from fastbp.kernels.random import new_state as new_rng_state
 from fastbp.optim import Adam, get_optimizer
 from fastbp.trainer import Trainer
 
 from . import _ddtp_kernels as K
+from . import _kernels
 from ._dtp_kernels import max_width
-from .target_propagation import glorot_uniform
+from .target_propagation import glorot_uniform, update_alone
 
 __all__ = ["DDTPTrainer"]
 
@@ -56,9 +55,8 @@ class DDTPTrainer(Trainer):
 
     Parameters
     ----------
-    model : fb.MLP
-    loss, optimizer, weight_decay, clip_norm
-        As for :class:`fastbp.Trainer` (they apply to the forward weights).
+    model, loss, optimizer, weight_decay, clip_norm
+        As for :class:`DTPTrainer`.
     target_step : float > 0
         beta: tau_L = a_L - target_step * dL/da_L, L the per-sample loss.
     sigma : float >= 0
@@ -90,13 +88,19 @@ class DDTPTrainer(Trainer):
 
     Examples
     --------
+    Two feedback-only epochs before the first joint one; the hidden targets
+    of a batch:
+
     >>> import alternatives
     >>> model = fb.MLP([64, 128, 128, 10], activation="tanh", output="softmax", seed=0)
-    >>> trainer = alternatives.DDTPTrainer(model, optimizer=fb.Adam(1e-3), feedback_seed=0)
-    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    >>> ddtp = alternatives.DDTPTrainer(model, pretrain_epochs=2, feedback_seed=0)
+    >>> history = ddtp.fit(X, y, epochs=20, batch_size=32)         # doctest: +SKIP
+    >>> h1, h2 = ddtp.hidden_targets(X[:8], y[:8])                  # doctest: +SKIP
     """
 
     name = "ddtp"
+    repr_options = ("target_step", "sigma", "feedback_optimizer", "pretrain_epochs",
+                    "feedback_seed")
     search_optimizers = {"feedback_lr": "feedback_optimizer"}
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
@@ -119,10 +123,11 @@ class DDTPTrainer(Trainer):
         glorot_uniform(rng, self.feedback)
         self._rng = new_rng_state(int(rng.integers(0, 2**63 - 1)))
         self._mw = int(max_width(layout))
-        self._nh = int(K.hidden_total(layout))
+        self._nh = sum(model.sizes[1:-1])
         self._rows = 0
         self._tgt = self._eps = self._tw = np.zeros(0, dtype=model.dtype)
         self._pretrained = np.zeros(1, dtype=np.int8)  # array: saved by save_state
+        self._args = None
 
     @classmethod
     def search_space(cls, task=None, model=None):
@@ -167,11 +172,17 @@ class DDTPTrainer(Trainer):
 
     # -- steps ---------------------------------------------------------------------
     def _kernel_args(self, rows):
+        """The kernels' :data:`~alternatives._ddtp_kernels.DDTPArgs` for a batch
+        of ``rows``, rebuilt only when a buffer grows or the BLAS switch changes."""
         m = self.model
+        ws, blas = self.workspace(rows), m.blas(rows)
         tgt, eps, tw = self._buffers(rows)
-        return K.DDTPArgs(self.step_arrays, self._feedback.step_arrays, self.workspace(rows),
-                          tgt, eps, tw, m.layout, self.target_step, self.sigma, self._rng,
-                          m.blas(rows))
+        args = self._args
+        if args is None or args.ws is not ws or args.tw is not tw or args.blas != blas:
+            args = self._args = K.DDTPArgs(self.step_arrays, self._feedback.step_arrays, ws,
+                                           tgt, eps, tw, m.layout, self.target_step,
+                                           self.sigma, self._rng, blas, False)
+        return args
 
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
@@ -183,12 +194,12 @@ class DDTPTrainer(Trainer):
             # its own shuffling stream, so the joint epochs see the same orders either way
             pre = plan._replace(n_epochs=self.pretrain_epochs, first_epoch=0,
                                 seed=plan.seed ^ np.uint64(0x5DEECE66D))
-            status, _ = K.pretrain_epochs(K.PretrainArgs(*args), data, pre,
-                                          np.zeros((self.pretrain_epochs, 4)))
+            status, _ = _kernels.train_epochs(args._replace(pretrain=True), data, pre,
+                                              np.zeros((self.pretrain_epochs, 4)))
             if status != codes.OK:
                 stats[0] = (0.0, 0.0, 0, np.nan)
                 return status, 0
-        status, ran = K.train_epochs(args, data, plan, stats)
+        status, ran = _kernels.train_epochs(args, data, plan, stats)
         if status == codes.OK or ran > 0:
             self._pretrained[0] = 1
         return status, ran
@@ -196,14 +207,7 @@ class DDTPTrainer(Trainer):
     def train_feedback(self, X):
         """One update of the feedback on the batch X (forward weights unchanged).
         Returns the mean difference reconstruction loss before the update."""
-        m = self.model
-        X = check_features(X, m.n_inputs, m.dtype, "X")
-        rows = X.shape[0]
-        loss, status = K.feedback_step(self._kernel_args(rows), X.reshape(-1), rows)
-        if status != codes.OK:
-            raise DivergenceError("a non-finite feedback loss or update; the feedback was "
-                                  "left as they were")
-        return float(loss)
+        return update_alone(self, X, K.feedback_step, "feedback matrices")
 
     def feedback_directions(self, X, noise=None):
         """The feedback-training direction on the batch X, without updating anything.
@@ -223,30 +227,23 @@ class DDTPTrainer(Trainer):
         m = self.model
         X = check_features(X, m.n_inputs, m.dtype, "X")
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        _, eps, tw = self._buffers(rows)
+        args = self._kernel_args(rows)
         if noise is None:
-            fill_normal(eps, rows * self._nh, self.sigma, self._rng)
+            fill_normal(args.eps, rows * self._nh, self.sigma, self._rng)
         else:
-            blocks = self._blocks(eps, rows)
+            blocks = self._blocks(args.eps, rows)
             if len(noise) != len(blocks):
                 raise ValueError(f"noise must hold {len(blocks)} arrays, got {len(noise)}")
             for b, e in zip(blocks, noise):
                 b[...] = e
-        forward(X.reshape(-1), rows, m.flat_params, m.layout, ws, m.blas(rows))
-        loss = K.feedback_directions(rows, m.flat_params, self.feedback_params, self._feedback.grads,
-                                     ws, eps, tw, m.layout, m.blas(rows))
+        forward(X.reshape(-1), rows, m.flat_params, m.layout, args.ws, args.blas)
+        loss = K.feedback_directions(args, rows)
         return [g.copy() for g in self._feedback_views(self._feedback.grads)], float(loss)
 
     def _forward_directions(self, X, y):
         X, labels, targets = self.prepare(X, y)
-        m = self.model
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        tgt, _, tw = self._buffers(rows)
-        K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                             self.feedback_params, self.grads, ws, tgt, tw, m.layout,
-                             int(self.train_hyper[LOSS]), self.target_step, m.blas(rows))
+        K.forward_directions(self._kernel_args(rows), X.reshape(-1), labels, targets, rows)
         return rows
 
     def hidden_targets(self, X, y):
@@ -263,21 +260,9 @@ class DDTPTrainer(Trainer):
                 "rng_state": self._rng}
 
     def update_directions(self, X, y):
-        """The DDTP direction of the forward parameters on one batch (before
-        clipping), without updating anything.
-
-        Returns
-        -------
-        list of ndarray
-            Fresh arrays aligned with ``model.params``: [dW_1, db_1, ..., dW_L,
-            db_L]: the local target-loss gradients of the hidden layers and the
-            mean-loss gradient of the output layer, plus ``weight_decay * W_l``.
-        """
+        """The DDTP direction of the forward parameters on one batch, laid out
+        and made up as :meth:`DTPTrainer.update_directions`'s (hidden targets
+        from the direct feedback instead of the inverses), without updating
+        anything."""
         self._forward_directions(X, y)
         return self.directions_from_grads()
-
-    def __repr__(self):
-        base = super().__repr__()[:-1]
-        return (f"{base}, target_step={self.target_step:g}, sigma={self.sigma:g}, "
-                f"feedback_optimizer={self.feedback_optimizer!r}, "
-                f"pretrain_epochs={self.pretrain_epochs}, feedback_seed={self.feedback_seed!r})")

@@ -20,7 +20,6 @@ finiteness check and optimizer update (:func:`fastbp.kernels.optim.finish_step`)
 import numpy as np
 
 from fastbp.validation import check_positive_float, check_seed
-from fastbp.kernels.optim import LOSS
 from fastbp.trainer import Trainer
 
 from . import _kernels
@@ -33,6 +32,7 @@ class _FeedbackTrainer(Trainer):
     fused epoch kernel, and :meth:`update_directions`."""
 
     _mode = None
+    repr_options = ("feedback_seed", "feedback_scale")
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
                  feedback_seed=None, feedback_scale=1.0):
@@ -44,8 +44,8 @@ class _FeedbackTrainer(Trainer):
                                                 optimizer=False).params
         self.feedback = self._feedback_views(self._feedback)
         rng = np.random.default_rng(self.feedback_seed)
-        for B in self.feedback:
-            r = self.feedback_scale / np.sqrt(self._fan(B))
+        for B in self.feedback:   # B_l's rows: the deltas each backward entry sums
+            r = self.feedback_scale / np.sqrt(B.shape[0])
             B[...] = rng.uniform(-r, r, size=B.shape)  # drawn in float64, then cast
 
     @classmethod
@@ -62,10 +62,6 @@ class _FeedbackTrainer(Trainer):
         raise NotImplementedError
 
     def _feedback_views(self, flat):
-        raise NotImplementedError
-
-    @staticmethod
-    def _fan(B):
         raise NotImplementedError
 
     # -- steps ---------------------------------------------------------------------
@@ -86,18 +82,9 @@ class _FeedbackTrainer(Trainer):
         """See :meth:`fastbp.Trainer.update_directions`: here the feedback
         direction of the mean loss, plus ``weight_decay * W_l`` on the weights."""
         X, labels, targets = self.prepare(X, y)
-        m = self.model
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        _kernels.loss_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                                 self._feedback, self.grads, ws, m.layout,
-                                 int(self.train_hyper[LOSS]), self._mode, m.blas(rows))
+        _kernels.loss_directions(self._kernel_args(rows), X.reshape(-1), labels, targets, rows)
         return self.directions_from_grads()
-
-    def __repr__(self):
-        base = super().__repr__()[:-1]
-        return f"{base}, feedback_seed={self.feedback_seed!r}, " \
-               f"feedback_scale={self.feedback_scale:g})"
 
 
 class FATrainer(_FeedbackTrainer):
@@ -147,10 +134,6 @@ class FATrainer(_FeedbackTrainer):
     def _feedback_views(self, flat):
         return self.model.views(flat)[0::2]
 
-    @staticmethod
-    def _fan(B):
-        return B.shape[0]
-
 
 class DFATrainer(_FeedbackTrainer):
     """Direct feedback alignment (Nokland 2016).
@@ -163,11 +146,8 @@ class DFATrainer(_FeedbackTrainer):
 
     Parameters
     ----------
-    model : fb.MLP
-    loss, optimizer, weight_decay, clip_norm
-        As for :class:`fastbp.Trainer`.
-    feedback_seed : int or None
-        Seed of the feedback matrices (drawn once, never changed).
+    model, loss, optimizer, weight_decay, clip_norm, feedback_seed
+        As for :class:`FATrainer`.
     feedback_scale : float > 0
         B_l ~ U(-r, r) elementwise, r = feedback_scale / sqrt(n_L) (n_L: the
         fan-in of the feedback map e -> delta_l; drawn in float64, then cast
@@ -182,10 +162,13 @@ class DFATrainer(_FeedbackTrainer):
 
     Examples
     --------
+    Every hidden layer hears the 10 outputs directly:
+
     >>> import alternatives
-    >>> model = fb.MLP([64, 128, 128, 10], activation="tanh", output="softmax", seed=0)
-    >>> trainer = alternatives.DFATrainer(model, optimizer=fb.Adam(1e-3), feedback_seed=1)
-    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    >>> net = fb.MLP([64, 128, 128, 10], activation="tanh", output="softmax", seed=0)
+    >>> dfa = alternatives.DFATrainer(net, optimizer=fb.Adam(1e-3), feedback_seed=1)
+    >>> [B.shape for B in dfa.feedback]
+    [(10, 128), (10, 128)]
     """
 
     name = "dfa"
@@ -202,7 +185,3 @@ class DFATrainer(_FeedbackTrainer):
             views.append(flat[off:off + k * n].reshape(k, n))
             off += k * n
         return views
-
-    @staticmethod
-    def _fan(B):
-        return B.shape[0]

@@ -26,7 +26,6 @@ import numpy as np
 from fastbp.errors import DivergenceError
 from fastbp.kernels import codes
 from fastbp.kernels.codes import IDENTITY, TANH
-from fastbp.kernels.optim import LOSS
 from fastbp.kernels.random import new_state as new_rng_state
 from fastbp.optim import get_optimizer
 from fastbp.trainer import Trainer
@@ -34,10 +33,25 @@ from fastbp.validation import (check_features, check_nonnegative_float, check_po
                                check_seed)
 
 from . import _dtp_kernels as K
+from . import _kernels
 
 __all__ = ["DTPTrainer"]
 
 _INVERSE_ACTIVATIONS = {"tanh": TANH, "identity": IDENTITY}
+
+
+def update_alone(trainer, X, step, what):
+    """One update of a target-propagation trainer's extra parameter set alone
+    on the batch X: ``step(trainer._kernel_args(rows), x, rows)`` returns
+    (its loss before the update, status). Returns that loss as a float;
+    raises DivergenceError (nothing changed) when the step failed."""
+    X = check_features(X, trainer.model.n_inputs, trainer.model.dtype, "X")
+    rows = X.shape[0]
+    loss, status = step(trainer._kernel_args(rows), X.reshape(-1), rows)
+    if status != codes.OK:
+        raise DivergenceError(f"a non-finite loss or update of the {what}; the {what} were "
+                              "left as they were")
+    return float(loss)
 
 
 def glorot_uniform(rng, matrices):
@@ -85,13 +99,20 @@ class DTPTrainer(Trainer):
 
     Examples
     --------
+    Both updates on every batch, after a few denoising updates of the
+    inverses alone:
+
     >>> import alternatives
     >>> model = fb.MLP([64, 128, 128, 10], activation="tanh", output="softmax", seed=0)
-    >>> trainer = alternatives.DTPTrainer(model, optimizer=fb.Adam(1e-3), seed=0)
-    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)      # doctest: +SKIP
+    >>> dtp = alternatives.DTPTrainer(model, schedule="joint", seed=0)
+    >>> for start in range(0, 256, 32):                             # doctest: +SKIP
+    ...     dtp.train_inverses(X[start:start + 32])
+    >>> history = dtp.fit(X, y, epochs=20, batch_size=32)          # doctest: +SKIP
     """
 
     name = "dtp"
+    repr_options = ("target_step", "sigma", "inverse_optimizer", "difference", "schedule",
+                    "seed")
     search_optimizers = {"inverse_lr": "inverse_optimizer"}
 
     def __init__(self, model, loss=None, optimizer=None, weight_decay=0.0, clip_norm=None,
@@ -123,6 +144,7 @@ class DTPTrainer(Trainer):
         self._inv_code = _INVERSE_ACTIVATIONS[inverse_activation]
         self._mw = int(K.max_width(layout))
         self._tw = np.zeros(0, dtype=model.dtype)
+        self._args = None
 
     @classmethod
     def search_space(cls, task=None, model=None):
@@ -179,13 +201,20 @@ class DTPTrainer(Trainer):
 
     # -- steps ---------------------------------------------------------------------
     def _kernel_args(self, rows):
+        """The kernels' :data:`~alternatives._dtp_kernels.DTPArgs` for a batch of
+        ``rows``, rebuilt only when a buffer grows or the BLAS switch changes."""
         m = self.model
-        # without inverses (one hidden layer) `fit_epochs` makes one pass per
-        # epoch, which must then train the forward weights, not the inverses
-        alternate = self.schedule == "alternate" and self.inverse_params.shape[0] > 0
-        return K.DTPArgs(self.step_arrays, self._inverse.step_arrays, self.workspace(rows),
-                         self._target_ws(rows), m.layout, self.target_step, self.difference,
-                         self.sigma, self._inv_code, alternate, self._rng, m.blas(rows))
+        ws, tw, blas = self.workspace(rows), self._target_ws(rows), m.blas(rows)
+        args = self._args
+        if args is None or args.ws is not ws or args.tw is not tw or args.blas != blas:
+            # without inverses (one hidden layer) `fit_epochs` makes one pass per
+            # epoch, which must then train the forward weights, not the inverses
+            alternate = self.schedule == "alternate" and self.inverse_params.shape[0] > 0
+            args = self._args = K.DTPArgs(self.step_arrays, self._inverse.step_arrays, ws, tw,
+                                          m.layout, self.target_step, self.difference,
+                                          self.sigma, self._inv_code, alternate, self._rng,
+                                          blas)
+        return args
 
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
@@ -193,29 +222,15 @@ class DTPTrainer(Trainer):
                             True)
 
     def fit_epochs(self, data, plan, stats):
-        alternate = self.schedule == "alternate" and self.inverse_params.shape[0] > 0
-        return K.train_epochs(self._kernel_args(plan.batch_size), data,
-                              plan._replace(passes=2 if alternate else 1), stats)
+        args = self._kernel_args(plan.batch_size)
+        passes = 2 if args.alternate else 1
+        return _kernels.train_epochs(args, data, plan._replace(passes=passes), stats)
 
     def train_inverses(self, X):
-        """One update of the inverses on the batch X (forward weights unchanged).
-
-        Parameters
-        ----------
-        X : ndarray (batch, n_inputs) of the model's dtype
-
-        Returns
-        -------
-        float
-            The mean reconstruction loss before the update.
-        """
-        X = check_features(X, self.model.n_inputs, self.model.dtype, "X")
-        rows = X.shape[0]
-        loss, status = K.inverse_step(self._kernel_args(rows), X.reshape(-1), rows)
-        if status != codes.OK:
-            raise DivergenceError("a non-finite inverse loss or update; the inverses were "
-                                  "left as they were")
-        return float(loss)
+        """One update of the inverses on the batch X, a (batch, n_inputs)
+        array of the model's dtype (forward weights unchanged). Returns the
+        mean reconstruction loss before the update (a float)."""
+        return update_alone(self, X, K.inverse_step, "inverses")
 
     def state_arrays(self):
         """The optimizer's and the inverses' state (see
@@ -234,18 +249,6 @@ class DTPTrainer(Trainer):
             mean-loss gradient of the output layer, plus ``weight_decay * W_l``.
         """
         X, labels, targets = self.prepare(X, y)
-        m = self.model
         rows = X.shape[0]
-        ws = self.workspace(rows)
-        tw = self._target_ws(rows)
-        K.forward_directions(X.reshape(-1), labels, targets, rows, m.flat_params,
-                             self.inverse_params, self.grads, ws, tw, m.layout,
-                             int(self.train_hyper[LOSS]), self.target_step, self.difference,
-                             self._inv_code, m.blas(rows))
+        K.forward_directions(self._kernel_args(rows), X.reshape(-1), labels, targets, rows)
         return self.directions_from_grads()
-
-    def __repr__(self):
-        base = super().__repr__()[:-1]
-        return (f"{base}, target_step={self.target_step:g}, sigma={self.sigma:g}, "
-                f"inverse_optimizer={self.inverse_optimizer!r}, difference={self.difference}, "
-                f"schedule={self.schedule!r}, seed={self.seed!r})")

@@ -17,6 +17,7 @@ import alternatives
 import fastbp as fb
 from alternatives import DFATrainer, FATrainer
 from naive_feedback import twin_dfa, twin_fa
+from test_gradients import make_targets as gradient_targets
 
 TRAINERS = (FATrainer, DFATrainer)
 RTOL = 1e-10
@@ -27,11 +28,8 @@ TWINS = {FATrainer: twin_fa, DFATrainer: twin_dfa}
 
 
 def make_targets(rng, loss, n, k):
-    if loss == "cross_entropy":
-        return rng.integers(0, k, size=n)
-    if loss == "binary_cross_entropy":
-        return rng.uniform(0.0, 1.0, size=(n, k))
-    return rng.normal(size=(n, k))
+    """Class labels for cross-entropy, else target rows (the gradient tests' draws)."""
+    return gradient_targets(rng, loss, "labels" if loss == "cross_entropy" else "rows", n, k)
 
 
 # (sizes, hidden activations, output, loss, rows); the last case is large
