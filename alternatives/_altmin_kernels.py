@@ -100,9 +100,10 @@ Calling sequence of a step (what :func:`altmin_step` and
 
 Trainer entry points: :func:`step_directions` and :func:`mem_directions`
 (a step's update direction, nothing updated), and the fused epochs
-:func:`train_epochs` through :func:`fastbp.kernels.epochs.run_epochs`, which
-runs :func:`altmin_step` for an :data:`AltMinArgs` and :func:`altmin_mem_step`
-for an :data:`AltMinMemArgs` (the same fields; the class picks the step).
+:func:`alternatives._kernels.train_epochs` (the package's entry point to
+:func:`fastbp.kernels.epochs.run_epochs`), which runs :func:`altmin_step` for
+an :data:`AltMinArgs` and :func:`altmin_mem_step` for an :data:`AltMinMemArgs`
+(the same fields; the class picks the step).
 
 Failures leave everything untouched: :func:`altmin_step` through
 :func:`finish_step`; :func:`altmin_mem_step` computes the memory and the
@@ -117,13 +118,15 @@ from numba import njit
 
 from fastbp.kernels.activations import activate, activate_inplace, backprop_activation
 from fastbp.kernels.codes import KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR
-from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
+from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import add_bias, bias_gradient, max_width, n_weights, output_offsets
 from fastbp.kernels.optim import DECAY as WEIGHT_DECAY
-from fastbp.kernels.optim import LOSS, apply_update, check_step, finish_step
+from fastbp.kernels.optim import LOSS, apply_update, check_step
 from fastbp.models import mlp_workspace_size
+
+from ._kernels import finish_model_step
 
 #: indices into ``hyper``
 MU, CODE_LR, CODE_MOMENTUM, CODE_STEPS, DECAY, RIDGE = 0, 1, 2, 3, 4, 5
@@ -222,6 +225,13 @@ def layer_offsets(layout, l):
 
 
 @njit(**KERNEL)
+def layer_shape(layout, l):
+    """(n_in, n_out, offset of W_l, offset of b_l) of layer l."""
+    woff, boff = layer_offsets(layout, l)
+    return layout[l], layout[l + 1], woff, boff
+
+
+@njit(**KERNEL)
 def memory_offsets(layout, l):
     """(offset of hidden layer l's block in A, in B)."""
     a = 0
@@ -256,9 +266,7 @@ def output_loss(src, s0, rows, params, layout, ws, labels, targets, loss_code, b
     H_L = f_out(A_L) is computed only for the losses that read it (squared_error,
     mse). Returns (loss summed over the batch, number correct)."""
     L = layout[0]
-    nin = layout[L]
-    k = layout[L + 1]
-    woff, boff = layer_offsets(layout, L)
+    nin, k, woff, boff = layer_shape(layout, L)
     h_off, a_off, d_off = output_offsets(layout, rows)
     gemm_nt(src, s0, params, woff, ws, a_off, rows, k, nin, blas)
     add_bias(ws, a_off, params, boff, rows, k)
@@ -272,9 +280,7 @@ def output_loss(src, s0, rows, params, layout, ws, labels, targets, loss_code, b
 def _hidden_layer(args, l, src, s0, rows):
     """c0_l = src W_l^T + b_l into codes0 and codes; H_l = f(c0_l) into ws."""
     layout = args.layout
-    nin = layout[l]
-    nout = layout[l + 1]
-    woff, boff = layer_offsets(layout, l)
+    nin, nout, woff, boff = layer_shape(layout, l)
     c0 = _block(args.codes0, layout, rows, l)
     gemm_nt(src, s0, args.params, woff, c0, 0, rows, nout, nin, args.blas)
     add_bias(c0, 0, args.params[boff:boff + nout], 0, rows, nout)
@@ -457,10 +463,7 @@ def update_codes(args, labels, targets, rows):
 @njit(**KERNEL)
 def _output_grads(args, src, s0, labels, targets, rows):
     layout = args.layout
-    L = layout[0]
-    nin = layout[L]
-    k = layout[L + 1]
-    woff, boff = layer_offsets(layout, L)
+    nin, k, woff, boff = layer_shape(layout, layout[0])
     loss_sum, _ = output_loss(src, s0, rows, args.params, layout, args.ws, labels, targets,
                               int(args.train_hyper[LOSS]), args.blas)
     d_off = output_offsets(layout, rows)[2]
@@ -487,9 +490,7 @@ def _local_grads(args, l, src, s0, rows):
     l = 1, W_1 x + b_1 is c0_1 (same products as initial_codes, same values),
     so the largest product of many networks is not computed twice."""
     layout = args.layout
-    nin = layout[l]
-    nout = layout[l + 1]
-    woff, boff = layer_offsets(layout, l)
+    nin, nout, woff, boff = layer_shape(layout, l)
     c = _block(args.codes, layout, rows, l)
     d1 = _deltas(layout, rows)[0]
     n = rows * nout
@@ -547,9 +548,7 @@ def altmin_step(args, x, labels, targets, rows):
     loss_sum, correct = initial_codes(args, x, labels, targets, rows)
     update_codes(args, labels, targets, rows)
     weight_gradients(args, x, labels, targets, rows)
-    objective, status = finish_step(args.params, args.grads, args.state, args.opt_hyper,
-                                    args.train_hyper, n_weights(args.layout), loss_sum / rows)
-    return objective, correct, status
+    return finish_model_step(args, loss_sum, correct, rows)
 
 
 # -- AM-mem -------------------------------------------------------------------------------
@@ -557,8 +556,7 @@ def altmin_step(args, x, labels, targets, rows):
 @njit(**KERNEL)
 def _memory_layer(args, l, src, s0, rows):
     layout = args.layout
-    nin = layout[l]
-    nout = layout[l + 1]
+    nin, nout, _, _ = layer_shape(layout, l)
     a_off, b_off = memory_offsets(layout, l)
     na = nin * nin + nin + 1
     nb = nout * (nin + 1)
@@ -599,9 +597,7 @@ def gauss_seidel_sweep(l, w, A, B, layout, ridge):
     ``A`` at offsets kept the loop scalar, 6x slower), compiled with
     reassociation (fastbp's REDUCTION flags) so that the dot products
     vectorize; NaN and inf still propagate."""
-    nin = layout[l]
-    nout = layout[l + 1]
-    woff, boff = layer_offsets(layout, l)
+    nin, nout, woff, boff = layer_shape(layout, l)
     a_off, b_off = memory_offsets(layout, l)
     a1 = A[a_off + nin * nin:a_off + nin * nin + nin]     # A_w1: sums of the inputs
     a11 = A[a_off + nin * nin + nin]                       # A_11: the count
@@ -771,10 +767,3 @@ def altmin_mem_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, p
 
 register_batch_step(AltMinArgs, altmin_batch)
 register_batch_step(AltMinMemArgs, altmin_mem_batch)
-
-
-@njit(**KERNEL)
-def train_epochs(args, data, plan, stats):
-    """Whole epochs of AM (an :data:`AltMinArgs`) or AM-mem (an
-    :data:`AltMinMemArgs`): see :func:`fastbp.kernels.epochs.run_epochs`."""
-    return run_epochs(args, data, plan, stats)

@@ -34,6 +34,7 @@ from fastbp.trainer import Trainer
 from fastbp.validation import check_nonnegative_float, check_positive_float, check_positive_int
 
 from . import _altmin_kernels as K
+from . import _kernels
 
 __all__ = ["AltMinTrainer"]
 
@@ -118,15 +119,20 @@ class AltMinTrainer(Trainer):
 
     Examples
     --------
+    AM-Adam with three code steps, and AM-mem, whose memory forgets a tenth
+    per batch and holds one pair (A, B) per hidden layer:
+
     >>> import alternatives
     >>> model = fb.MLP([64, 100, 100, 10], activation="relu", output="softmax", seed=0)
-    >>> trainer = alternatives.AltMinTrainer(model, optimizer=fb.Adam(1e-3))
-    >>> history = trainer.fit(X, y, epochs=20, batch_size=32)     # doctest: +SKIP
-    >>> mem = alternatives.AltMinTrainer(model.copy(), memory=0.0)  # AM-mem
+    >>> am = alternatives.AltMinTrainer(model, optimizer=fb.Adam(1e-3), code_steps=3)
+    >>> mem = alternatives.AltMinTrainer(model.copy(), memory=0.1)
+    >>> [A.shape for A, B in mem.memory_matrices()]
+    [(65, 65), (101, 101)]
     """
 
     name = "altmin"
     supported_models = (MLP,)
+    repr_options = ("mu", "code_steps", "code_lr", "code_momentum", "memory", "ridge")
 
     def __init__(self, model, loss=None, optimizer=None, *, mu=1.0, code_steps=5,
                  code_lr=1.0, code_momentum=0.9, memory=None, ridge=None, weight_decay=0.0,
@@ -203,7 +209,7 @@ class AltMinTrainer(Trainer):
         return step(self._kernel_args(rows), X.reshape(-1), labels, targets, rows)
 
     def fit_epochs(self, data, plan, stats):
-        return K.train_epochs(self._kernel_args(plan.batch_size), data, plan, stats)
+        return _kernels.train_epochs(self._kernel_args(plan.batch_size), data, plan, stats)
 
     def update_directions(self, X, y):
         """The direction a step on (X, y) would apply (before clipping),
@@ -258,10 +264,3 @@ class AltMinTrainer(Trainer):
             ib += m * (n + 1)
             out.append((A, B))
         return out
-
-    def __repr__(self):
-        base = super().__repr__()[:-1]
-        extra = f", memory={self.memory:g}, ridge={self.ridge:g}" if self.memory is not None \
-            else ""
-        return (f"{base}, mu={self.mu:g}, code_steps={self.code_steps}, "
-                f"code_lr={self.code_lr:g}, code_momentum={self.code_momentum:g}{extra})")
