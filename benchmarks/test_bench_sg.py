@@ -1,4 +1,5 @@
-"""Synthetic gradients (alternatives.SyntheticGradientTrainer) on the clock.
+"""Synthetic gradients (alternatives.SyntheticGradientTrainer and its recurrent
+variant) on the clock.
 
 Groups (``--benchmark-group-by=group,param:dtype``):
 
@@ -39,7 +40,7 @@ from test_bench_rnn import make_model as rnn_model
 
 import alternatives  # noqa: F401  (registers "sg")
 import fastbp as fb
-from alternatives import SyntheticGradientTrainer
+from alternatives import RecurrentSyntheticGradientTrainer, SyntheticGradientTrainer
 
 STEP_WORKLOADS = {
     "40-100-100-10-b32": dict(sizes=[40, 100, 100, 10], batch=32, rounds=None, k=20),
@@ -81,9 +82,10 @@ def test_sg_rnn_step(benchmark, workload, variant, dtype):
     model = rnn_model(workload, dtype)
     X, y = rnn_batch(workload, dtype)
     if variant == "sg-tbptt10":
-        trainer = SyntheticGradientTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
-                                           truncate=RNN_WINDOW, sg_scale=0.1,
-                                           sg_optimizer=fb.SGD(w["lr"]))
+        trainer = RecurrentSyntheticGradientTrainer(model, loss=w["loss"],
+                                                    optimizer=fb.SGD(w["lr"]),
+                                                    truncate=RNN_WINDOW, sg_scale=0.1,
+                                                    sg_optimizer=fb.SGD(w["lr"]))
     else:
         trainer = fb.BackpropTrainer(model, loss=w["loss"], optimizer=fb.SGD(w["lr"]),
                                      truncate=RNN_WINDOW if variant == "tbptt10" else None)
