@@ -299,7 +299,9 @@ def gaussian_gram(A, sigma, ws, K):
     """K[:m*m] <- the Gaussian kernel matrix of the rows of A (m, d), any
     float dtype: exp(-||a_i - a_j||^2 / (2 sigma^2 d)), exactly symmetric with
     a unit diagonal. Squared distances are ||a_i||^2 + ||a_j||^2 - 2 a_i.a_j
-    (clipped at 0), the products from :func:`gram_upper`; one exponential per
+    (clipped at 0), every term from :func:`gram_upper` (the norms are its
+    diagonal: a sum of squares in a loop of its own is a chain of dependent
+    additions, which cost more than the copy to float64); one exponential per
     pair i < j. Leaves A in float64 in ws.z; uses ws.v."""
     m, d = A.shape
     _check_workspace(ws, m, d)
@@ -307,13 +309,12 @@ def gaussian_gram(A, sigma, ws, K):
     z = ws.z
     v = ws.v
     for i in range(m):
-        s = 0.0
+        row = z[i * d:(i + 1) * d]
         for j in range(d):
-            x = np.float64(A[i, j])
-            z[i * d + j] = x
-            s += x * x
-        v[i] = s
+            row[j] = A[i, j]
     gram_upper(z, m, d, K)
+    for i in range(m):
+        v[i] = K[i * m + i]
     scale = -1.0 / (2.0 * sigma * sigma * d)
     for i in range(m):
         K[i * m + i] = 1.0
@@ -332,8 +333,19 @@ def center(K, m, out, v):
     """out[:m*m] <- H K H for the (m, m) matrix in K[:m*m] (any square matrix:
     row means, column means and the grand mean are removed). ``out`` may be
     ``K``; ``v`` is scratch of at least 2 m entries."""
-    _check_square(K, m)
     _check_square(out, m)
+    _means(K, m, v)
+    for i in range(m):
+        ri = v[i]
+        for j in range(m):
+            out[i * m + j] = K[i * m + j] - ri - v[m + j]
+
+
+@njit(**KERNEL)
+def _means(K, m, v):
+    """v[:m] <- the row means of the (m, m) matrix in K[:m*m] less its grand
+    mean, v[m:2m] <- its column means: K - v[i] - v[m + j] is H K H."""
+    _check_square(K, m)
     if v.size < 2 * m:
         raise ValueError("center: the scratch vector needs 2 m entries")
     for i in range(2 * m):
@@ -351,9 +363,7 @@ def center(K, m, out, v):
         total += v[m + j]
     g = total / m
     for i in range(m):
-        ri = v[i] - g
-        for j in range(m):
-            out[i * m + j] = K[i * m + j] - ri - v[m + j]
+        v[i] -= g
 
 
 @njit(**REDUCTION)
@@ -499,15 +509,17 @@ def layer_gradient(Z, S, sigma, epsilon, ws, dZ):
     Minv = a[:m * m].reshape((m, m))
     np.dot(S[:m * m].reshape((m, m)), Minv, b[:m * m].reshape((m, m)))
     np.dot(Minv, b[:m * m].reshape((m, m)), w[:m * m].reshape((m, m)))
-    # G = c H W H. Rounding leaves W asymmetric at the 1e-16 relative level
-    # only, which moves dZ by as little: not worth a pass averaging W with W^T
-    # (a column walk, ~8% of the step at m = 256 untiled).
-    center(w, m, w, v)
+    # G = c H W H, centred in the pass that forms P = G * K (as center()
+    # would, one m x m pass less). Rounding leaves W asymmetric at the 1e-16
+    # relative level only, which moves dZ by as little: not worth a pass
+    # averaging W with W^T (a column walk, ~8% of the step at m = 256 untiled).
+    _means(w, m, v)
     K = ws.k
     for i in range(m):
         s = 0.0
+        ri = v[i]
         for j in range(m):
-            p = c * w[i * m + j] * K[i * m + j]
+            p = c * (w[i * m + j] - ri - v[m + j]) * K[i * m + j]
             w[i * m + j] = p
             s += p
         v[i] = s

@@ -33,13 +33,13 @@ Optimizer semantics: every layer's update is the optimizer's rule applied to
 that layer's slices of params, grads and state with the update count
 ``opt_hyper[T]`` held at its value before the step, so each layer's update
 is the one a single optimizer step over the whole buffer would give it; the
-count advances by one per step. A step is all or nothing: each layer's
-update is computed on copies of its slices (``new_params``, laid out like
-params, from which the next layer's input is computed, and ``new_state``,
-where each slice's optimizer state is contiguous, as the optimizer kernels
-need to vectorise); only when every update and the loss are finite are the
-copies committed to the model and the optimizer. A failed step leaves both
-exactly as they were.
+count advances by one per step. A step is all or nothing: each layer is
+updated in place (the next layer's input is computed from it), chunk by
+chunk, after its old values are copied to a backup; a non-finite update,
+J_l or loss restores every layer the step changed from the backup, so a
+failed step leaves the model and the optimizer exactly as they were. One
+backup copy per step instead of copies to tentative buffers and back: at
+batch 100 the copies were the largest cost of the step outside BLAS.
 """
 from collections import namedtuple
 
@@ -48,13 +48,13 @@ from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
 from fastbp.kernels.codes import (IDENTITY, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS,
-                                  NONFINITE_UPDATE, OK)
+                                  NONFINITE_UPDATE, OK, REDUCTION)
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import bias_gradient, n_weights, output_offsets
 from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, apply_update,
-                                  clip_by_global_norm, sum_squares, update_is_finite)
+                                  clip_by_global_norm, sum_squares)
 
 from ._dtp_kernels import layer_apply
 from ._hsic_kernels import (cholesky_inplace, cholesky_inverse_inplace, layer_gradient,
@@ -70,14 +70,17 @@ FORMAT = 2
 #: ``layout``, ``blas``, the float64 :class:`~alternatives._hsic_kernels.HSICWorkspace`
 #: ``hws``, the flat float64 (m_max^2,) matrices ``rx``, ``ry``, ``s``, the
 #: float64 (m_max, k) matrix ``y`` (Y's rows), the float64 scratch ``zs``
-#: and ``gs`` (m_max * d_max,) of :func:`capped_gradient`, the tentative
-#: ``new_params`` (n_params,) and ``new_state`` (n_slots * n_params,) in the
-#: model's dtype, ``info`` float64 (L - 1, 2) receiving nHSIC(H_l, X) and
+#: and ``gs`` (m_max * d_max,) of :func:`capped_gradient`, the backup of the
+#: step's updates ``backup_params`` (n_params,) and ``backup_state``
+#: (n_slots * n_params,), laid out like the parameters and the state, and the
+#: contiguous ``region`` (n_slots * :data:`CHUNK`,), all in the model's dtype,
+#: ``info`` float64 (L - 1, 2) receiving nHSIC(H_l, X) and
 #: nHSIC(H_l, Y) of each hidden layer in the last step that trained it (before
 #: its update), sigma, beta, epsilon, ``max_spread`` (the cap of
 #: :func:`capped_gradient`; inf for none) and the ``phase``.
-HSICArgs = namedtuple("HSICArgs", "step ws layout blas hws rx ry s y zs gs new_params "
-                                  "new_state info sigma beta epsilon max_spread phase")
+HSICArgs = namedtuple("HSICArgs", "step ws layout blas hws rx ry s y zs gs backup_params "
+                                  "backup_state region info sigma beta epsilon max_spread "
+                                  "phase")
 
 
 @njit(**KERNEL)
@@ -95,24 +98,33 @@ def capped_gradient(Z, S, sigma, epsilon, cap, hws, zs, gs, dZ):
     N = m * d
     U = zs[:N].reshape((m, d))
     G = gs[:N].reshape((m, d))
+    # row by row into per-column sums: a walk down Z's columns strides by a
+    # power of two at d = 256, and one running sum is a chain of dependent
+    # additions; either cost more than the rest of this function
+    mu = G[0]
+    sq = G[1]
     for j in range(d):
-        mu = 0.0
-        for i in range(m):
-            mu += Z[i, j]
-        mu /= m
-        for i in range(m):
-            U[i, j] = Z[i, j] - mu
-    s2 = 0.0
+        mu[j] = 0.0
+        sq[j] = 0.0
     for i in range(m):
         for j in range(d):
-            s2 += U[i, j] * U[i, j]
+            mu[j] += Z[i, j]
+    for j in range(d):
+        mu[j] /= m
+    for i in range(m):
+        for j in range(d):
+            u = Z[i, j] - mu[j]
+            sq[j] += u * u
+    s2 = 0.0
+    for j in range(d):
+        s2 += sq[j]
     spread = np.sqrt(s2 / N)
     if not spread > cap:   # NaN too: layer_gradient reports it
         return layer_gradient(Z, S, sigma, epsilon, hws, dZ)
     f = cap / spread
     for i in range(m):
         for j in range(d):
-            U[i, j] *= f
+            U[i, j] = (Z[i, j] - mu[j]) * f
     J = layer_gradient(U, S, sigma, epsilon, hws, G)
     c = 0.0
     for i in range(m):
@@ -210,42 +222,96 @@ def _copy(src, dst):
         dst[i] = src[i]
 
 
+@njit(**REDUCTION)
+def _all_finite(x):
+    """True when every entry of the 1-D ``x`` is finite (x * 0 is 0 for a
+    finite x and NaN otherwise: one vectorised sum, no branch per entry)."""
+    s = x.dtype.type(0.0)
+    for i in range(x.shape[0]):
+        s += x[i] * 0
+    return s == 0
+
+
 @njit(**KERNEL)
-def _transfer(args, a, n, commit):
-    """Move the columns a..a+n-1 of the parameters and the optimizer state
-    between the model and the tentative buffers: to ``new_params`` (same
-    slice) and ``new_state`` (this slice's region), or back when ``commit``.
-    Returns the region as a contiguous (n_slots, n) array: the optimizer
-    kernels vectorise over contiguous state only."""
+def _stash(src, backup, region):
+    """backup[:] = region[:] = src[:] in one pass over src."""
+    for i in range(src.shape[0]):
+        x = src[i]
+        backup[i] = x
+        region[i] = x
+
+
+@njit(**REDUCTION)
+def _put_back(region, dst):
+    """dst[:] = region[:]; True when every entry is finite (as :func:`_all_finite`)."""
+    s = region.dtype.type(0.0)
+    for i in range(region.shape[0]):
+        x = region[i]
+        dst[i] = x
+        s += x * 0
+    return s == 0
+
+
+#: entries per chunk of :func:`_update_range`: the chunk's parameters,
+#: gradient and state stay in cache between its backup, update and check
+CHUNK = 4096
+
+
+@njit(**KERNEL)
+def _restore_range(args, a, n):
+    """Parameters and optimizer state of the columns a..a+n-1 back from the
+    backup (:func:`_update_range` wrote it before changing them)."""
     params, state = args.step.params, args.step.state
+    N = params.shape[0]
+    flat = state.reshape(state.size)
+    _copy(args.backup_params[a:a + n], params[a:a + n])
+    for s in range(state.shape[0]):
+        _copy(args.backup_state[s * N + a:s * N + a + n], flat[s * N + a:s * N + a + n])
+
+
+@njit(**KERNEL)
+def _update_range(args, a, n, t0):
+    """The optimizer's update of the columns a..a+n-1 of the parameters, in
+    place, at update count t0, chunk by chunk: each chunk's parameters and
+    state are first copied to the backup (laid out like them), its state to
+    the contiguous ``region`` (the optimizer kernels vectorise over
+    contiguous state only), updated there, written back and checked.
+    Returns False, with the range as before, when an update is not finite."""
+    params, grads, state, opt_hyper = (args.step.params, args.step.grads, args.step.state,
+                                       args.step.opt_hyper)
     ns = state.shape[0]
     N = params.shape[0]
     flat = state.reshape(state.size)
-    region = args.new_state[ns * a:ns * (a + n)]
-    if commit:
-        _copy(args.new_params[a:a + n], params[a:a + n])
+    for c in range(a, a + n, CHUNK):
+        cn = min(CHUNK, a + n - c)
+        region = args.region[:ns * cn]
+        _copy(params[c:c + cn], args.backup_params[c:c + cn])
         for s in range(ns):
-            _copy(region[s * n:(s + 1) * n], flat[s * N + a:s * N + a + n])
-    else:
-        _copy(params[a:a + n], args.new_params[a:a + n])
+            _stash(flat[s * N + c:s * N + c + cn], args.backup_state[s * N + c:s * N + c + cn],
+                   region[s * cn:(s + 1) * cn])
+        p = params[c:c + cn]
+        apply_update(p, grads[c:c + cn], region.reshape((ns, cn)), opt_hyper)
+        opt_hyper[T] = t0
+        finite = _all_finite(p)
         for s in range(ns):
-            _copy(flat[s * N + a:s * N + a + n], region[s * n:(s + 1) * n])
-    return region.reshape((ns, n))
+            finite &= _put_back(region[s * cn:(s + 1) * cn], flat[s * N + c:s * N + c + cn])
+        if not finite:
+            _restore_range(args, a, c + cn - a)
+            return False
+    return True
 
 
 @njit(**KERNEL)
 def layer_update(args, woff, nw, boff, nb, t0):
-    """Weight decay, clipping, check and tentative update of one layer's
-    (W, b), its gradient in ``grads``: the new values go to ``new_params``
-    and ``new_state`` (:func:`_commit_layers` makes them the model's).
+    """Weight decay, clipping and the update of one layer's (W, b), in place,
+    its gradient in ``grads``; the previous values go to the backup
+    (:func:`_restore_layers` undoes the update). A failing update leaves the
+    layer as it was.
 
     Returns (lambda/2 ||W||^2 before the update, status)."""
-    grads, opt_hyper, train_hyper = args.step.grads, args.step.opt_hyper, args.step.train_hyper
-    sw = _transfer(args, woff, nw, False)
-    sb = _transfer(args, boff, nb, False)
-    pw = args.new_params[woff:woff + nw]
+    grads, train_hyper = args.step.grads, args.step.train_hyper
+    pw = args.step.params[woff:woff + nw]
     gw = grads[woff:woff + nw]
-    pb = args.new_params[boff:boff + nb]
     gb = grads[boff:boff + nb]
     lam = train_hyper[DECAY]
     penalty = 0.0
@@ -258,29 +324,26 @@ def layer_update(args, woff, nw, boff, nb, t0):
             return penalty, NONFINITE_GRADIENT
         clip_by_global_norm(gw, sq, clip)
         clip_by_global_norm(gb, sq, clip)
-    opt_hyper[T] = t0
-    if not (update_is_finite(pw, gw, sw, opt_hyper) and update_is_finite(pb, gb, sb, opt_hyper)):
-        if not np.isfinite(sum_squares(gw) + sum_squares(gb)):
-            return penalty, NONFINITE_GRADIENT
-        return penalty, NONFINITE_UPDATE
-    apply_update(pw, gw, sw, opt_hyper)
-    opt_hyper[T] = t0
-    apply_update(pb, gb, sb, opt_hyper)
-    opt_hyper[T] = t0
-    return penalty, OK
+    if _update_range(args, woff, nw, t0):
+        if _update_range(args, boff, nb, t0):
+            return penalty, OK
+        _restore_range(args, woff, nw)
+    if not np.isfinite(sum_squares(gw) + sum_squares(gb)):
+        return penalty, NONFINITE_GRADIENT
+    return penalty, NONFINITE_UPDATE
 
 
 @njit(**KERNEL)
-def _commit_layers(args, first, last):
-    """Commit the tentative updates of layers first..last (1-based)."""
+def _restore_layers(args, first, last):
+    """Undo the updates of layers first..last (1-based) from the backup."""
     layout = args.layout
     woff = 0
     boff = n_weights(layout)
     for l in range(1, last + 1):
         nw = layout[l + 1] * layout[l]
         if l >= first:
-            _transfer(args, woff, nw, True)
-            _transfer(args, boff, layout[l + 1], True)
+            _restore_range(args, woff, nw)
+            _restore_range(args, boff, layout[l + 1])
         woff += nw
         boff += layout[l + 1]
 
@@ -357,6 +420,8 @@ def hsic_pass(args, x, labels, targets, rows, update):
             J = capped_gradient(Z, args.s, sigma, epsilon, args.max_spread, hws, args.zs,
                                 args.gs, dZ)
             if not np.isfinite(J):
+                if update:
+                    _restore_layers(args, 1, l - 1)
                 return np.nan, 0.0, NONFINITE_GRADIENT, np.nan
             j_sum += J
             if update:
@@ -369,10 +434,11 @@ def hsic_pass(args, x, labels, targets, rows, update):
                 p, status = layer_update(args, woff, nw, boff, nout, t0)
                 penalty += p
                 if status != OK:
+                    _restore_layers(args, 1, l - 1)
                     return np.nan, 0.0, status, np.nan
                 # H_l again, from the updated layer: the input of layer l + 1
-                layer_apply(src, s0, args.new_params, woff, boff, ws, hoff, rows, nout, nin,
-                            code, blas)
+                layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code,
+                            blas)
         else:
             penalty += _frozen_penalty(params, woff, nw, lam)
         prev = hoff
@@ -391,7 +457,9 @@ def hsic_pass(args, x, labels, targets, rows, update):
     activate_inplace(ws[h_out:h_out + n], 0, rows, k, out_code)
     loss_sum, correct = loss_and_delta(ws, a_out, h_out, d_off, rows, k, labels, targets,
                                        int(train_hyper[LOSS]), out_code)
+    updated = L - 1 if update and hidden else 0     # hidden layers updated in place
     if not np.isfinite(loss_sum):
+        _restore_layers(args, 1, updated)
         return loss_sum / rows, correct, NONFINITE_LOSS, j_sum
     if phase != HSIC:
         gemm_tn(ws, d_off, src, s0, grads, woff, rows, k, nin, blas)
@@ -403,9 +471,8 @@ def hsic_pass(args, x, labels, targets, rows, update):
             p, status = layer_update(args, woff, nw, boff, k, t0)
             penalty += p
             if status != OK:
+                _restore_layers(args, 1, updated)
                 return loss_sum / rows + penalty, correct, status, j_sum
-        # everything finite: the tentative values become the model's
-        _commit_layers(args, 1 if hidden else L, L if phase != HSIC else L - 1)
         opt_hyper[T] = t0 + 1.0
     return loss_sum / rows + penalty, correct, OK, j_sum
 
