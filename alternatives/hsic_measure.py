@@ -98,12 +98,9 @@ def nhsic(A, B, sigma, epsilon=1e-5):
 
     Parameters
     ----------
-    A : ndarray of shape (m, dA), float32 or float64
-        Samples as rows.
-    B : ndarray of shape (m, dB), float32 or float64
-        The same m samples' second variable (row i pairs with A's row i).
-    sigma : float > 0
-        Kernel width, shared by A and B.
+    A, B, sigma
+        As for :func:`hsic`: (m, dA) and (m, dB) float32 or float64 arrays
+        pairing the same m samples row by row, and the shared kernel width.
     epsilon : float > 0, default 1e-5
         Regulariser: the inverse is of K~ + epsilon m I.
 
