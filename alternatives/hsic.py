@@ -107,9 +107,9 @@ class HSICTrainer(Trainer):
     before the step (so a layer moves as one step over the whole buffer
     would move it), and the count advances by one per step, whatever the
     phase. All or nothing: a non-finite J_l, loss or update leaves every
-    parameter and the optimizer state as before the step (each layer's
-    update is made on copies of its slices, from which the next layer's
-    input is computed, and committed once everything is finite).
+    parameter and the optimizer state as before the step (each layer is
+    updated in place, the next layer's input computed from it, after its
+    old values are copied to a backup that a failing step restores).
 
     Every step needs at least 2 samples. In ``fit``, when n mod batch_size
     is 1, the last batch of the epoch takes the leftover sample (batches of
