@@ -264,10 +264,11 @@ def _option_error(exc):
     return text
 
 
-def _add_grid_options(parser, unit):
-    """The options ``compare`` and ``tune`` share that choose what runs: the
-    tasks, the trainers, and the epochs, batch size and dtype of each
-    run or trial (``unit``)."""
+def _add_grid_options(parser, unit, out, written):
+    """The options ``compare`` and ``tune`` share that choose what runs and
+    where it goes: the tasks, the trainers, the epochs, batch size and dtype
+    of each run or trial (``unit``), and the folder (default ``./<out>``) for
+    what the command writes (``written``)."""
     parser.add_argument("--task", type=_task_list, default=None, metavar="TASK[,TASK]",
                         help="task specs, e.g. mnist1d or adding:length=50 (see `fastbp "
                              "tasks`; default mnist1d)")
@@ -278,6 +279,8 @@ def _add_grid_options(parser, unit):
     parser.add_argument("--batch-size", type=_positive_int, default=None,
                         help="batch size (default: the task's)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--out", default=out, metavar="DIR",
+                        help=f"folder for {written} (default ./{out})")
 
 
 def _add_execution_options(parser, unit, option_help):
@@ -313,15 +316,13 @@ def build_parser():
                     "seed; print a table, write results.json (after every run) and PNG "
                     "figures. Without arguments: every registered trainer on the default "
                     "task (mnist1d), 3 seeds.")
-    _add_grid_options(cmp_, "run")
+    _add_grid_options(cmp_, "run", "results", "results.json and figures")
     cmp_.add_argument("--seeds", type=_seeds, default=3,
                       help="number of seeds (0..N-1) or a list such as 0,4,7 (default 3)")
     cmp_.add_argument("--lr", type=_positive_float, default=None,
                       help="learning rate of the task's optimizer (default: the task's)")
     cmp_.add_argument("--weight-decay", type=_nonnegative_float, default=None,
                       help="L2 weight decay for every trainer (default: the task's)")
-    cmp_.add_argument("--out", default="results", metavar="DIR",
-                      help="folder for results.json and figures (default ./results)")
     cmp_.add_argument("--no-alignment", action="store_true",
                       help="do not measure angles to the backprop gradient")
     cmp_.add_argument("--params", default=None, metavar="TUNING.JSON",
@@ -339,12 +340,9 @@ def build_parser():
                     "is never read). Writes tuning.json (after every trial), the study "
                     "storage (rerun to resume) and figures; then run the tuned settings with "
                     "fastbp compare --params DIR/tuning.json.")
-    _add_grid_options(tun, "trial")
+    _add_grid_options(tun, "trial", "tuning", "tuning.json, the study storage and figures")
     tun.add_argument("--trials", type=_positive_int, default=20,
                      help="trials per (task, trainer), the same for every trainer (default 20)")
-    tun.add_argument("--out", default="tuning", metavar="DIR",
-                     help="folder for tuning.json, the study storage and figures "
-                          "(default ./tuning)")
     tun.add_argument("--seed", type=int, default=0,
                      help="seed of the sampler and of every trial's model (default 0)")
     tun.add_argument("--validation", type=_fraction, default=0.2, metavar="FRACTION",

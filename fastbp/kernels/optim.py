@@ -257,7 +257,7 @@ def finish_steps(main, n_weights, data_loss, aux, aux_loss, with_aux=True):
     """
     if with_aux:
         _, aux_status = check_step(aux.params, aux.grads, aux.state, aux.opt_hyper,
-                                   aux.train_hyper, 0, aux_loss)
+                                   aux.train_hyper, np.int64(0), aux_loss)
         if aux_status != OK:
             return data_loss, aux_status
     objective, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,
