@@ -456,6 +456,28 @@ def test_overflowing_update_leaves_everything_as_before():
     assert tr.optimizer.t == 0
 
 
+@pytest.mark.parametrize("where", [K.CHUNK + 500, 80 * 90 + 10])
+def test_update_failing_mid_layer_or_in_a_later_layer_restores_everything(where):
+    """Layers are updated in place chunk by chunk: an update that overflows
+    in the second chunk of W_1 (its first chunk already updated), or in W_2
+    (W_1 and b_1 already updated), leaves parameters, velocity and count as
+    before the step."""
+    rng = np.random.default_rng(3)
+    model = fb.MLP([80, 90, 7, 3], activation="tanh", output="softmax", dtype=np.float32,
+                   seed=0)
+    tr = HSICTrainer(model, optimizer=fb.SGD(1e3, momentum=0.9), sigma=SIGMA, beta=BETA)
+    X, y = rng.normal(size=(12, 80)).astype(np.float32), rng.integers(0, 3, 12)
+    tr.step(X, y)
+    assert 80 * 90 > K.CHUNK + 500
+    tr.optimizer.state[0, where] = 3e38
+    before, state, t = model.flat_params.copy(), tr.optimizer.state.copy(), tr.optimizer.t
+    with pytest.raises(fb.DivergenceError, match="overflows"):
+        tr.step(X, y)
+    np.testing.assert_array_equal(model.flat_params, before)
+    np.testing.assert_array_equal(tr.optimizer.state, state)
+    assert tr.optimizer.t == t
+
+
 def test_save_and_resume_exactly(tmp_path):
     rng = np.random.default_rng(8)
     X, y = rng.normal(size=(30, 6)), rng.integers(0, 3, 30)
