@@ -80,6 +80,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
+from fastbp.kernels.activations import exp_reduced
 from fastbp.kernels.codes import KERNEL, REDUCTION
 
 # -- LAPACK, in place ----------------------------------------------------------------
@@ -156,28 +157,13 @@ def exp_nonpositive(x):
     contiguous entries vectorises: libm's exp does not (Numba has no SVML
     here), and it cost ~2x more in the Gram (~6 ns per entry).
 
-    x = n ln 2 + r with |r| <= ln(2) / 2; exp(r) by its Taylor series to r^13
-    (remainder < 5e-18), times 2^n built from its bits. The same reduction
-    and polynomial sit inside fastbp.kernels.activations.tanh_float64, not
-    callable on its own: one shared helper in fastbp.kernels would serve both."""
+    x = n ln 2 + r with |r| <= ln(2) / 2; exp(r) by
+    :func:`fastbp.kernels.activations.exp_reduced` (the polynomial tanh_float64
+    uses), times 2^n built from its bits."""
     xc = x if x > -708.0 else -708.0  # NaN takes the finite path, then is restored
     n = np.floor(xc * _LOG2E + 0.5)
     r = xc - n * _LN2_HI - n * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    e = p * _bits_to_float64(np.int64(n + 1023.0) << 52)
+    e = exp_reduced(r) * _bits_to_float64(np.int64(n + 1023.0) << 52)
     return e if x > -708.0 else (0.0 if x <= -708.0 else x)
 
 
