@@ -656,6 +656,57 @@ def test_update_is_finite_near_the_boundary(name, dtype):
     assert bool(kopt.update_is_finite(params, grads, state, opt_hyper_of(cfg))) is finite
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_update_columns_is_apply_update_on_the_range(name, dtype):
+    """update_columns over ranges that cover the set, t held, gives bit for
+    bit apply_update's parameters and state; a single range leaves the other
+    columns untouched; neither changes t."""
+    cfg = OPTIMIZERS[name]
+    rng = np.random.default_rng(8)
+    n = 37
+    params = rng.normal(size=n).astype(dtype)
+    state = opt_state_of(cfg, n, dtype)
+    hyper = opt_hyper_of(cfg)
+    for _ in range(2):    # non-zero state and t
+        kopt.apply_update(params, rng.normal(size=n).astype(dtype), state, hyper)
+    for step in range(3):
+        grads = (rng.normal(size=n) * (1 + step)).astype(dtype)
+        whole, whole_state, whole_hyper = params.copy(), state.copy(), hyper.copy()
+        kopt.apply_update(whole, grads, whole_state, whole_hyper)
+        part, part_state = params.copy(), state.copy()
+        before = hyper.copy()
+        kopt.update_columns(part, grads, part_state, hyper, 7, 12)
+        np.testing.assert_array_equal(hyper, before)
+        np.testing.assert_array_equal(part[7:19], whole[7:19])
+        np.testing.assert_array_equal(part_state[:, 7:19], whole_state[:, 7:19])
+        for cols in (slice(0, 7), slice(19, n)):
+            np.testing.assert_array_equal(part[cols], params[cols])
+            np.testing.assert_array_equal(part_state[:, cols], state[:, cols])
+        for start, stop in ((0, 7), (19, 30), (30, n)):
+            assert kopt.update_columns(part, grads, part_state, hyper, start, stop - start)
+        np.testing.assert_array_equal(hyper, before)
+        np.testing.assert_array_equal(part, whole)
+        np.testing.assert_array_equal(part_state, whole_state)
+        params, state, hyper = part, part_state, whole_hyper
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_update_columns_reports_a_nonfinite_update(name, dtype):
+    """False for a range with an overflowing update (the overflow case's
+    entry 4) or a NaN gradient, True for a range without."""
+    _, _, params, _, grads, _, state, _, hyper = overflow_case(name, dtype, False)
+    grads[6] = np.nan
+    assert kopt.update_columns(params, grads, state, hyper, 0, 6)
+    assert kopt.update_columns(params, grads, state, hyper, 7, 2)
+    assert not kopt.update_columns(params, grads, state, hyper, 6, 1)
+    _, _, params, _, grads, _, state, _, hyper = overflow_case(name, dtype, True)
+    assert not kopt.update_columns(params, grads, state, hyper, 2, 3)
+    assert not (np.isfinite(params[4]) and np.isfinite(state[:, 4]).all())
+    assert hyper[kopt.T] == 0.0
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_update_is_finite_sees_adam_state_overflow(dtype):
     """A gradient whose square overflows v while the step itself stays finite

@@ -100,6 +100,52 @@ def update_is_finite(params, grads, state, opt_hyper):
     return bad == 0
 
 
+@njit(inline="always", **KERNEL)
+def _update_columns(p, g, state, opt_hyper, t, start):
+    """The update at count t of the parameters ``p`` and gradient ``g``, the
+    columns start..start+len(p)-1 of ``state``, in place, flushed (see
+    :func:`apply_update`); returns the number of non-finite values written.
+    Every array is indexed as a 1-D view from 0 (state through its row
+    slices), which LLVM vectorises when the rows are contiguous. Inlined:
+    where the count is unused (apply_update) it is not computed."""
+    f = p.dtype.type
+    n = p.shape[0]
+    lr = opt_hyper[LR]
+    tiny = _smallest_normal(p)
+    bad = 0
+    if opt_hyper[KIND] == ADAM:
+        c = _adam_constants(p, opt_hyper, t)
+        m = state[0, start:start + n]
+        v = state[1, start:start + n]
+        for i in range(n):
+            pi, mi, vi = _adam_element(p[i], g[i], m[i], v[i], c)
+            pi = _flush(pi, tiny)
+            mi = _flush(mi, tiny)
+            vi = _flush(vi, tiny)
+            p[i] = pi
+            m[i] = mi
+            v[i] = vi
+            bad += (0 if np.isfinite(pi) else 1) + (0 if np.isfinite(mi) else 1) \
+                + (0 if np.isfinite(vi) else 1)
+    elif opt_hyper[A] == 0.0:
+        for i in range(n):
+            pi = f(_flush(p[i] - lr * g[i], tiny))
+            p[i] = pi
+            bad += 0 if np.isfinite(pi) else 1
+    else:
+        mu = opt_hyper[A]
+        nesterov = opt_hyper[B] != 0.0
+        v = state[0, start:start + n]
+        for i in range(n):
+            pi, vi = _momentum_element(p[i], g[i], v[i], lr, mu, nesterov)
+            pi = f(_flush(pi, tiny))
+            vi = f(_flush(vi, tiny))
+            p[i] = pi
+            v[i] = vi
+            bad += (0 if np.isfinite(pi) else 1) + (0 if np.isfinite(vi) else 1)
+    return bad
+
+
 @njit(**KERNEL)
 def apply_update(params, grads, state, opt_hyper):
     """params -= update(grads), the rule chosen by opt_hyper[0]; advances t.
@@ -116,27 +162,40 @@ def apply_update(params, grads, state, opt_hyper):
     5 to 50-150 ms after 200 epochs. The values flushed are far below any
     gradient a step can produce.
     """
-    n = params.shape[0]
-    lr = opt_hyper[LR]
     opt_hyper[T] += 1.0
-    tiny = _smallest_normal(params)
-    if opt_hyper[KIND] == ADAM:
-        c = _adam_constants(params, opt_hyper, opt_hyper[T])
-        for i in range(n):
-            p, m, v = _adam_element(params[i], grads[i], state[0, i], state[1, i], c)
-            params[i] = _flush(p, tiny)
-            state[0, i] = _flush(m, tiny)
-            state[1, i] = _flush(v, tiny)
-    elif opt_hyper[A] == 0.0:
-        for i in range(n):
-            params[i] = _flush(params[i] - lr * grads[i], tiny)
-    else:
-        mu = opt_hyper[A]
-        nesterov = opt_hyper[B] != 0.0
-        for i in range(n):
-            p, v = _momentum_element(params[i], grads[i], state[0, i], lr, mu, nesterov)
-            params[i] = _flush(p, tiny)
-            state[0, i] = _flush(v, tiny)
+    _update_columns(params, grads, state, opt_hyper, opt_hyper[T], 0)
+
+
+@njit(**KERNEL)
+def update_columns(params, grads, state, opt_hyper, start, n):
+    """The update :func:`apply_update` would make, restricted to the entries
+    start..start+n-1, in place, at update count t = opt_hyper[5] + 1, without
+    advancing the count: a parameter set updated in several ranges (one layer
+    at a time, or in chunks) gets bit for bit the values of one apply_update
+    over the whole set.
+
+    Parameters
+    ----------
+    params, grads : (N,) float32 or float64
+        The whole parameter set and its gradient; only [start, start + n)
+        is read or written.
+    state : (n_slots, N), params' dtype
+        The optimizer state, as for apply_update (its rows contiguous for
+        speed).
+    opt_hyper : (6,) float64
+        Not modified.
+    start, n : int
+        The range; start + n <= N.
+
+    Returns
+    -------
+    finite : bool
+        True when every parameter and state value written is finite (a
+        non-finite or overflowing update is still written: the caller
+        restores the range).
+    """
+    return _update_columns(params[start:start + n], grads[start:start + n], state, opt_hyper,
+                           opt_hyper[T] + 1.0, start) == 0
 
 
 @njit(inline="always", **KERNEL)
