@@ -37,7 +37,7 @@ import numpy as np
 
 from fastbp.kernels import codes
 from fastbp.kernels.epochs import EpochData
-from fastbp.kernels.optim import T, StepArrays
+from fastbp.kernels.optim import T
 from fastbp.models import mlp_workspace_size
 
 from . import _sg_concurrent_kernels as CK
@@ -148,14 +148,12 @@ class Group:
     def kernel_args(self, trainer, X, labels, targets, order, blas):
         """The group's (EpochData, GroupArgs, ModuleArgs or None) for one epoch."""
         data = EpochData(X, labels, targets, order, self.xb, self.lb, self.tb)
-        grp = CK.GroupArgs(StepArrays(self.p, self.g, self.s, self.h, self.train), self.ws,
-                           self.layout, blas)
+        grp = CK.GroupArgs(self.p, self.g, self.s, self.h, self.train, self.ws, self.layout, blas)
         if self.top:
             return data, grp, None
-        module = K.Module(self.mp, self.mg, int(self.n_out), int(trainer.sg_hidden),
-                          int(trainer._sgl.k))
-        mod = CK.ModuleArgs(module, StepArrays(self.mp, self.mg, self.ms, self.mh, self.mtrain),
-                            self.pbuf, self.qbuf, self.zbuf, self.dzbuf, self.rbuf, blas)
+        mod = CK.ModuleArgs(self.mp, self.mg, self.ms, self.mh, self.mtrain, int(self.n_out),
+                            int(trainer.sg_hidden), int(trainer._sgl.k), self.pbuf, self.qbuf,
+                            self.zbuf, self.dzbuf, self.rbuf, blas)
         return data, grp, mod
 
 

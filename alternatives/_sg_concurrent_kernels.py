@@ -23,29 +23,42 @@ from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import backward, forward, max_width, n_weights, output_offsets
 from fastbp.kernels.optim import LOSS, finish_step
 
-from ._sg_kernels import module_backward, module_forward, residual
+from ._sg_kernels import Module, module_backward, module_forward, residual
 
 #: kernels run by the worker threads release the GIL
 NOGIL = dict(KERNEL, nogil=True)
 
-#: One layer group: its StepArrays ``step`` (private copies of its layers and
-#: their optimizer state), its workspace ``ws``, its sub-MLP ``layout`` and
-#: ``blas``.
-GroupArgs = namedtuple("GroupArgs", "step ws layout blas")
+# The bundles are flat (the fields of a StepArrays first, then the rest):
+# these kernels are called from Python several times per batch, and Numba
+# types a nested namedtuple argument more slowly on every call.
 
-#: A lower group's module: its :data:`alternatives._sg_kernels.Module`, its
-#: StepArrays ``step``, the prediction ``pbuf`` (rows, n) of the batch going
-#: down, the prediction ``qbuf`` recomputed for the module's update, the
-#: scratch blocks ``zbuf``, ``dzbuf`` (rows, m) and ``rbuf`` (rows, n), and
-#: ``blas``.
-ModuleArgs = namedtuple("ModuleArgs", "module step pbuf qbuf zbuf dzbuf rbuf blas")
+#: One layer group: the fields of its StepArrays (private copies of its
+#: layers and their optimizer state), its workspace ``ws``, its sub-MLP
+#: ``layout`` and ``blas``.
+GroupArgs = namedtuple("GroupArgs", "params grads state opt_hyper train_hyper ws layout blas")
+
+#: A lower group's module: the fields of its StepArrays, its width ``n``,
+#: hidden units ``m`` and context width ``k`` (see
+#: :data:`alternatives._sg_kernels.Module`), the prediction ``pbuf`` (rows, n)
+#: of the batch going down, the prediction ``qbuf`` recomputed for the
+#: module's update, the scratch blocks ``zbuf``, ``dzbuf`` (rows, m) and
+#: ``rbuf`` (rows, n), and ``blas``.
+ModuleArgs = namedtuple("ModuleArgs", "params grads state opt_hyper train_hyper n m k pbuf qbuf "
+                                      "zbuf dzbuf rbuf blas")
 
 
 @njit(**KERNEL)
 def update(step, nw, data_loss):
-    """:func:`fastbp.kernels.optim.finish_step` on a StepArrays."""
+    """:func:`fastbp.kernels.optim.finish_step` on the StepArrays fields of a
+    bundle."""
     return finish_step(step.params, step.grads, step.state, step.opt_hyper, step.train_hyper,
                        nw, data_loss)
+
+
+@njit(**KERNEL)
+def as_module(mod):
+    """The :data:`alternatives._sg_kernels.Module` of a ModuleArgs."""
+    return Module(mod.params, mod.grads, mod.n, mod.m, mod.k)
 
 
 @njit(**KERNEL)
@@ -73,7 +86,7 @@ def input_gradient(grp, down, d0, rows):
     if (layout[0] - 1) % 2 == 1:
         cur += rows * max_width(layout)
     nin = layout[1]
-    gemm_nn(ws, cur, grp.step.params, 0, down, d0, rows, nin, layout[2], grp.blas)
+    gemm_nn(ws, cur, grp.params, 0, down, d0, rows, nin, layout[2], grp.blas)
     scale = 1.0 * rows
     for j in range(rows * nin):
         down[d0 + j] *= scale
@@ -91,12 +104,12 @@ def lower_forward(data, grp, mod, bottom, src, s0, up, u0, start, rows):
     else:
         gather_context(data, start, rows)
     layout, ws = grp.layout, grp.ws
-    forward(src[s0:], rows, grp.step.params, layout, ws, grp.blas)
+    forward(src[s0:], rows, grp.params, layout, ws, grp.blas)
     n = layout[layout[0] + 1]
     h_off = output_offsets(layout, rows)[0]
     for j in range(rows * n):
         up[u0 + j] = ws[h_off + j]
-    module_forward(mod.module, up, u0, data.lb, data.tb, mod.pbuf, 0, mod.zbuf, 0, rows,
+    module_forward(as_module(mod), up, u0, data.lb, data.tb, mod.pbuf, 0, mod.zbuf, 0, rows,
                    mod.blas)
 
 
@@ -107,7 +120,7 @@ def lower_backward(grp, pbuf, bottom, src, s0, down, d0, rows):
     through the group from its input src[s0:]; the group's input gradient
     (times rows) goes to down[d0:] unless ``bottom``; then the group's update.
     Returns (objective: the group's weight penalty, status)."""
-    layout, ws, step = grp.layout, grp.ws, grp.step
+    layout, ws = grp.layout, grp.ws
     Lg = layout[0]
     n = layout[Lg + 1]
     h_off, _, d_off = output_offsets(layout, rows)
@@ -115,10 +128,10 @@ def lower_backward(grp, pbuf, bottom, src, s0, down, d0, rows):
     for j in range(rows * n):
         ws[d_off + j] = pbuf[j] * inv_b
     backprop_activation(ws, h_off, ws, d_off, rows, n, layout[2 * Lg + 1])
-    backward(src[s0:], rows, step.params, step.grads, layout, ws, grp.blas)
+    backward(src[s0:], rows, grp.params, grp.grads, layout, ws, grp.blas)
     if not bottom:
         input_gradient(grp, down, d0, rows)
-    return update(step, n_weights(layout), 0.0)
+    return update(grp, n_weights(layout), 0.0)
 
 
 @njit(**NOGIL)
@@ -127,16 +140,16 @@ def top_step(data, grp, src, s0, down, d0, start, rows):
     per-sample input gradient into down[d0:] (the target of the module below),
     update. Returns (objective, number correct, status)."""
     gather_context(data, start, rows)
-    layout, ws, step = grp.layout, grp.ws, grp.step
+    layout, ws = grp.layout, grp.ws
     x = src[s0:]
-    forward(x, rows, step.params, layout, ws, grp.blas)
+    forward(x, rows, grp.params, layout, ws, grp.blas)
     h_off, a_off, d_off = output_offsets(layout, rows)
     Lg = layout[0]
     loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[Lg + 1], data.lb,
-                                       data.tb, int(step.train_hyper[LOSS]), layout[2 * Lg + 1])
-    backward(x, rows, step.params, step.grads, layout, ws, grp.blas)
+                                       data.tb, int(grp.train_hyper[LOSS]), layout[2 * Lg + 1])
+    backward(x, rows, grp.params, grp.grads, layout, ws, grp.blas)
     input_gradient(grp, down, d0, rows)
-    obj, status = update(step, n_weights(layout), loss_sum / rows)
+    obj, status = update(grp, n_weights(layout), loss_sum / rows)
     return obj, correct, status
 
 
@@ -147,9 +160,9 @@ def module_step(data, mod, h, h0, tgt, t0, start, rows):
     tgt[t0:] (rows, n), prediction recomputed with the module's current
     parameters. Returns (module loss, status)."""
     gather_context(data, start, rows)
-    mm = mod.module
+    mm = as_module(mod)
     module_forward(mm, h, h0, data.lb, data.tb, mod.qbuf, 0, mod.zbuf, 0, rows, mod.blas)
     loss = residual(mod.qbuf, 0, tgt, t0, mod.rbuf, 0, rows, mm.n)
     module_backward(mm, h, h0, data.lb, data.tb, mod.rbuf, 0, mod.zbuf, 0, mod.dzbuf, rows,
                     mod.blas)
-    return update(mod.step, 0, loss)
+    return update(mod, 0, loss)

@@ -62,7 +62,9 @@ def predict_gradient(states, rows, mparams, mlayout, mws, out, mblas):
         out[j] = mws[h_off + j]
 
 
-@njit(**KERNEL)
+# inlined: a call per window passing the whole argument bundle measured 8% on
+# the h16-T100-b1 step
+@njit(inline="always", **KERNEL)
 def train_window(args, rows, T, t0, t1, lb, tb, apply, acc):
     """Window (t0, t1] of a gathered batch (see the module docstring), the
     state h_{t0} in the workspace. With ``apply`` False nothing is updated:
