@@ -48,13 +48,13 @@ from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
 from fastbp.kernels.codes import (IDENTITY, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS,
-                                  NONFINITE_UPDATE, OK, REDUCTION)
+                                  NONFINITE_UPDATE, OK)
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import bias_gradient, n_weights, output_offsets
-from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, apply_update,
-                                  clip_by_global_norm, sum_squares)
+from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, clip_by_global_norm,
+                                  sum_squares, update_columns)
 
 from ._dtp_kernels import layer_apply
 from ._hsic_kernels import (cholesky_inplace, cholesky_inverse_inplace, layer_gradient,
@@ -72,15 +72,13 @@ FORMAT = 2
 #: float64 (m_max, k) matrix ``y`` (Y's rows), the float64 scratch ``zs``
 #: and ``gs`` (m_max * d_max,) of :func:`capped_gradient`, the backup of the
 #: step's updates ``backup_params`` (n_params,) and ``backup_state``
-#: (n_slots * n_params,), laid out like the parameters and the state, and the
-#: contiguous ``region`` (n_slots * :data:`CHUNK`,), all in the model's dtype,
-#: ``info`` float64 (L - 1, 2) receiving nHSIC(H_l, X) and
+#: (n_slots * n_params,), laid out like the parameters and the state, in the
+#: model's dtype, ``info`` float64 (L - 1, 2) receiving nHSIC(H_l, X) and
 #: nHSIC(H_l, Y) of each hidden layer in the last step that trained it (before
 #: its update), sigma, beta, epsilon, ``max_spread`` (the cap of
 #: :func:`capped_gradient`; inf for none) and the ``phase``.
 HSICArgs = namedtuple("HSICArgs", "step ws layout blas hws rx ry s y zs gs backup_params "
-                                  "backup_state region info sigma beta epsilon max_spread "
-                                  "phase")
+                                  "backup_state info sigma beta epsilon max_spread phase")
 
 
 @njit(**KERNEL)
@@ -222,38 +220,8 @@ def _copy(src, dst):
         dst[i] = src[i]
 
 
-@njit(**REDUCTION)
-def _all_finite(x):
-    """True when every entry of the 1-D ``x`` is finite (x * 0 is 0 for a
-    finite x and NaN otherwise: one vectorised sum, no branch per entry)."""
-    s = x.dtype.type(0.0)
-    for i in range(x.shape[0]):
-        s += x[i] * 0
-    return s == 0
-
-
-@njit(**KERNEL)
-def _stash(src, backup, region):
-    """backup[:] = region[:] = src[:] in one pass over src."""
-    for i in range(src.shape[0]):
-        x = src[i]
-        backup[i] = x
-        region[i] = x
-
-
-@njit(**REDUCTION)
-def _put_back(region, dst):
-    """dst[:] = region[:]; True when every entry is finite (as :func:`_all_finite`)."""
-    s = region.dtype.type(0.0)
-    for i in range(region.shape[0]):
-        x = region[i]
-        dst[i] = x
-        s += x * 0
-    return s == 0
-
-
-#: entries per chunk of :func:`_update_range`: the chunk's parameters,
-#: gradient and state stay in cache between its backup, update and check
+#: entries per chunk of :func:`_update_range`: the chunk's parameters and
+#: state stay in cache between its backup and its update
 CHUNK = 4096
 
 
@@ -263,46 +231,35 @@ def _restore_range(args, a, n):
     backup (:func:`_update_range` wrote it before changing them)."""
     params, state = args.step.params, args.step.state
     N = params.shape[0]
-    flat = state.reshape(state.size)
     _copy(args.backup_params[a:a + n], params[a:a + n])
     for s in range(state.shape[0]):
-        _copy(args.backup_state[s * N + a:s * N + a + n], flat[s * N + a:s * N + a + n])
+        _copy(args.backup_state[s * N + a:s * N + a + n], state[s, a:a + n])
 
 
 @njit(**KERNEL)
-def _update_range(args, a, n, t0):
+def _update_range(args, a, n):
     """The optimizer's update of the columns a..a+n-1 of the parameters, in
-    place, at update count t0, chunk by chunk: each chunk's parameters and
-    state are first copied to the backup (laid out like them), its state to
-    the contiguous ``region`` (the optimizer kernels vectorise over
-    contiguous state only), updated there, written back and checked.
-    Returns False, with the range as before, when an update is not finite."""
+    place, at the step's update count, chunk by chunk: each chunk's
+    parameters and state are copied to the backup (laid out like them), then
+    updated by :func:`fastbp.kernels.optim.update_columns`, which reports
+    whether the values it wrote are finite. Returns False, with the range as
+    before, when an update is not finite."""
     params, grads, state, opt_hyper = (args.step.params, args.step.grads, args.step.state,
                                        args.step.opt_hyper)
-    ns = state.shape[0]
     N = params.shape[0]
-    flat = state.reshape(state.size)
     for c in range(a, a + n, CHUNK):
         cn = min(CHUNK, a + n - c)
-        region = args.region[:ns * cn]
         _copy(params[c:c + cn], args.backup_params[c:c + cn])
-        for s in range(ns):
-            _stash(flat[s * N + c:s * N + c + cn], args.backup_state[s * N + c:s * N + c + cn],
-                   region[s * cn:(s + 1) * cn])
-        p = params[c:c + cn]
-        apply_update(p, grads[c:c + cn], region.reshape((ns, cn)), opt_hyper)
-        opt_hyper[T] = t0
-        finite = _all_finite(p)
-        for s in range(ns):
-            finite &= _put_back(region[s * cn:(s + 1) * cn], flat[s * N + c:s * N + c + cn])
-        if not finite:
+        for s in range(state.shape[0]):
+            _copy(state[s, c:c + cn], args.backup_state[s * N + c:s * N + c + cn])
+        if not update_columns(params, grads, state, opt_hyper, c, cn):
             _restore_range(args, a, c + cn - a)
             return False
     return True
 
 
 @njit(**KERNEL)
-def layer_update(args, woff, nw, boff, nb, t0):
+def layer_update(args, woff, nw, boff, nb):
     """Weight decay, clipping and the update of one layer's (W, b), in place,
     its gradient in ``grads``; the previous values go to the backup
     (:func:`_restore_layers` undoes the update). A failing update leaves the
@@ -324,8 +281,8 @@ def layer_update(args, woff, nw, boff, nb, t0):
             return penalty, NONFINITE_GRADIENT
         clip_by_global_norm(gw, sq, clip)
         clip_by_global_norm(gb, sq, clip)
-    if _update_range(args, woff, nw, t0):
-        if _update_range(args, boff, nb, t0):
+    if _update_range(args, woff, nw):
+        if _update_range(args, boff, nb):
             return penalty, OK
         _restore_range(args, woff, nw)
     if not np.isfinite(sum_squares(gw) + sum_squares(gb)):
@@ -391,7 +348,6 @@ def hsic_pass(args, x, labels, targets, rows, update):
     phase = JOINT if not update else args.phase
     hidden = phase != FORMAT
     lam = train_hyper[DECAY] if update else 0.0
-    t0 = opt_hyper[T]
     h_out, a_out, d_off = output_offsets(layout, rows)
     m = rows
     if hidden and L > 1:
@@ -431,7 +387,7 @@ def hsic_pass(args, x, labels, targets, rows, update):
             gemm_tn(ws, d_off, src, s0, grads, woff, rows, nout, nin, blas)
             bias_gradient(ws[d_off:d_off + n], 0, grads[boff:boff + nout], 0, rows, nout)
             if update:
-                p, status = layer_update(args, woff, nw, boff, nout, t0)
+                p, status = layer_update(args, woff, nw, boff, nout)
                 penalty += p
                 if status != OK:
                     _restore_layers(args, 1, l - 1)
@@ -468,12 +424,12 @@ def hsic_pass(args, x, labels, targets, rows, update):
         if phase == HSIC:
             penalty += _frozen_penalty(params, woff, nw, lam)
         else:
-            p, status = layer_update(args, woff, nw, boff, k, t0)
+            p, status = layer_update(args, woff, nw, boff, k)
             penalty += p
             if status != OK:
                 _restore_layers(args, 1, updated)
                 return loss_sum / rows + penalty, correct, status, j_sum
-        opt_hyper[T] = t0 + 1.0
+        opt_hyper[T] += 1.0
     return loss_sum / rows + penalty, correct, OK, j_sum
 
 

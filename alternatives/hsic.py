@@ -150,7 +150,6 @@ class HSICTrainer(Trainer):
         self._capacity = 0
         self._backup_params = np.zeros_like(model.flat_params)
         self._backup_state = np.zeros(self.optimizer.state.size, dtype=model.dtype)
-        self._region = np.zeros(self.optimizer.state.shape[0] * K.CHUNK, dtype=model.dtype)
         self._info = np.full((len(sizes) - 2, 2), np.nan)
         self._step_phase = K.JOINT if format == "joint" else K.HSIC
         self._only_format = False
@@ -189,7 +188,7 @@ class HSICTrainer(Trainer):
         return K.HSICArgs(self.step_arrays, self.workspace(rows), m.layout, m.blas(rows),
                           self._hws, self._rx, self._ry, self._s, self._y,
                           self._zs, self._gs, self._backup_params, self._backup_state,
-                          self._region, self._info,
+                          self._info,
                           self.sigma, self.beta, self.epsilon,
                           np.inf if self.max_spread is None else self.max_spread, phase)
 
