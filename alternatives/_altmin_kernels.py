@@ -117,7 +117,8 @@ import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate, activate_inplace, backprop_activation
-from fastbp.kernels.codes import KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR
+from fastbp.kernels.codes import (KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR,
+                                  ZERO)
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
@@ -283,11 +284,11 @@ def _hidden_layer(args, l, src, s0, rows):
     nin, nout, woff, boff = layer_shape(layout, l)
     c0 = _block(args.codes0, layout, rows, l)
     gemm_nt(src, s0, args.params, woff, c0, 0, rows, nout, nin, args.blas)
-    add_bias(c0, 0, args.params[boff:boff + nout], 0, rows, nout)
+    add_bias(c0, ZERO, args.params[boff:boff + nout], ZERO, rows, nout)
     _block(args.codes, layout, rows, l)[:] = c0
     h = _block(args.ws, layout, rows, l)
     h[:] = c0
-    activate_inplace(h, 0, rows, nout, layout[layout[0] + 1 + l])
+    activate_inplace(h, ZERO, rows, nout, layout[layout[0] + 1 + l])
 
 
 @njit(**KERNEL)
@@ -305,11 +306,11 @@ def initial_codes(args, x, labels, targets, rows):
     loss_code = int(args.train_hyper[LOSS])
     for l in range(1, L):
         if l == 1:
-            _hidden_layer(args, l, x, 0, rows)
+            _hidden_layer(args, l, x, ZERO, rows)
         else:
             _hidden_layer(args, l, args.ws, code_offset(layout, rows, l - 1), rows)
     if L == 1:
-        return output_loss(x, 0, rows, args.params, layout, args.ws, labels, targets,
+        return output_loss(x, ZERO, rows, args.params, layout, args.ws, labels, targets,
                            loss_code, args.blas)
     return output_loss(args.ws, code_offset(layout, rows, L - 1), rows, args.params, layout,
                        args.ws, labels, targets, loss_code, args.blas)
@@ -331,12 +332,13 @@ def top_code_gradient(c, c0, h, g, params, layout, ws, labels, targets, loss_cod
     n = layout[L]
     k = layout[L + 1]
     rows = c.shape[0] // n
-    activate(c, 0, h, 0, rows, n, layout[L + L])
-    loss_sum, _ = output_loss(h, 0, rows, params, layout, ws, labels, targets, loss_code, blas)
+    activate(c, ZERO, h, ZERO, rows, n, layout[L + L])
+    loss_sum, _ = output_loss(h, ZERO, rows, params, layout, ws, labels, targets, loss_code,
+                              blas)
     woff, _ = layer_offsets(layout, L)
     d_off = output_offsets(layout, rows)[2]
     gemm_nn(ws, d_off, params, woff, g, 0, rows, n, k, blas)
-    backprop_activation(h, 0, g, 0, rows, n, layout[L + L])
+    backprop_activation(h, ZERO, g, ZERO, rows, n, layout[L + L])
     f = c.dtype.type
     inv_mu = f(1.0 / mu)
     s = f(2.0 / (rows * n))
@@ -362,9 +364,9 @@ def lower_code_gradient(l, c, c0, h, g, t, r, params, layout, blas):
     m = layout[l + 2]
     rows = c.shape[0] // n
     woff, boff = layer_offsets(layout, l + 1)
-    activate(c, 0, h, 0, rows, n, layout[L + 1 + l])
+    activate(c, ZERO, h, ZERO, rows, n, layout[L + 1 + l])
     gemm_nt(h, 0, params, woff, r, 0, rows, m, n, blas)
-    add_bias(r, 0, params[boff:boff + m], 0, rows, m)
+    add_bias(r, ZERO, params[boff:boff + m], ZERO, rows, m)
     f = c.dtype.type
     fit = 0.0
     sr = f(2.0 / (rows * m))
@@ -373,7 +375,7 @@ def lower_code_gradient(l, c, c0, h, g, t, r, params, layout, blas):
         fit += np.float64(e) * e
         r[i] = sr * e
     gemm_nn(r, 0, params, woff, g, 0, rows, n, m, blas)
-    backprop_activation(h, 0, g, 0, rows, n, layout[L + 1 + l])
+    backprop_activation(h, ZERO, g, ZERO, rows, n, layout[L + 1 + l])
     s = f(2.0 / (rows * n))
     dist = 0.0
     for i in range(rows * n):
@@ -418,7 +420,7 @@ def descend_top_code(args, labels, targets, rows):
         top_code_gradient(c, c0, h, g, args.params, layout, args.ws, labels, targets,
                           loss_code, hy[MU], args.blas)
         nesterov_step(c, v, g, hy[CODE_LR], hy[CODE_MOMENTUM])
-    activate(c, 0, h, 0, rows, layout[L], layout[L + L])
+    activate(c, ZERO, h, ZERO, rows, layout[L], layout[L + L])
 
 
 @njit(**KERNEL)
@@ -443,7 +445,7 @@ def descend_lower_code(args, l, rows):
     for _ in range(int(hy[CODE_STEPS])):
         lower_code_gradient(l, c, c0, h, g, t, r, args.params, layout, args.blas)
         nesterov_step(c, v, g, hy[CODE_LR], hy[CODE_MOMENTUM])
-    activate(c, 0, h, 0, rows, layout[l + 1], layout[L + 1 + l])
+    activate(c, ZERO, h, ZERO, rows, layout[l + 1], layout[L + 1 + l])
 
 
 @njit(**KERNEL)
@@ -468,7 +470,8 @@ def _output_grads(args, src, s0, labels, targets, rows):
                               int(args.train_hyper[LOSS]), args.blas)
     d_off = output_offsets(layout, rows)[2]
     gemm_tn(args.ws, d_off, src, s0, args.grads, woff, rows, k, nin, args.blas)
-    bias_gradient(args.ws[d_off:d_off + rows * k], 0, args.grads[boff:boff + k], 0, rows, k)
+    bias_gradient(args.ws[d_off:d_off + rows * k], ZERO, args.grads[boff:boff + k], ZERO, rows,
+                  k)
     return loss_sum
 
 
@@ -479,7 +482,7 @@ def output_layer_gradient(args, x, labels, targets, rows):
     the loss summed over the batch at the final codes."""
     L = args.layout[0]
     if L == 1:
-        return _output_grads(args, x, 0, labels, targets, rows)
+        return _output_grads(args, x, ZERO, labels, targets, rows)
     return _output_grads(args, args.ws, code_offset(args.layout, rows, L - 1), labels, targets,
                          rows)
 
@@ -503,11 +506,11 @@ def _local_grads(args, l, src, s0, rows):
             r[i] = s * (c0[i] - c[i])
     else:
         gemm_nt(src, s0, args.params, woff, r, 0, rows, nout, nin, args.blas)
-        add_bias(r, 0, args.params[boff:boff + nout], 0, rows, nout)
+        add_bias(r, ZERO, args.params[boff:boff + nout], ZERO, rows, nout)
         for i in range(n):
             r[i] = s * (r[i] - c[i])
     gemm_tn(r, 0, src, s0, args.grads, woff, rows, nout, nin, args.blas)
-    bias_gradient(r, 0, args.grads[boff:boff + nout], 0, rows, nout)
+    bias_gradient(r, ZERO, args.grads[boff:boff + nout], ZERO, rows, nout)
 
 
 @njit(**KERNEL)
@@ -519,7 +522,7 @@ def hidden_layer_gradient(args, l, x, rows):
     gradient and writes only its own slices of ``grads`` (and D1 as
     scratch), so layers may go in any order."""
     if l == 1:
-        _local_grads(args, l, x, 0, rows)
+        _local_grads(args, l, x, ZERO, rows)
     else:
         _local_grads(args, l, args.ws, code_offset(args.layout, rows, l - 1), rows)
 
@@ -566,7 +569,7 @@ def _memory_layer(args, l, src, s0, rows):
     gemm_tn(c, 0, src, s0, B_new, b_off, rows, nout, nin, args.blas)
     bias_gradient(src, s0, A_new, a_off + nin * nin, rows, nin)     # column sums
     A_new[a_off + nin * nin + nin] = rows
-    bias_gradient(c, 0, B_new, b_off + nout * nin, rows, nout)
+    bias_gradient(c, ZERO, B_new, b_off + nout * nin, rows, nout)
     keep = 1.0 - args.hyper[DECAY]
     for i in range(a_off, a_off + na):
         A_new[i] += keep * A[i]

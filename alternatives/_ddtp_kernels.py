@@ -23,6 +23,7 @@ Per-sample equations (rows are samples, L the per-sample loss, e = dL/da_L):
 """
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from fastbp.kernels.codes import KERNEL
@@ -78,7 +79,7 @@ def forward_directions(args, x, labels, targets, rows):
     ws, fb, tgt, tw, layout = args.ws, args.feedback.params, args.tgt, args.tw, args.layout
     L = layout[0]
     k = layout[L + 1]
-    G = 0
+    G = np.int64(0)         # int64 offsets: a literal 0 compiles callees again
     # the delta holds d(mean loss)/dA_L = e / rows
     scale = args.target_step * rows
     for l in range(1, L):
@@ -103,7 +104,7 @@ def feedback_directions(args, rows):
     L = layout[0]
     k = layout[L + 1]
     mw = max_width(layout)
-    P = 0
+    P = np.int64(0)
     P2 = rows * mw
     R = 2 * rows * mw
     _, a_off, _ = output_offsets(layout, rows)
@@ -147,7 +148,8 @@ def feedback_step(args, x, rows):
     fill_normal(args.eps, _block_offset(args.layout, rows, args.layout[0]), args.sigma,
                 args.rng)
     loss = feedback_directions(args, rows)
-    return finish_step(fb.params, fb.grads, fb.state, fb.opt_hyper, fb.train_hyper, 0, loss)
+    return finish_step(fb.params, fb.grads, fb.state, fb.opt_hyper, fb.train_hyper,
+                       np.int64(0), loss)
 
 
 @njit(**KERNEL)

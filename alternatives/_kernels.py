@@ -22,6 +22,7 @@ samples, so this is the textbook dW_l = delta_l h_{l-1}^T summed over the batch)
 """
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
@@ -74,6 +75,7 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
     The output delta e stays in the first delta buffer; each hidden layer's
     delta is built in the second one: delta_l = (e B_l) * f_l'(a_l).
     """
+    zero = np.int64(0)      # not the literal 0: callees would compile once more
     L = layout[0]
     k = layout[L + 1]
     e_off = output_offsets(layout, rows)[2]
@@ -91,10 +93,10 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
                 backprop_activation(ws, hoff, ws, other, rows, nout, layout[L + 1 + l])
             else:
                 n = rows * nout
-                backprop_activation(ws[hoff:hoff + n], 0, ws[other:other + n], 0,
+                backprop_activation(ws[hoff:hoff + n], zero, ws[other:other + n], zero,
                                     rows, nout, layout[L + 1 + l])
         if l == 1:
-            layer_gradient(ws, d, x, 0, grads, woff, boff, rows, nout, layout[l], blas)
+            layer_gradient(ws, d, x, zero, grads, woff, boff, rows, nout, layout[l], blas)
         else:
             layer_gradient(ws, d, ws, prev, grads, woff, boff, rows, nout, layout[l], blas)
 

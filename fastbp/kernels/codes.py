@@ -1,4 +1,5 @@
 """Integer codes shared by kernels and the Python registries that name them."""
+import numpy as np
 
 # activations (hidden and output)
 IDENTITY = 0
@@ -36,3 +37,7 @@ KERNEL = {"cache": True, "error_model": "numpy"}
 #: ninf are deliberately left out, so NaN/inf still propagate and the
 #: finiteness checks that follow keep working.
 REDUCTION = dict(KERNEL, fastmath={"reassoc", "contract", "nsz", "arcp"})
+
+#: the offset 0 as an int64, for kernels to pass to other kernels: a literal 0
+#: argument is typed Literal[int](0) and compiles the callee once more
+ZERO = np.int64(0)
