@@ -104,34 +104,35 @@ def update_is_finite(params, grads, state, opt_hyper):
 def _update_columns(p, g, state, opt_hyper, t, start):
     """The update at count t of the parameters ``p`` and gradient ``g``, the
     columns start..start+len(p)-1 of ``state``, in place, flushed (see
-    :func:`apply_update`); returns the number of non-finite values written.
+    :func:`apply_update`); returns True when a value written is not finite.
     Every array is indexed as a 1-D view from 0 (state through its row
     slices), which LLVM vectorises when the rows are contiguous. Inlined:
-    where the count is unused (apply_update) it is not computed."""
+    where the flag is unused (apply_update) it is not computed. Each value
+    is cast to the dtype before its check (``_flush`` of a float32 is a
+    float64), so float32 loops check in float32 vector lanes."""
     f = p.dtype.type
     n = p.shape[0]
     lr = opt_hyper[LR]
     tiny = _smallest_normal(p)
-    bad = 0
+    bad = False
     if opt_hyper[KIND] == ADAM:
         c = _adam_constants(p, opt_hyper, t)
         m = state[0, start:start + n]
         v = state[1, start:start + n]
         for i in range(n):
             pi, mi, vi = _adam_element(p[i], g[i], m[i], v[i], c)
-            pi = _flush(pi, tiny)
-            mi = _flush(mi, tiny)
-            vi = _flush(vi, tiny)
+            pi = f(_flush(pi, tiny))
+            mi = f(_flush(mi, tiny))
+            vi = f(_flush(vi, tiny))
             p[i] = pi
             m[i] = mi
             v[i] = vi
-            bad += (0 if np.isfinite(pi) else 1) + (0 if np.isfinite(mi) else 1) \
-                + (0 if np.isfinite(vi) else 1)
+            bad |= not (np.isfinite(pi) & np.isfinite(mi) & np.isfinite(vi))
     elif opt_hyper[A] == 0.0:
         for i in range(n):
             pi = f(_flush(p[i] - lr * g[i], tiny))
             p[i] = pi
-            bad += 0 if np.isfinite(pi) else 1
+            bad |= not np.isfinite(pi)
     else:
         mu = opt_hyper[A]
         nesterov = opt_hyper[B] != 0.0
@@ -142,7 +143,7 @@ def _update_columns(p, g, state, opt_hyper, t, start):
             vi = f(_flush(vi, tiny))
             p[i] = pi
             v[i] = vi
-            bad += (0 if np.isfinite(pi) else 1) + (0 if np.isfinite(vi) else 1)
+            bad |= not (np.isfinite(pi) & np.isfinite(vi))
     return bad
 
 
@@ -194,8 +195,8 @@ def update_columns(params, grads, state, opt_hyper, start, n):
         non-finite or overflowing update is still written: the caller
         restores the range).
     """
-    return _update_columns(params[start:start + n], grads[start:start + n], state, opt_hyper,
-                           opt_hyper[T] + 1.0, start) == 0
+    return not _update_columns(params[start:start + n], grads[start:start + n], state,
+                               opt_hyper, opt_hyper[T] + 1.0, start)
 
 
 @njit(inline="always", **KERNEL)
