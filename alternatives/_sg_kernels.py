@@ -47,10 +47,11 @@ layer l. Module l then minimises mean_batch 1/2 ||P_l - T_l||^2.
 """
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import KERNEL, OK, RELU
+from fastbp.kernels.codes import KERNEL, OK, RELU, ZERO
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
@@ -159,8 +160,8 @@ def module_forward(mod, h, h0, labels, targets, out, o0, z, z0, rows, blas):
         context_layer(h, h0, rows, n, n, mod.params, labels, targets, mod.k, out, o0, blas)
     else:
         q = context_layer(h, h0, rows, n, m, mod.params, labels, targets, mod.k, z, z0, blas)
-        activate_inplace(z, z0, rows, m, RELU)
-        context_layer(z, z0, rows, m, n, mod.params[q:], labels, targets, 0, out, o0, blas)
+        activate_inplace(z, z0, rows, m, np.int64(RELU))
+        context_layer(z, z0, rows, m, n, mod.params[q:], labels, targets, ZERO, out, o0, blas)
 
 
 @njit(**KERNEL)
@@ -173,10 +174,10 @@ def module_backward(mod, h, h0, labels, targets, R, r0, z, z0, dz, rows, blas):
         context_layer_grad(R, r0, h, h0, rows, n, n, mod.grads, labels, targets, mod.k, blas)
     else:
         q = m * (n + mod.k) + m
-        context_layer_grad(R, r0, z, z0, rows, m, n, mod.grads[q:], labels, targets, 0, blas)
+        context_layer_grad(R, r0, z, z0, rows, m, n, mod.grads[q:], labels, targets, ZERO, blas)
         gemm_nn(R, r0, mod.params, q, dz, 0, rows, m, n, blas)
-        backprop_activation(z, z0, dz, 0, rows, m, RELU)
-        context_layer_grad(dz, 0, h, h0, rows, n, m, mod.grads, labels, targets, mod.k, blas)
+        backprop_activation(z, z0, dz, ZERO, rows, m, np.int64(RELU))
+        context_layer_grad(dz, ZERO, h, h0, rows, n, m, mod.grads, labels, targets, mod.k, blas)
 
 
 @njit(**KERNEL)
@@ -235,7 +236,7 @@ def sg_backward(args, x, rows):
         hoff -= rows * nout
         prev_off = hoff - rows * nin
         if l == 1:
-            layer_gradient(ws, cur, x, 0, grads, woff, boff, rows, nout, nin, blas)
+            layer_gradient(ws, cur, x, ZERO, grads, woff, boff, rows, nout, nin, blas)
         else:
             layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
         if l > 1:
@@ -250,7 +251,7 @@ def sg_backward(args, x, rows):
                 backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
             else:
                 n = rows * nin
-                backprop_activation(ws[prev_off:prev_off + n], 0, ws[other:other + n], 0,
+                backprop_activation(ws[prev_off:prev_off + n], ZERO, ws[other:other + n], ZERO,
                                     rows, nin, layout[L + l])
             cur, other = other, cur
 
@@ -303,7 +304,8 @@ def joint_step(args, x, labels, targets, rows):
     -------
     (objective, number correct, status, module loss)
     """
-    loss_sum, correct = directions(args, x, labels, targets, rows, False)
+    # np.bool_, not the literal False: directions would compile once more
+    loss_sum, correct = directions(args, x, labels, targets, rows, np.bool_(False))
     with_modules = args.sgl.table.shape[0] > 0
     sg_loss = 0.0
     if with_modules:

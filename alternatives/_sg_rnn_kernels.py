@@ -22,9 +22,10 @@ gradient.
 """
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
-from fastbp.kernels.codes import KERNEL, OK, SQUARED_ERROR
+from fastbp.kernels.codes import KERNEL, OK, SQUARED_ERROR, ZERO
 from fastbp.kernels.epochs import register_batch_step, run_epochs
 from fastbp.kernels.mlp import forward as mlp_forward
 from fastbp.kernels.mlp import loss_gradients as mlp_loss_gradients
@@ -96,7 +97,8 @@ def train_window(args, rows, T, t0, t1, lb, tb, apply, acc):
         factor = args.scale / rows
         for j in range(blk):
             inject[j] *= factor
-    backward_window(params, grads, layout, ws, rows, T, t0, t1, 0, inject, train_m, args.blas)
+    backward_window(params, grads, layout, ws, rows, T, t0, t1, ZERO, inject, train_m,
+                    args.blas)
     if not apply:
         if learn:
             for j in range(acc.shape[0]):
@@ -111,14 +113,14 @@ def train_window(args, rows, T, t0, t1, lb, tb, apply, acc):
         first = hs + t0 * blk
         m_loss, _ = mlp_loss_gradients(ws[first:first + blk], args.mlabels, mtargets, rows,
                                        mset.params, mset.grads, args.mws, args.mlayout,
-                                       SQUARED_ERROR, args.mblas)
+                                       np.int64(SQUARED_ERROR), args.mblas)
     # the network and M update together, all or nothing
     if learn:
         obj, status = finish_steps(main, n_weights(layout), loss / n if n > 0 else 0.0, mset,
                                    m_loss / rows, train_m)
     else:
         obj, status = finish_step(mset.params, mset.grads, mset.state, mset.opt_hyper,
-                                  mset.train_hyper, 0, m_loss / rows)
+                                  mset.train_hyper, ZERO, m_loss / rows)
     if status != OK:
         return 0.0, 0.0, 0, 0, 0.0, 0, status
     if not learn:
@@ -152,7 +154,7 @@ def train_step(args, X, labels, targets, order, lb, tb, apply, acc):
     order). Returns (mean objective over loss terms, number correct, status,
     M's mean squared error over the rows it trained on, or -1 if none)."""
     rows, T = X.shape[0], X.shape[1]
-    gather_sequences(X, labels, targets, order, 0, rows, args.ws,
+    gather_sequences(X, labels, targets, order, ZERO, rows, args.ws,
                      offsets(args.layout, rows, T)[2], lb, tb)
     loss_acc, correct, terms, updates, m_err, m_rows, status = train_batch(
         args, rows, T, lb, tb, apply, acc)
@@ -166,7 +168,7 @@ def sg_tbptt_batch(args, X, labels, targets, order, xb, lb, tb, start, rows, pha
     T = X.shape[1]
     gather_sequences(X, labels, targets, order, start, rows, args.ws,
                      offsets(args.layout, rows, T)[2], lb, tb)
-    return train_batch(args, rows, T, lb, tb, True, args.step.params[:0])
+    return train_batch(args, rows, T, lb, tb, np.bool_(True), args.step.params[:0])
 
 
 register_batch_step(SGTBPTTArgs, sg_tbptt_batch)

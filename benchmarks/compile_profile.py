@@ -16,11 +16,13 @@ Usage (from the repository root)::
     python benchmarks/compile_profile.py                 # backprop, MLP, float32
     python benchmarks/compile_profile.py --trainer dtp --dtype float64
     python benchmarks/compile_profile.py --model rnn     # Elman RNN, BPTT
+    python benchmarks/compile_profile.py --trainer sg --model rnn --option truncate=2
 
 The timings are compile events' wall clock: on a shared machine they swell
 with the load, the CPU seconds per phase much less.
 """
 import argparse
+import ast
 import os
 import sys
 import tempfile
@@ -55,7 +57,19 @@ def _workload(args):
                        dtype=args.dtype, seed=0)
     if args.trainer != "backprop":
         import alternatives  # noqa: F401  (registers the trainers)
-    return fb.get_trainer(args.trainer, model)(model, optimizer=fb.Adam(1e-3)), X, y
+    trainer = fb.get_trainer(args.trainer, model)
+    return trainer(model, optimizer=fb.Adam(1e-3), **dict(args.option)), X, y
+
+
+def _option(text):
+    """KEY=VALUE -> (key, value), the value a Python literal when it is one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def profile(args):
@@ -127,6 +141,8 @@ def main(argv=None):
     parser.add_argument("--trainer", default="backprop", help="registry name (backprop)")
     parser.add_argument("--model", choices=["mlp", "rnn"], default="mlp")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--option", type=_option, action="append", default=[],
+                        metavar="KEY=VALUE", help="trainer constructor argument (repeatable)")
     parser.add_argument("--top", type=int, default=15, help="rows of the longest list")
     args = parser.parse_args(argv)
     if "NUMBA_CACHE_DIR" in os.environ or "FASTBP_CACHE_DIR" in os.environ:
