@@ -16,7 +16,7 @@ from collections import namedtuple
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
-from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.codes import KERNEL, ZERO
 from fastbp.kernels.epochs import gather_batch
 from fastbp.kernels.linalg import gemm_nn
 from fastbp.kernels.losses import loss_and_delta
@@ -109,7 +109,7 @@ def lower_forward(data, grp, mod, bottom, src, s0, up, u0, start, rows):
     h_off = output_offsets(layout, rows)[0]
     for j in range(rows * n):
         up[u0 + j] = ws[h_off + j]
-    module_forward(as_module(mod), up, u0, data.lb, data.tb, mod.pbuf, 0, mod.zbuf, 0, rows,
+    module_forward(as_module(mod), up, u0, data.lb, data.tb, mod.pbuf, ZERO, mod.zbuf, ZERO, rows,
                    mod.blas)
 
 
@@ -161,8 +161,8 @@ def module_step(data, mod, h, h0, tgt, t0, start, rows):
     parameters. Returns (module loss, status)."""
     gather_context(data, start, rows)
     mm = as_module(mod)
-    module_forward(mm, h, h0, data.lb, data.tb, mod.qbuf, 0, mod.zbuf, 0, rows, mod.blas)
-    loss = residual(mod.qbuf, 0, tgt, t0, mod.rbuf, 0, rows, mm.n)
-    module_backward(mm, h, h0, data.lb, data.tb, mod.rbuf, 0, mod.zbuf, 0, mod.dzbuf, rows,
+    module_forward(mm, h, h0, data.lb, data.tb, mod.qbuf, ZERO, mod.zbuf, ZERO, rows, mod.blas)
+    loss = residual(mod.qbuf, ZERO, tgt, t0, mod.rbuf, ZERO, rows, mm.n)
+    module_backward(mm, h, h0, data.lb, data.tb, mod.rbuf, ZERO, mod.zbuf, ZERO, mod.dzbuf, rows,
                     mod.blas)
-    return update(mod, 0, loss)
+    return update(mod, ZERO, loss)

@@ -537,8 +537,8 @@ def sequence_gradients(X, labels, targets, order, params, grads, ws, layout, lb,
     zero_initial_state(ws, layout, rows, T)
     forward_window(params, layout, ws, rows, T, zero, T, blas)
     loss, correct, terms = window_loss(ws, layout, rows, T, zero, T, lb, tb, loss_code)
-    backward_window(params, grads, layout, ws, rows, T, zero, T, truncate, params[:0], False,
-                    blas)
+    backward_window(params, grads, layout, ws, rows, T, zero, T, truncate, params[:0],
+                    np.bool_(False), blas)
     return loss, correct, terms
 
 
@@ -578,7 +578,7 @@ def train_batch(args, rows, T, lb, tb):
         if n == 0:
             continue
         backward_window(params, grads, layout, ws, rows, T, t0, t1, np.int64(0), params[:0],
-                        False, blas)
+                        np.bool_(False), blas)
         obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw, loss / n)
         if status != OK:
             return loss_acc, correct, terms, updates, status
