@@ -48,7 +48,7 @@ from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
 from fastbp.kernels.codes import (IDENTITY, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS,
-                                  NONFINITE_UPDATE, OK)
+                                  NONFINITE_UPDATE, OK, ZERO)
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_tn
 from fastbp.kernels.losses import loss_and_delta
@@ -291,16 +291,15 @@ def layer_update(args, woff, nw, boff, nb):
 
 
 @njit(**KERNEL)
-def _restore_layers(args, first, last):
-    """Undo the updates of layers first..last (1-based) from the backup."""
+def _restore_layers(args, last):
+    """Undo the updates of layers 1..last from the backup."""
     layout = args.layout
-    woff = 0
+    woff = ZERO
     boff = n_weights(layout)
     for l in range(1, last + 1):
         nw = layout[l + 1] * layout[l]
-        if l >= first:
-            _restore_range(args, woff, nw)
-            _restore_range(args, boff, layout[l + 1])
+        _restore_range(args, woff, nw)
+        _restore_range(args, boff, layout[l + 1])
         woff += nw
         boff += layout[l + 1]
 
@@ -358,10 +357,10 @@ def hsic_pass(args, x, labels, targets, rows, update):
         target_matrix(args.rx, args.ry, args.beta, m, args.s)
     penalty = 0.0
     j_sum = 0.0
-    woff = 0
+    woff = ZERO             # int64 offsets: a literal 0 compiles each callee again
     boff = n_weights(layout)
-    hoff = 0
-    prev = 0
+    hoff = ZERO
+    prev = ZERO
     for l in range(1, L):
         nin = layout[l]
         nout = layout[l + 1]
@@ -377,20 +376,20 @@ def hsic_pass(args, x, labels, targets, rows, update):
                                 args.gs, dZ)
             if not np.isfinite(J):
                 if update:
-                    _restore_layers(args, 1, l - 1)
+                    _restore_layers(args, l - 1)
                 return np.nan, 0.0, NONFINITE_GRADIENT, np.nan
             j_sum += J
             if update:
                 args.info[l - 1, 0] = layer_nhsic(args.rx, m, epsilon, hws)
                 args.info[l - 1, 1] = layer_nhsic(args.ry, m, epsilon, hws)
-            backprop_activation(ws[hoff:hoff + n], 0, ws[d_off:d_off + n], 0, rows, nout, code)
+            backprop_activation(ws[hoff:hoff + n], ZERO, ws[d_off:d_off + n], ZERO, rows, nout, code)
             gemm_tn(ws, d_off, src, s0, grads, woff, rows, nout, nin, blas)
-            bias_gradient(ws[d_off:d_off + n], 0, grads[boff:boff + nout], 0, rows, nout)
+            bias_gradient(ws[d_off:d_off + n], ZERO, grads[boff:boff + nout], ZERO, rows, nout)
             if update:
                 p, status = layer_update(args, woff, nw, boff, nout)
                 penalty += p
                 if status != OK:
-                    _restore_layers(args, 1, l - 1)
+                    _restore_layers(args, l - 1)
                     return np.nan, 0.0, status, np.nan
                 # H_l again, from the updated layer: the input of layer l + 1
                 layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code,
@@ -405,21 +404,21 @@ def hsic_pass(args, x, labels, targets, rows, update):
     nin = layout[L]
     nw = k * nin
     src, s0 = _layer_input(x, ws, L, prev)
-    layer_apply(src, s0, params, woff, boff, ws, a_out, rows, k, nin, IDENTITY, blas)
+    layer_apply(src, s0, params, woff, boff, ws, a_out, rows, k, nin, np.int64(IDENTITY), blas)
     n = rows * k
     for i in range(n):
         ws[h_out + i] = ws[a_out + i]
     out_code = layout[2 * L + 1]
-    activate_inplace(ws[h_out:h_out + n], 0, rows, k, out_code)
+    activate_inplace(ws[h_out:h_out + n], ZERO, rows, k, out_code)
     loss_sum, correct = loss_and_delta(ws, a_out, h_out, d_off, rows, k, labels, targets,
                                        int(train_hyper[LOSS]), out_code)
     updated = L - 1 if update and hidden else 0     # hidden layers updated in place
     if not np.isfinite(loss_sum):
-        _restore_layers(args, 1, updated)
+        _restore_layers(args, updated)
         return loss_sum / rows, correct, NONFINITE_LOSS, j_sum
     if phase != HSIC:
         gemm_tn(ws, d_off, src, s0, grads, woff, rows, k, nin, blas)
-        bias_gradient(ws[d_off:d_off + n], 0, grads[boff:boff + k], 0, rows, k)
+        bias_gradient(ws[d_off:d_off + n], ZERO, grads[boff:boff + k], ZERO, rows, k)
     if update:
         if phase == HSIC:
             penalty += _frozen_penalty(params, woff, nw, lam)
@@ -427,7 +426,7 @@ def hsic_pass(args, x, labels, targets, rows, update):
             p, status = layer_update(args, woff, nw, boff, k)
             penalty += p
             if status != OK:
-                _restore_layers(args, 1, updated)
+                _restore_layers(args, updated)
                 return loss_sum / rows + penalty, correct, status, j_sum
         opt_hyper[T] += 1.0
     return loss_sum / rows + penalty, correct, OK, j_sum
@@ -437,7 +436,7 @@ def hsic_pass(args, x, labels, targets, rows, update):
 def train_step(args, x, labels, targets, rows):
     """One update of ``args.phase`` on one batch: (objective, number correct,
     status, sum of the layers' J)."""
-    return hsic_pass(args, x, labels, targets, rows, True)
+    return hsic_pass(args, x, labels, targets, rows, np.bool_(True))
 
 
 @njit(**KERNEL)
