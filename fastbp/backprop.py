@@ -9,7 +9,7 @@ from .kernels.linalg import SMALL_GEMM
 from .kernels.optim import CLIP, LOSS
 from .models import MLP, ElmanRNN
 from .small_nets import optimizer_variant, small_fit_kernel
-from .trainer import IN_ORDER, Trainer
+from .trainer import Trainer
 from .validation import check_positive_int
 
 __all__ = ["BackpropTrainer"]
@@ -213,9 +213,9 @@ class BackpropTrainer(Trainer):
             ws = self.workspace(rows, T)
             lb, tb = self.sequence_buffers(rows, T, labels.size > 0)
             with self._blas_scope(rows, T):
-                rnn_kernels.sequence_gradients(X, labels, targets, IN_ORDER, m.flat_params,
-                                               self.grads, ws, m.layout, lb, tb, loss_code,
-                                               self.truncate or 0, m.blas(rows, T))
+                rnn_kernels.sequence_gradients(X, labels, targets, m.flat_params, self.grads, ws,
+                                               m.layout, lb, tb, loss_code, self.truncate or 0,
+                                               m.blas(rows, T))
         else:
             ws = self.workspace(rows)
             mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,

@@ -524,16 +524,16 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
 
 
 @njit(**KERNEL)
-def sequence_gradients(X, labels, targets, order, params, grads, ws, layout, lb, tb,
-                       loss_code, truncate, blas):
+def sequence_gradients(X, labels, targets, params, grads, ws, layout, lb, tb, loss_code,
+                       truncate, blas):
     """Gradient of the batch's mean loss with backpropagation through time,
     truncated at every multiple of ``truncate`` (0: full BPTT), at fixed
-    parameters; X holds the whole batch (``order`` is (0,): in order). Returns
-    (loss sum, number correct, number of loss terms)."""
+    parameters; X holds the whole batch, taken in order. Returns (loss sum,
+    number correct, number of loss terms)."""
     rows, T = X.shape[0], X.shape[1]
     zero = np.int64(0)
     xs = offsets(layout, rows, T)[2]
-    gather_sequences(X, labels, targets, order, zero, rows, ws, xs, lb, tb)
+    gather_sequences(X, labels, targets, lb[:0], zero, rows, ws, xs, lb, tb)
     zero_initial_state(ws, layout, rows, T)
     forward_window(params, layout, ws, rows, T, zero, T, blas)
     loss, correct, terms = window_loss(ws, layout, rows, T, zero, T, lb, tb, loss_code)
