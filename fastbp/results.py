@@ -114,6 +114,9 @@ class Results(_JsonRecords):
     record_keys = _RUN_KEYS
     file_kind = "a fastbp results file"
 
+    def __init__(self, runs=(), meta=None):
+        super().__init__(runs, meta)
+
     # -- aggregation -----------------------------------------------------------------
     def pairs(self):
         """(task, trainer) pairs in the order they first appear."""
@@ -352,6 +355,9 @@ class Tuning(_JsonRecords):
     record_keys = ("task", "trainer", "status", "best", "trials")
     file_format = "fastbp-tuning"
     file_kind = "a fastbp tuning file, the tuning.json fastbp tune writes"
+
+    def __init__(self, studies=(), meta=None):
+        super().__init__(studies, meta)
 
     def best(self, task, trainer):
         """The best trial's values for a pair, or None (not tuned, not
