@@ -23,10 +23,9 @@ Per-sample equations (rows are samples, L the per-sample loss, e = dL/da_L):
 """
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
-from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.codes import KERNEL, ZERO
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nt, gemm_tn
 from fastbp.kernels.mlp import add_bias, forward, n_weights, output_offsets
@@ -79,7 +78,7 @@ def forward_directions(args, x, labels, targets, rows):
     ws, fb, tgt, tw, layout = args.ws, args.feedback.params, args.tgt, args.tw, args.layout
     L = layout[0]
     k = layout[L + 1]
-    G = np.int64(0)         # int64 offsets: a literal 0 compiles callees again
+    G = ZERO
     # the delta holds d(mean loss)/dA_L = e / rows
     scale = args.target_step * rows
     for l in range(1, L):
@@ -104,7 +103,7 @@ def feedback_directions(args, rows):
     L = layout[0]
     k = layout[L + 1]
     mw = max_width(layout)
-    P = np.int64(0)
+    P = ZERO
     P2 = rows * mw
     R = 2 * rows * mw
     _, a_off, _ = output_offsets(layout, rows)
@@ -149,7 +148,7 @@ def feedback_step(args, x, rows):
                 args.rng)
     loss = feedback_directions(args, rows)
     return finish_step(fb.params, fb.grads, fb.state, fb.opt_hyper, fb.train_hyper,
-                       np.int64(0), loss)
+                       ZERO, loss)
 
 
 @njit(**KERNEL)

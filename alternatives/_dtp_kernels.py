@@ -26,11 +26,10 @@ Per-sample equations (rows are samples; the loss L is the per-sample loss):
 """
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.codes import KERNEL, ZERO
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
@@ -119,7 +118,7 @@ def forward_and_output_gradient(args, x, labels, targets, rows):
     # output layer: gradient of the mean loss
     woff, boff, prev, _ = _offsets(layout, rows, L)
     if L == 1:
-        layer_gradient(ws, d_off, x, np.int64(0), grads, woff, boff, rows, k, layout[L], blas)
+        layer_gradient(ws, d_off, x, ZERO, grads, woff, boff, rows, k, layout[L], blas)
     else:
         layer_gradient(ws, d_off, ws, prev, grads, woff, boff, rows, k, layout[L], blas)
     return loss_sum, correct, d_off
@@ -141,7 +140,7 @@ def target_gradient(args, x, rows, l, tgt, t0, g0):
         tw[g0 + i] = (ws[hoff + i] - tgt[t0 + i]) * inv_b
     backprop_activation(ws, hoff, tw, g0, rows, nout, layout[layout[0] + 1 + l])
     if l == 1:
-        layer_gradient(tw, g0, x, np.int64(0), args.step.grads, woff, boff, rows, nout, nin,
+        layer_gradient(tw, g0, x, ZERO, args.step.grads, woff, boff, rows, nout, nin,
                        args.blas)
     else:
         layer_gradient(tw, g0, ws, prev, args.step.grads, woff, boff, rows, nout, nin,
@@ -164,7 +163,7 @@ def forward_directions(args, x, labels, targets, rows):
     woff, _, prev, _ = _offsets(layout, rows, L)
     nin = layout[L]
     mw = max_width(layout)
-    T = np.int64(0)         # int64 offsets: a literal 0 compiles callees again
+    T = ZERO
     T2 = rows * mw
     G1 = 2 * rows * mw
     G2 = 3 * rows * mw
@@ -206,7 +205,7 @@ def inverse_directions(args, rows):
     inv_code = args.inv_code
     L = layout[0]
     mw = max_width(layout)
-    N = np.int64(0)
+    N = ZERO
     F = rows * mw
     R = 2 * rows * mw
     D = 3 * rows * mw
@@ -239,7 +238,7 @@ def inverse_step(args, x, rows):
     forward(x, rows, args.step.params, args.layout, args.ws, args.blas)
     loss = inverse_directions(args, rows)
     return finish_step(inverse.params, inverse.grads, inverse.state, inverse.opt_hyper,
-                       inverse.train_hyper, np.int64(0), loss)
+                       inverse.train_hyper, ZERO, loss)
 
 
 @njit(**KERNEL)

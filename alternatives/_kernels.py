@@ -22,11 +22,10 @@ samples, so this is the textbook dW_l = delta_l h_{l-1}^T summed over the batch)
 """
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
-from fastbp.kernels.codes import KERNEL
+from fastbp.kernels.codes import KERNEL, ZERO
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn
 from fastbp.kernels.losses import loss_and_delta
@@ -75,7 +74,6 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
     The output delta e stays in the first delta buffer; each hidden layer's
     delta is built in the second one: delta_l = (e B_l) * f_l'(a_l).
     """
-    zero = np.int64(0)      # not the literal 0: callees would compile once more
     L = layout[0]
     k = layout[L + 1]
     e_off = output_offsets(layout, rows)[2]
@@ -93,10 +91,10 @@ def dfa_backward(x, rows, feedback, grads, layout, ws, blas):
                 backprop_activation(ws, hoff, ws, other, rows, nout, layout[L + 1 + l])
             else:
                 n = rows * nout
-                backprop_activation(ws[hoff:hoff + n], zero, ws[other:other + n], zero,
+                backprop_activation(ws[hoff:hoff + n], ZERO, ws[other:other + n], ZERO,
                                     rows, nout, layout[L + 1 + l])
         if l == 1:
-            layer_gradient(ws, d, x, zero, grads, woff, boff, rows, nout, layout[l], blas)
+            layer_gradient(ws, d, x, ZERO, grads, woff, boff, rows, nout, layout[l], blas)
         else:
             layer_gradient(ws, d, ws, prev, grads, woff, boff, rows, nout, layout[l], blas)
 

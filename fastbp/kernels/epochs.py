@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from .codes import KERNEL, OK
+from .codes import KERNEL, OK, ZERO
 
 #: The training set and the batch buffers: X (n, n_0) (or (n, T, i) for
 #: sequences), labels int64 (n,) or (0,), targets (n, k) or (0, 0), order
@@ -205,10 +205,10 @@ def run_epochs(args, data, plan, stats):
         for phase in range(passes):
             loss_acc = 0.0
             correct = 0.0
-            terms = np.int64(0)     # not the literal 0: record_epoch would compile twice
-            steps = np.int64(0)
+            terms = ZERO
+            steps = ZERO
             aux_acc = 0.0
-            aux_count = np.int64(0)
+            aux_count = ZERO
             for start in range(0, n, batch_size):
                 rows = min(batch_size, n - start)
                 l, c, t, u, a, ac, status = batch_step(args, X, labels, targets, order, xb, lb,

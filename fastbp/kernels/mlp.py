@@ -31,7 +31,7 @@ from numba import njit
 
 from .activations import (activate_inplace, backprop_activation, sigmoid_scalar, tanh_float32,
                           tanh_float64)
-from .codes import KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .codes import KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH, ZERO
 from .epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from .linalg import gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
@@ -188,12 +188,11 @@ def layer_gradient(ws, d, src, s0, grads, woff, boff, rows, nout, nin, blas):
     """dW_l = delta_l^T H_{l-1} into grads[woff:] and db_l = column sums of
     delta_l into grads[boff:], for the (rows, nout) delta at ws[d:] and the
     (rows, nin) layer input at src[s0:]."""
-    zero = np.int64(0)
     gemm_tn(ws, d, src, s0, grads, woff, rows, nout, nin, blas)
     if blas is None:
         bias_gradient(ws, d, grads, boff, rows, nout)
     else:
-        bias_gradient(ws[d:d + rows * nout], zero, grads[boff:boff + nout], zero, rows, nout)
+        bias_gradient(ws[d:d + rows * nout], ZERO, grads[boff:boff + nout], ZERO, rows, nout)
 
 
 @njit(**KERNEL)
@@ -202,15 +201,12 @@ def forward(x, rows, params, layout, ws, blas):
 
     a_l = H_{l-1} W_l^T + b_l (rows are samples), H_l = f_l(a_l).
     """
-    # int64 offsets, never the literal 0: Numba would compile the callees
-    # once more for a Literal[int](0) argument seen while typing the loop
-    zero = np.int64(0)
     L = layout[0]
-    woff = zero
+    woff = ZERO
     boff = n_weights(layout)
-    hoff = zero
+    hoff = ZERO
     a_out = rows * _hidden_total(layout)
-    src_off = zero
+    src_off = ZERO
     for l in range(1, L + 1):
         nin = layout[l]
         nout = layout[l + 1]
@@ -235,11 +231,11 @@ def forward(x, rows, params, layout, ws, blas):
                 add_bias(ws, hoff, params, boff, rows, nout)
             activate_inplace(ws, hoff, rows, nout, layout[L + 1 + l])
         elif l == L:
-            add_bias(ws[a_off:a_off + n], zero, params[boff:boff + nout], zero, rows, nout)
+            add_bias(ws[a_off:a_off + n], ZERO, params[boff:boff + nout], ZERO, rows, nout)
             ws[hoff:hoff + n] = ws[a_off:a_off + n]
-            activate_inplace(ws[hoff:hoff + n], zero, rows, nout, layout[L + 1 + l])
+            activate_inplace(ws[hoff:hoff + n], ZERO, rows, nout, layout[L + 1 + l])
         else:       # bias and activation in one pass over a large block
-            bias_activate(ws[hoff:hoff + n], zero, params[boff:boff + nout], zero, rows, nout,
+            bias_activate(ws[hoff:hoff + n], ZERO, params[boff:boff + nout], ZERO, rows, nout,
                           layout[L + 1 + l])
         src_off = hoff
         woff += nout * nin
@@ -256,7 +252,6 @@ def backward(x, rows, params, grads, layout, ws, blas):
     db_l = column sums of delta_l (the row-per-sample form of the textbook
     delta_l = (W_{l+1}^T delta_{l+1}) * f'(a_l), dW_l = delta_l h_{l-1}^T).
     """
-    zero = np.int64(0)
     L = layout[0]
     total_h = _hidden_total(layout)
     cur = rows * (total_h + layout[L + 1])
@@ -275,7 +270,7 @@ def backward(x, rows, params, grads, layout, ws, blas):
         # formed (below), so only dW is left for BLAS
         if blas is None or l == L:
             if l == 1:
-                layer_gradient(ws, cur, x, zero, grads, woff, boff, rows, nout, nin, blas)
+                layer_gradient(ws, cur, x, ZERO, grads, woff, boff, rows, nout, nin, blas)
             else:
                 layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
         elif l == 1:
@@ -288,8 +283,8 @@ def backward(x, rows, params, grads, layout, ws, blas):
                 backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
             else:
                 n = rows * nin
-                delta_and_bias_gradient(ws[prev_off:prev_off + n], zero, ws[other:other + n],
-                                        zero, grads[boff - nin:boff], zero, rows, nin,
+                delta_and_bias_gradient(ws[prev_off:prev_off + n], ZERO, ws[other:other + n],
+                                        ZERO, grads[boff - nin:boff], ZERO, rows, nin,
                                         layout[L + l])
             cur, other = other, cur
 

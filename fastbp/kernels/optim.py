@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from .codes import (ADAM, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS, NONFINITE_UPDATE, OK,
-                    REDUCTION)
+                    REDUCTION, ZERO)
 
 KIND, LR, A, B, EPS, T = 0, 1, 2, 3, 4, 5
 # train_hyper: [loss code, weight decay lambda, clip norm (0 = off)]
@@ -317,7 +317,7 @@ def finish_steps(main, n_weights, data_loss, aux, aux_loss, with_aux=True):
     """
     if with_aux:
         _, aux_status = check_step(aux.params, aux.grads, aux.state, aux.opt_hyper,
-                                   aux.train_hyper, np.int64(0), aux_loss)
+                                   aux.train_hyper, ZERO, aux_loss)
         if aux_status != OK:
             return data_loss, aux_status
     objective, status = finish_step(main.params, main.grads, main.state, main.opt_hyper,

@@ -55,7 +55,7 @@ from numba import njit
 
 from .activations import (activate_inplace, add_activate, add_backprop_activation,
                           backprop_activation)
-from .codes import KERNEL, OK
+from .codes import KERNEL, OK, ZERO
 from .epochs import register_batch_step, run_epochs
 from .linalg import SMALL_GEMM, gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
@@ -106,7 +106,7 @@ def offsets(layout, rows, T):
     batch of ``rows`` sequences of ``T`` steps (see the module docstring),
     each a multiple of :data:`ALIGN`."""
     i, h, o = layout[IN], layout[HID], layout[OUT]
-    wt_in = np.int64(0)     # not the literal 0: see forward_window
+    wt_in = ZERO
     wt_rec = wt_in + _up(i * h)
     xs = wt_rec + _up(h * h)
     hs = xs + _up(T * rows * i)
@@ -336,9 +336,8 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     blk = rows * h
     # offset 0 as an int64: the literal 0 would compile a specialization of
     # its own for each helper also called at run-time offsets
-    zero = np.int64(0)
     bias = params[nw:nw + h]
-    _transpose(params, zero, ws, wt_in, h, i)
+    _transpose(params, ZERO, ws, wt_in, h, i)
     _transpose(params, h * i, ws, wt_rec, h, h)
     WT_rec = ws[wt_rec:wt_rec + h * h]
     Z = ws[z:z + blk]
@@ -347,7 +346,7 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     XS = ws[xs + t0 * rows * i:xs + t1 * rows * i]
     WT_in = ws[wt_in:wt_in + i * h]
     small = blas is None or blk * h < SMALL_GEMM
-    zero_start = _is_zero(Hs, zero, blk)
+    zero_start = _is_zero(Hs, ZERO, blk)
     # a_t = b + x_t W_in^T for every step of the window, in blocks 1..steps
     if i == 1:
         _project_scalar_inputs(XS, WT_in, bias, Hs, blk, steps * rows, h)
@@ -376,9 +375,9 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     HO = ws[ho + out0:ho + out0 + n]
     gemm_nt(ws[hs + first * blk:hs + first * blk + n_rows * h], 0, params[w_out:w_out + o * h],
             0, A, 0, n_rows, o, h, blas)
-    add_bias(A, zero, params[nw + h:nw + h + o], zero, n_rows, o)
+    add_bias(A, ZERO, params[nw + h:nw + h + o], ZERO, n_rows, o)
     HO[:] = A
-    activate_inplace(HO, zero, n_rows, o, layout[OUT_ACT])
+    activate_inplace(HO, ZERO, n_rows, o, layout[OUT_ACT])
 
 
 @njit(**KERNEL)
@@ -436,7 +435,6 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     the Z block receives dJ/dh_{t0} = delta_{t0+1} W_rec afterwards, the
     gradient that arrives at the window's first state.
     """
-    zero = np.int64(0)
     i, h, o = layout[IN], layout[HID], layout[OUT]
     wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
     nw = n_weights(layout)
@@ -465,7 +463,7 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
         DO = ws[do + out0:do + out0 + n_rows * o]
         H_out = ws[hs + first * blk:hs + first * blk + n_rows * h]
         gemm_tn(DO, 0, H_out, 0, grads[w_out:w_out + o * h], 0, n_rows, o, h, blas)
-        bias_gradient(DO, zero, grads[nw + h:nw + h + o], zero, n_rows, o)
+        bias_gradient(DO, ZERO, grads[nw + h:nw + h + o], ZERO, n_rows, o)
         d_first = (first - 1 - t0) * blk
         gemm_nn(DO, 0, params[w_out:w_out + o * h], 0, DELTA[d_first:d_first + n_rows * h], 0,
                 n_rows, h, o, blas)
@@ -511,7 +509,7 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
             dst = Z if carried else DELTA[d - blk:d]
             gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, dst, 0, rows, h, h, blas)
     # weight gradients of the whole window as single products
-    skip = rows if _is_zero(Hs, zero, blk) else 0
+    skip = rows if _is_zero(Hs, ZERO, blk) else 0
     if skip < m:
         gemm_tn(DELTA[skip * h:], 0, Hs[skip * h:], 0, grads[w_rec:w_rec + h * h], 0, m - skip,
                 h, h, blas)
@@ -531,13 +529,12 @@ def sequence_gradients(X, labels, targets, params, grads, ws, layout, lb, tb, lo
     parameters; X holds the whole batch, taken in order. Returns (loss sum,
     number correct, number of loss terms)."""
     rows, T = X.shape[0], X.shape[1]
-    zero = np.int64(0)
     xs = offsets(layout, rows, T)[2]
-    gather_sequences(X, labels, targets, lb[:0], zero, rows, ws, xs, lb, tb)
+    gather_sequences(X, labels, targets, lb[:0], ZERO, rows, ws, xs, lb, tb)
     zero_initial_state(ws, layout, rows, T)
-    forward_window(params, layout, ws, rows, T, zero, T, blas)
-    loss, correct, terms = window_loss(ws, layout, rows, T, zero, T, lb, tb, loss_code)
-    backward_window(params, grads, layout, ws, rows, T, zero, T, truncate, params[:0],
+    forward_window(params, layout, ws, rows, T, ZERO, T, blas)
+    loss, correct, terms = window_loss(ws, layout, rows, T, ZERO, T, lb, tb, loss_code)
+    backward_window(params, grads, layout, ws, rows, T, ZERO, T, truncate, params[:0],
                     np.bool_(False), blas)
     return loss, correct, terms
 
@@ -577,7 +574,7 @@ def train_batch(args, rows, T, lb, tb):
         loss, c, n = window_loss(ws, layout, rows, T, t0, t1, lb, tb, loss_code)
         if n == 0:
             continue
-        backward_window(params, grads, layout, ws, rows, T, t0, t1, np.int64(0), params[:0],
+        backward_window(params, grads, layout, ws, rows, T, t0, t1, ZERO, params[:0],
                         np.bool_(False), blas)
         obj, status = finish_step(params, grads, state, opt_hyper, train_hyper, nw, loss / n)
         if status != OK:
@@ -598,7 +595,7 @@ def train_step(params, grads, state, opt_hyper, train_hyper, ws, layout, truncat
     the whole step of a small network).
     Returns (mean objective over loss terms, number correct, status)."""
     rows, T = X.shape[0], X.shape[1]
-    gather_sequences(X, labels, targets, lb[:0], np.int64(0), rows, ws,
+    gather_sequences(X, labels, targets, lb[:0], ZERO, rows, ws,
                      offsets(layout, rows, T)[2], lb, tb)
     args = BPTTArgs(params, grads, state, opt_hyper, train_hyper, ws, layout, truncate, blas)
     loss_acc, correct, terms, updates, status = train_batch(args, rows, T, lb, tb)
@@ -638,14 +635,13 @@ def evaluate_chunked(X, labels, targets, order, params, ws, layout, lb, tb, loss
     n, T = X.shape[0], X.shape[1]
     loss = 0.0
     correct = 0.0
-    zero = np.int64(0)
     for start in range(0, n, capacity):
         rows = min(capacity, n - start)
         xs = offsets(layout, rows, T)[2]
         gather_sequences(X, labels, targets, order, start, rows, ws, xs, lb, tb)
         zero_initial_state(ws, layout, rows, T)
-        forward_window(params, layout, ws, rows, T, zero, T, blas)
-        l, c, terms = window_loss(ws, layout, rows, T, zero, T, lb, tb, loss_code)
+        forward_window(params, layout, ws, rows, T, ZERO, T, blas)
+        l, c, terms = window_loss(ws, layout, rows, T, ZERO, T, lb, tb, loss_code)
         loss += l
         correct += c
     return loss, correct
@@ -658,7 +654,6 @@ def predict_chunked(X, h0, params, ws, layout, capacity, out, state_out, blas):
     ``state_out`` (n, h); h0 (n, h) is the initial state, or (0, 0) for zeros."""
     n, T, n_in = X.shape
     h, o = layout[HID], layout[OUT]
-    zero = np.int64(0)
     for start in range(0, n, capacity):
         rows = min(capacity, n - start)
         wt_in, wt_rec, xs, hs, z, delta, a, ho, do = offsets(layout, rows, T)
@@ -668,7 +663,7 @@ def predict_chunked(X, h0, params, ws, layout, capacity, out, state_out, blas):
                 for j in range(n_in):
                     ws[d + j] = X[start + s, t, j]
         set_initial_state(ws, layout, rows, T, h0, start)
-        forward_window(params, layout, ws, rows, T, zero, T, blas)
+        forward_window(params, layout, ws, rows, T, ZERO, T, blas)
         last = hs + T * rows * h
         for s in range(rows):
             for j in range(h):
