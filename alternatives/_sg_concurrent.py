@@ -145,16 +145,18 @@ class Group:
             trainer.sg_params[self.m0:self.m1] = self.mp
             trainer.sg_optimizer.state[:, self.m0:self.m1] = self.ms
 
-    def kernel_args(self, trainer, X, labels, targets, order, blas):
-        """The group's (EpochData, GroupArgs, ModuleArgs or None) for one epoch."""
+    def kernel_args(self, trainer, X, labels, targets, order, blas, channels):
+        """The group's ``parts`` for :func:`~alternatives._sg_concurrent_kernels.lower_work`
+        (or ``top_work``) for one epoch: the fields of its EpochData, GroupArgs,
+        ModuleArgs (lower groups) and Channels, each a plain tuple."""
         data = EpochData(X, labels, targets, order, self.xb, self.lb, self.tb)
         grp = CK.GroupArgs(self.p, self.g, self.s, self.h, self.train, self.ws, self.layout, blas)
         if self.top:
-            return data, grp, None
+            return tuple(data), tuple(grp), tuple(channels)
         mod = CK.ModuleArgs(self.mp, self.mg, self.ms, self.mh, self.mtrain, int(self.n_out),
                             int(trainer.sg_hidden), int(trainer._sgl.k), self.pbuf, self.qbuf,
                             self.zbuf, self.dzbuf, self.rbuf, blas)
-        return data, grp, mod
+        return tuple(data), tuple(grp), tuple(mod), tuple(channels)
 
 
 class Pipeline:
@@ -181,6 +183,19 @@ class Pipeline:
             self.down = [np.zeros(slots * rows * g.n_out, dt) for g in self.groups[:-1]]
             self.capacity = rows
             self.slots = slots
+
+    def channels(self, g, batch_size):
+        """Group g's :data:`~alternatives._sg_concurrent_kernels.Channels` for
+        batches of ``batch_size`` rows."""
+        grp = self.groups[g]
+        dt = grp.p.dtype
+        none = np.zeros(0, dt)
+        src = grp.xb if grp.bottom else self.up[g - 1]
+        grad = grp.xb if grp.bottom else self.down[g - 1]
+        out = none if grp.top else self.up[g]
+        targets = none if grp.top else self.down[g]
+        return CK.Channels(src, out, targets, grad, int(batch_size), int(self.slots),
+                           bool(grp.bottom))
 
 
 def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threaded):
@@ -214,8 +229,8 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
     for grp in groups:
         grp.load(trainer)
     blas = trainer._sg_blas(batch_size)
-    args = [grp.kernel_args(trainer, X, labels, targets, order, blas) for grp in groups]
-    cap = batch_size
+    args = [grp.kernel_args(trainer, X, labels, targets, order, blas, pipe.channels(g, batch_size))
+            for g, grp in enumerate(groups)]
     acc = np.zeros((G, 4), np.float64)      # objective, correct, steps, module loss
     failures = []
     abort = threading.Event()
@@ -235,111 +250,74 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
                 raise RuntimeError(f"pipeline out of order: got batch {got}, expected {expect}")
             return
 
-    def fail(status, g, t):
-        failures.append((status, g, t))
-        abort.set()
-
-    def batch(t):
-        start = t * batch_size
-        return start, min(batch_size, n - start)
-
-    def slot(t, width):
-        return (t % S) * cap * width
-
-    def forward_part(g, t):
-        grp = groups[g]
-        data, gargs, mod = args[g]
-        start, rows = batch(t)
-        if grp.bottom:
-            src, s0 = grp.xb, 0
-        else:
-            src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
-        CK.lower_forward(data, gargs, mod, grp.bottom, src, s0, pipe.up[g], slot(t, grp.n_out),
-                         start, rows)
-
-    def module_part(g, s):
-        grp = groups[g]
-        data, _, mod = args[g]
-        start, rows = batch(s)
-        o = slot(s, grp.n_out)
-        loss, status = CK.module_step(data, mod, pipe.up[g], o, pipe.down[g], o, start, rows)
+    def lower(g, s, t, f):
+        """Lower group g: module update on batch s, backward of t, forward of
+        f (each skipped when negative); False on failure."""
+        sg_sum, obj_sum, status = CK.lower_work(args[g], s, t, f)
+        acc[g, 3] += sg_sum
+        acc[g, 0] += obj_sum
         if status != codes.OK:
-            fail(status, g, s)
+            failures.append((status, g))
+            abort.set()
             return False
-        acc[g, 3] += loss * rows
         return True
 
-    def backward_part(g, t):
-        grp = groups[g]
-        start, rows = batch(t)
-        if grp.bottom:
-            src, s0, down, d0 = grp.xb, 0, grp.xb, 0
-        else:
-            src, s0 = pipe.up[g - 1], slot(t, grp.n_in)
-            down, d0 = pipe.down[g - 1], slot(t, grp.n_in)
-        obj, status = CK.lower_backward(args[g][1], grp.pbuf, grp.bottom, src, s0, down, d0,
-                                        rows)
-        if status != codes.OK:
-            fail(status, g, t)
-            return False
-        acc[g, 0] += obj * rows
-        return True
-
-    def top_part(t):
+    def top(t):
         g = G - 1
-        grp = groups[g]
-        start, rows = batch(t)
-        data, gargs, _ = args[g]
-        s0 = slot(t, grp.n_in)
-        obj, correct, status = CK.top_step(data, gargs, pipe.up[g - 1], s0, pipe.down[g - 1], s0,
-                                           start, rows)
+        obj_sum, correct, status = CK.top_work(args[g], t)
         if status != codes.OK:
-            fail(status, g, t)
+            failures.append((status, g))
+            abort.set()
             return False
-        acc[g, 0] += obj * rows
+        acc[g, 0] += obj_sum
         acc[g, 1] += correct
         acc[g, 2] += 1
         return True
 
     if threaded:
         def lower_worker(g):
+            # the bottom group, which waits for nothing before a forward,
+            # runs batch t + 1's forward in the call that ends batch t
+            bottom = g == 0
             try:
                 for t in range(nb):
-                    if g > 0:
-                        get(up_q[g - 1], t)
-                    if abort.is_set():
-                        return
-                    forward_part(g, t)
-                    up_q[g].put(t)
-                    if t >= d:
-                        get(down_q[g], t - d)
-                        if not module_part(g, t - d):
+                    if t == 0 or not bottom:
+                        if g > 0:
+                            get(up_q[g - 1], t)
+                        if abort.is_set() or not lower(g, -1, -1, t):
                             return
-                    if not backward_part(g, t):
+                        up_q[g].put(t)
+                    s = t - d
+                    if s >= 0:
+                        get(down_q[g], s)
+                    f = t + 1 if bottom and t + 1 < nb else -1
+                    if not lower(g, s, t, f):
                         return
                     if g > 0:
                         down_q[g - 1].put(t)
+                    if f >= 0:
+                        up_q[g].put(f)
                 for s in range(max(0, nb - d), nb):
                     get(down_q[g], s)
-                    if not module_part(g, s):
+                    if not lower(g, s, -1, -1):
                         return
             except _Abort:
                 return
             except BaseException as exc:  # surfaced by the caller
-                failures.append((exc, g, -1))
+                failures.append((exc, g))
                 abort.set()
 
         def top_worker():
             try:
                 for t in range(nb):
                     get(up_q[G - 2], t)
-                    if abort.is_set() or not top_part(t):
+                    if abort.is_set() or not top(t):
                         return
                     down_q[G - 2].put(t)
             except _Abort:
                 return
             except BaseException as exc:
-                failures.append((exc, G - 1, -1))
+                failures.append((exc, G - 1))
                 abort.set()
 
         threads = [threading.Thread(target=lower_worker, args=(g,), daemon=True)
@@ -353,27 +331,15 @@ def run_epoch(trainer, X, labels, targets, order, batch_size, staleness, threade
         ok = True
         for t in range(nb):
             for g in range(G - 1):
-                forward_part(g, t)
-            if not top_part(t):
-                ok = False
-                break
+                lower(g, -1, -1, t)
+            ok = top(t)
             for g in range(G - 2, -1, -1):
-                if t >= d and not module_part(g, t - d):
-                    ok = False
-                    break
-                if not backward_part(g, t):
-                    ok = False
-                    break
+                ok = ok and lower(g, t - d, t, -1)
             if not ok:
                 break
-        if ok:
-            for g in range(G - 1):
-                for s in range(max(0, nb - d), nb):
-                    if not module_part(g, s):
-                        ok = False
-                        break
-                if not ok:
-                    break
+        for g in range(G - 1):
+            for s in range(max(0, nb - d), nb):
+                ok = ok and lower(g, s, -1, -1)
     for f in failures:
         if isinstance(f[0], BaseException):
             raise f[0]

@@ -1,6 +1,7 @@
 """Kernels of the synthetic-gradient trainer's concurrent schedule: one
-layer group per thread (see :mod:`alternatives._sg_concurrent`). Every kernel
-here releases the GIL. The locked schedule's kernels, which these reuse, are in
+layer group per thread (see :mod:`alternatives._sg_concurrent`). The entry
+points, :func:`lower_work` and :func:`top_work`, release the GIL. The
+locked schedule's kernels, which these reuse, are in
 :mod:`alternatives._sg_kernels`.
 
 A group is layers a..b of the model run as a sub-MLP with its own flat buffer
@@ -9,15 +10,23 @@ state and hyper vector: a :data:`GroupArgs`. A lower group's last layer is a
 decoupled hidden layer; its module (a :data:`ModuleArgs`) belongs to it. Each
 group gathers its batch's context (and the bottom group its inputs) into its
 own buffers: the ``xb``, ``lb``, ``tb`` of its
-:data:`fastbp.kernels.epochs.EpochData`.
+:data:`fastbp.kernels.epochs.EpochData`. Its :data:`Channels` are the blocks
+it exchanges with the groups next to it.
+
+Python calls :func:`lower_work` (or :func:`top_work`) a few times per batch
+with the group's bundles as ``parts``: a plain tuple of plain tuples (the
+fields of an EpochData, a GroupArgs, a ModuleArgs and a Channels), which the
+kernel names again. Numba types a plain tuple of arrays in C on every call
+and a namedtuple in Python (about 1 us more per bundle and call), so only
+the kernels see the names.
 """
 from collections import namedtuple
 
 from numba import njit
 
 from fastbp.kernels.activations import backprop_activation
-from fastbp.kernels.codes import KERNEL, ZERO
-from fastbp.kernels.epochs import gather_batch
+from fastbp.kernels.codes import KERNEL, OK, ZERO
+from fastbp.kernels.epochs import EpochData, gather_batch
 from fastbp.kernels.linalg import gemm_nn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import backward, forward, max_width, n_weights, output_offsets
@@ -27,10 +36,6 @@ from ._sg_kernels import Module, module_backward, module_forward, residual
 
 #: kernels run by the worker threads release the GIL
 NOGIL = dict(KERNEL, nogil=True)
-
-# The bundles are flat (the fields of a StepArrays first, then the rest):
-# these kernels are called from Python several times per batch, and Numba
-# types a nested namedtuple argument more slowly on every call.
 
 #: One layer group: the fields of its StepArrays (private copies of its
 #: layers and their optimizer state), its workspace ``ws``, its sub-MLP
@@ -46,6 +51,15 @@ GroupArgs = namedtuple("GroupArgs", "params grads state opt_hyper train_hyper ws
 ModuleArgs = namedtuple("ModuleArgs", "params grads state opt_hyper train_hyper n m k pbuf qbuf "
                                       "zbuf dzbuf rbuf blas")
 
+#: A group's channels, each ``slots`` blocks of ``batch_size`` rows, batch t
+#: in block t % slots: ``src`` its input (the output channel of the group
+#: below; the bottom group's is its own ``xb``, one block), ``out`` its output
+#: for the group above and ``targets`` its module's targets from the group
+#: above (lower groups), ``grad`` the gradient at its input for the module of
+#: the group below (not the bottom group's); ``bottom`` whether the group
+#: starts at layer 1.
+Channels = namedtuple("Channels", "src out targets grad batch_size slots bottom")
+
 
 @njit(**KERNEL)
 def update(step, nw, data_loss):
@@ -59,6 +73,25 @@ def update(step, nw, data_loss):
 def as_module(mod):
     """The :data:`alternatives._sg_kernels.Module` of a ModuleArgs."""
     return Module(mod.params, mod.grads, mod.n, mod.m, mod.k)
+
+
+@njit(**KERNEL)
+def span(data, chan, t):
+    """(start, rows) of batch t in data.order."""
+    start = t * chan.batch_size
+    return start, min(chan.batch_size, data.X.shape[0] - start)
+
+
+@njit(**KERNEL)
+def block(chan, t, width):
+    """Offset of batch t's block in a channel of ``width`` columns."""
+    return (t % chan.slots) * chan.batch_size * width
+
+
+@njit(**KERNEL)
+def input_offset(chan, t, width):
+    """Offset of batch t's input in chan.src."""
+    return ZERO if chan.bottom else block(chan, t, width)
 
 
 @njit(**KERNEL)
@@ -92,77 +125,129 @@ def input_gradient(grp, down, d0, rows):
         down[d0 + j] *= scale
 
 
-@njit(**NOGIL)
-def lower_forward(data, grp, mod, bottom, src, s0, up, u0, start, rows):
-    """A lower group's forward half of one batch: its input (gathered from
-    data.X into data.xb, which is ``src``, when ``bottom``, else src[s0:]),
-    its layers, its output h copied to up[u0:] (rows, n) for the group above,
+@njit(**KERNEL)
+def lower_forward(data, grp, mod, chan, t):
+    """A lower group's forward half of batch t: its input (gathered from
+    data.X into data.xb, which is chan.src, for the bottom group), its layers,
+    its output h copied to batch t's block of chan.out for the group above,
     and its module's prediction into mod.pbuf (rows, n)."""
-    if bottom:
+    start, rows = span(data, chan, t)
+    if chan.bottom:
         gather_batch(data.X, data.labels, data.targets, data.order, start, rows, data.xb,
                      data.lb, data.tb)
     else:
         gather_context(data, start, rows)
     layout, ws = grp.layout, grp.ws
-    forward(src[s0:], rows, grp.params, layout, ws, grp.blas)
+    forward(chan.src[input_offset(chan, t, layout[1]):], rows, grp.params, layout, ws, grp.blas)
     n = layout[layout[0] + 1]
     h_off = output_offsets(layout, rows)[0]
+    up, u0 = chan.out, block(chan, t, n)
     for j in range(rows * n):
         up[u0 + j] = ws[h_off + j]
     module_forward(as_module(mod), up, u0, data.lb, data.tb, mod.pbuf, ZERO, mod.zbuf, ZERO, rows,
                    mod.blas)
 
 
-@njit(**NOGIL)
-def lower_backward(grp, pbuf, bottom, src, s0, down, d0, rows):
-    """A lower group's backward half: the prediction in pbuf (per sample)
-    divided by rows goes through f'(a) of the group's last layer and back
-    through the group from its input src[s0:]; the group's input gradient
-    (times rows) goes to down[d0:] unless ``bottom``; then the group's update.
-    Returns (objective: the group's weight penalty, status)."""
+@njit(**KERNEL)
+def lower_backward(grp, pbuf, chan, t, rows):
+    """A lower group's backward half of batch t: the prediction in pbuf (per
+    sample) divided by rows goes through f'(a) of the group's last layer and
+    back through the group from its input; the group's input gradient (times
+    rows) goes to batch t's block of chan.grad unless the group is the
+    bottom one; then the group's update. Returns (objective: the group's
+    weight penalty, status)."""
     layout, ws = grp.layout, grp.ws
     Lg = layout[0]
-    n = layout[Lg + 1]
+    nin, n = layout[1], layout[Lg + 1]
     h_off, _, d_off = output_offsets(layout, rows)
     inv_b = 1.0 / rows
     for j in range(rows * n):
         ws[d_off + j] = pbuf[j] * inv_b
     backprop_activation(ws, h_off, ws, d_off, rows, n, layout[2 * Lg + 1])
-    backward(src[s0:], rows, grp.params, grp.grads, layout, ws, grp.blas)
-    if not bottom:
-        input_gradient(grp, down, d0, rows)
+    backward(chan.src[input_offset(chan, t, nin):], rows, grp.params, grp.grads, layout, ws,
+             grp.blas)
+    if not chan.bottom:
+        input_gradient(grp, chan.grad, block(chan, t, nin), rows)
     return update(grp, n_weights(layout), 0.0)
 
 
+@njit(**KERNEL)
+def module_step(data, mod, chan, s):
+    """One update of a lower group's module on the stored batch s: inputs
+    (its block of chan.out) and context of its samples, target (its block of
+    chan.targets), prediction recomputed with the module's current parameters.
+    Returns (module loss, status)."""
+    start, rows = span(data, chan, s)
+    gather_context(data, start, rows)
+    mm = as_module(mod)
+    h0 = block(chan, s, mm.n)
+    module_forward(mm, chan.out, h0, data.lb, data.tb, mod.qbuf, ZERO, mod.zbuf, ZERO, rows,
+                   mod.blas)
+    loss = residual(mod.qbuf, ZERO, chan.targets, h0, mod.rbuf, ZERO, rows, mm.n)
+    module_backward(mm, chan.out, h0, data.lb, data.tb, mod.rbuf, ZERO, mod.zbuf, ZERO, mod.dzbuf,
+                    rows, mod.blas)
+    return update(mod, ZERO, loss)
+
+
 @njit(**NOGIL)
-def top_step(data, grp, src, s0, down, d0, start, rows):
-    """The top group's whole batch: forward from src[s0:], loss, backward, the
-    per-sample input gradient into down[d0:] (the target of the module below),
-    update. Returns (objective, number correct, status)."""
+def lower_work(parts, s, t, f):
+    """A lower group's work between two messages, in this order: the update
+    of its module on batch s, the backward half of batch t and the forward
+    half of batch f (:func:`module_step`, :func:`lower_backward`,
+    :func:`lower_forward`), each skipped when its batch is negative.
+
+    Parameters
+    ----------
+    parts : tuple
+        The fields of the group's EpochData, GroupArgs, ModuleArgs and
+        Channels, each a plain tuple.
+    s, t, f : int
+
+    Returns
+    -------
+    (module loss summed over batch s's samples, objective summed over batch
+    t's samples, status): on failure the sums of what was applied before it.
+    """
+    data, grp = EpochData(*parts[0]), GroupArgs(*parts[1])
+    mod, chan = ModuleArgs(*parts[2]), Channels(*parts[3])
+    sg_sum = 0.0
+    obj_sum = 0.0
+    if s >= 0:
+        loss, status = module_step(data, mod, chan, s)
+        if status != OK:
+            return sg_sum, obj_sum, status
+        sg_sum = loss * span(data, chan, s)[1]
+    if t >= 0:
+        rows = span(data, chan, t)[1]
+        obj, status = lower_backward(grp, mod.pbuf, chan, t, rows)
+        if status != OK:
+            return sg_sum, obj_sum, status
+        obj_sum = obj * rows
+    if f >= 0:
+        lower_forward(data, grp, mod, chan, f)
+    return sg_sum, obj_sum, OK
+
+
+@njit(**NOGIL)
+def top_work(parts, t):
+    """The top group's whole batch t: forward from its block of chan.src,
+    loss, backward, the per-sample input gradient into its block of chan.grad
+    (the target of the module below), update. ``parts`` holds the fields of
+    its EpochData, GroupArgs and Channels, each a plain tuple.
+
+    Returns (objective summed over the batch's samples, number correct,
+    status)."""
+    data, grp, chan = EpochData(*parts[0]), GroupArgs(*parts[1]), Channels(*parts[2])
+    start, rows = span(data, chan, t)
     gather_context(data, start, rows)
     layout, ws = grp.layout, grp.ws
-    x = src[s0:]
+    x = chan.src[block(chan, t, layout[1]):]
     forward(x, rows, grp.params, layout, ws, grp.blas)
     h_off, a_off, d_off = output_offsets(layout, rows)
     Lg = layout[0]
     loss_sum, correct = loss_and_delta(ws, a_off, h_off, d_off, rows, layout[Lg + 1], data.lb,
                                        data.tb, int(grp.train_hyper[LOSS]), layout[2 * Lg + 1])
     backward(x, rows, grp.params, grp.grads, layout, ws, grp.blas)
-    input_gradient(grp, down, d0, rows)
+    input_gradient(grp, chan.grad, block(chan, t, layout[1]), rows)
     obj, status = update(grp, n_weights(layout), loss_sum / rows)
-    return obj, correct, status
-
-
-@njit(**NOGIL)
-def module_step(data, mod, h, h0, tgt, t0, start, rows):
-    """One update of a lower group's module on a stored batch: inputs h[h0:]
-    (rows, n) and context of samples order[start:start + rows], target
-    tgt[t0:] (rows, n), prediction recomputed with the module's current
-    parameters. Returns (module loss, status)."""
-    gather_context(data, start, rows)
-    mm = as_module(mod)
-    module_forward(mm, h, h0, data.lb, data.tb, mod.qbuf, ZERO, mod.zbuf, ZERO, rows, mod.blas)
-    loss = residual(mod.qbuf, ZERO, tgt, t0, mod.rbuf, ZERO, rows, mm.n)
-    module_backward(mm, h, h0, data.lb, data.tb, mod.rbuf, ZERO, mod.zbuf, ZERO, mod.dzbuf, rows,
-                    mod.blas)
-    return update(mod, ZERO, loss)
+    return obj * rows, correct, status
