@@ -34,27 +34,29 @@ that layer's slices of params, grads and state with the update count
 ``opt_hyper[T]`` held at its value before the step, so each layer's update
 is the one a single optimizer step over the whole buffer would give it; the
 count advances by one per step. A step is all or nothing: each layer is
-updated in place (the next layer's input is computed from it), chunk by
-chunk, after its old values are copied to a backup; a non-finite update,
-J_l or loss restores every layer the step changed from the backup, so a
-failed step leaves the model and the optimizer exactly as they were. One
-backup copy per step instead of copies to tentative buffers and back: at
-batch 100 the copies were the largest cost of the step outside BLAS.
+updated in place (the next layer's input is computed from it), its old
+values and optimizer state written to a backup by the update's own pass; a
+non-finite update, J_l or loss restores every layer the step changed from
+the backup, so a failed step leaves the model and the optimizer exactly as
+they were. The backup in the update's pass, not as a copy before it: Adam's
+float64 update is bound by its divisions and square roots, so the extra
+stores cost little, while a separate copy cost as much as the update.
 """
 from collections import namedtuple
 
 import numpy as np
 from numba import njit
 
-from fastbp.kernels.activations import activate_inplace, backprop_activation
+from fastbp.kernels.activations import activate_inplace
 from fastbp.kernels.codes import (IDENTITY, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS,
                                   NONFINITE_UPDATE, OK, ZERO)
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
-from fastbp.kernels.linalg import gemm_tn
+from fastbp.kernels.linalg import gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import bias_gradient, n_weights, output_offsets
+from fastbp.kernels.mlp import (bias_activate, bias_gradient, delta_and_bias_gradient, n_weights,
+                               output_offsets)
 from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, clip_by_global_norm,
-                                  sum_squares, update_columns)
+                                  sum_squares, update_columns_saving)
 
 from ._dtp_kernels import layer_apply
 from ._hsic_kernels import (cholesky_inplace, cholesky_inverse_inplace, layer_gradient,
@@ -220,11 +222,6 @@ def _copy(src, dst):
         dst[i] = src[i]
 
 
-#: entries per chunk of :func:`_update_range`: the chunk's parameters and
-#: state stay in cache between its backup and its update
-CHUNK = 4096
-
-
 @njit(**KERNEL)
 def _restore_range(args, a, n):
     """Parameters and optimizer state of the columns a..a+n-1 back from the
@@ -236,23 +233,26 @@ def _restore_range(args, a, n):
         _copy(args.backup_state[s * N + a:s * N + a + n], state[s, a:a + n])
 
 
+#: entries per piece of :func:`_update_range`: an update that fails stops
+#: at the end of its piece
+CHUNK = 4096
+
+
 @njit(**KERNEL)
 def _update_range(args, a, n):
     """The optimizer's update of the columns a..a+n-1 of the parameters, in
-    place, at the step's update count, chunk by chunk: each chunk's
-    parameters and state are copied to the backup (laid out like them), then
-    updated by :func:`fastbp.kernels.optim.update_columns`, which reports
-    whether the values it wrote are finite. Returns False, with the range as
-    before, when an update is not finite."""
+    place, at the step's update count, CHUNK columns at a time, their old
+    values and optimizer state stored in the backup (laid out like them) by
+    the update's own pass
+    (:func:`fastbp.kernels.optim.update_columns_saving`). Returns False, with
+    the range as before, when an update is not finite."""
     params, grads, state, opt_hyper = (args.step.params, args.step.grads, args.step.state,
                                        args.step.opt_hyper)
-    N = params.shape[0]
+    old_state = args.backup_state.reshape(state.shape)
     for c in range(a, a + n, CHUNK):
         cn = min(CHUNK, a + n - c)
-        _copy(params[c:c + cn], args.backup_params[c:c + cn])
-        for s in range(state.shape[0]):
-            _copy(state[s, c:c + cn], args.backup_state[s * N + c:s * N + c + cn])
-        if not update_columns(params, grads, state, opt_hyper, c, cn):
+        if not update_columns_saving(params, grads, state, opt_hyper, c, cn,
+                                     args.backup_params, old_state):
             _restore_range(args, a, c + cn - a)
             return False
     return True
@@ -313,6 +313,17 @@ def _frozen_penalty(params, woff, nw, lam):
 
 
 @njit(**KERNEL)
+def _hidden_forward(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas):
+    """H_l (rows, nout) at ws[hoff:] = f(src (rows, nin) @ W^T + b), W at
+    params[woff:], b at params[boff:]: the values of
+    :func:`alternatives._dtp_kernels.layer_apply`, with the bias and the
+    activation in one pass over the block."""
+    gemm_nt(src, s0, params, woff, ws, hoff, rows, nout, nin, blas)
+    n = rows * nout
+    bias_activate(ws[hoff:hoff + n], ZERO, params[boff:boff + nout], ZERO, rows, nout, code)
+
+
+@njit(**KERNEL)
 def _layer_input(x, ws, l, prev):
     """(array, offset) of H_{l-1}: the batch x for l = 1, else ws at prev."""
     return (x, 0) if l == 1 else (ws, prev)
@@ -368,7 +379,7 @@ def hsic_pass(args, x, labels, targets, rows, update):
         n = rows * nout
         code = layout[L + 1 + l]
         src, s0 = _layer_input(x, ws, l, prev)
-        layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas)
+        _hidden_forward(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas)
         if hidden:
             Z = ws[hoff:hoff + n].reshape((rows, nout))
             dZ = ws[d_off:d_off + n].reshape((rows, nout))
@@ -382,9 +393,9 @@ def hsic_pass(args, x, labels, targets, rows, update):
             if update:
                 args.info[l - 1, 0] = layer_nhsic(args.rx, m, epsilon, hws)
                 args.info[l - 1, 1] = layer_nhsic(args.ry, m, epsilon, hws)
-            backprop_activation(ws[hoff:hoff + n], ZERO, ws[d_off:d_off + n], ZERO, rows, nout, code)
+            delta_and_bias_gradient(ws[hoff:hoff + n], ZERO, ws[d_off:d_off + n], ZERO,
+                                    grads[boff:boff + nout], ZERO, rows, nout, code)
             gemm_tn(ws, d_off, src, s0, grads, woff, rows, nout, nin, blas)
-            bias_gradient(ws[d_off:d_off + n], ZERO, grads[boff:boff + nout], ZERO, rows, nout)
             if update:
                 p, status = layer_update(args, woff, nw, boff, nout)
                 penalty += p
@@ -392,8 +403,8 @@ def hsic_pass(args, x, labels, targets, rows, update):
                     _restore_layers(args, l - 1)
                     return np.nan, 0.0, status, np.nan
                 # H_l again, from the updated layer: the input of layer l + 1
-                layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code,
-                            blas)
+                _hidden_forward(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code,
+                                blas)
         else:
             penalty += _frozen_penalty(params, woff, nw, lam)
         prev = hoff

@@ -478,6 +478,62 @@ def test_update_failing_mid_layer_or_in_a_later_layer_restores_everything(where)
     assert tr.optimizer.t == t
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", [K.CHUNK + 500, 80 * 90 + 90 * 7 + 7 * 3 + 90 + 1])
+def test_adam_update_failing_restores_both_moments(dtype, where):
+    """The backup is written by the update's own pass (Adam: parameters and
+    both moments): a non-finite second moment in the second chunk of W_1, or
+    in b_2 (W_1, b_1 and W_2 already updated), leaves parameters,
+    both moments and the count bit for bit as before the step."""
+    rng = np.random.default_rng(4)
+    model = fb.MLP([80, 90, 7, 3], activation="tanh", output="softmax", dtype=dtype, seed=0)
+    tr = HSICTrainer(model, optimizer=fb.Adam(1e-2), sigma=SIGMA, beta=BETA)
+    X, y = rng.normal(size=(12, 80)).astype(dtype), rng.integers(0, 3, 12)
+    tr.step(X, y)
+    tr.step(X, y)
+    tr.optimizer.state[1, where] = np.inf
+    before, state, t = model.flat_params.copy(), tr.optimizer.state.copy(), tr.optimizer.t
+    with pytest.raises(fb.DivergenceError):
+        tr.step(X, y)
+    np.testing.assert_array_equal(model.flat_params, before)
+    np.testing.assert_array_equal(tr.optimizer.state, state)
+    assert tr.optimizer.t == t
+    tr.optimizer.state[1, where] = state[1, where - 1]     # finite again: the step runs
+    tr.step(X, y)
+    assert tr.optimizer.t == t + 1
+
+
+def test_update_columns_saving_is_update_columns_plus_a_backup():
+    """fastbp.kernels.optim.update_columns_saving: the values of update_columns,
+    and the range's old parameters and state in the backup, nothing else
+    written there; for SGD, momentum and Adam in both dtypes."""
+    from fastbp.kernels import optim as ko
+    rng = np.random.default_rng(5)
+    n, a, cn = 50, 7, 30
+    for dtype in (np.float32, np.float64):
+        for opt in (fb.SGD(0.1), fb.SGD(0.1, momentum=0.9, nesterov=True), fb.Adam(1e-2)):
+            opt.bind(n, np.dtype(dtype))
+            opt.state[...] = np.abs(rng.normal(size=opt.state.shape))
+            hyper = opt.hyper.copy()
+            hyper[ko.T] = 3.0
+            p = rng.normal(size=n).astype(dtype)
+            g = rng.normal(size=n).astype(dtype)
+            p1, s1 = p.copy(), opt.state.copy()
+            assert ko.update_columns(p1, g, s1, hyper, a, cn)
+            p2, s2 = p.copy(), opt.state.copy()
+            old_p, old_s = np.full_like(p, 7.0), np.full_like(s2, 7.0)
+            assert ko.update_columns_saving(p2, g, s2, hyper, a, cn, old_p, old_s)
+            np.testing.assert_array_equal(p2, p1)
+            np.testing.assert_array_equal(s2, s1)
+            np.testing.assert_array_equal(old_p[a:a + cn], p[a:a + cn])
+            np.testing.assert_array_equal(old_s[:, a:a + cn], opt.state[:, a:a + cn])
+            outside = np.r_[0:a, a + cn:n]
+            assert (old_p[outside] == 7.0).all() and (old_s[:, outside] == 7.0).all()
+            g[a + 3] = np.inf
+            assert not ko.update_columns_saving(p.copy(), g, opt.state.copy(), hyper, a, cn,
+                                                old_p, old_s)
+
+
 def test_save_and_resume_exactly(tmp_path):
     rng = np.random.default_rng(8)
     X, y = rng.normal(size=(30, 6)), rng.integers(0, 3, 30)

@@ -110,6 +110,15 @@ def _update_columns(p, g, state, opt_hyper, t, start):
     where the flag is unused (apply_update) it is not computed. Each value
     is cast to the dtype before its check (``_flush`` of a float32 is a
     float64), so float32 loops check in float32 vector lanes."""
+    return _update_saving(p, g, state, opt_hyper, t, start, p, state, False)
+
+
+@njit(inline="always", **KERNEL)
+def _update_saving(p, g, state, opt_hyper, t, start, old_p, old_state, save):
+    """:func:`_update_columns`, and with ``save`` (a constant at every call
+    site, so the loops carry no branch) each entry's values before the
+    update stored in ``old_p`` (like ``p``) and the same columns of
+    ``old_state`` (like ``state``) in the same pass."""
     f = p.dtype.type
     n = p.shape[0]
     lr = opt_hyper[LR]
@@ -119,8 +128,17 @@ def _update_columns(p, g, state, opt_hyper, t, start):
         c = _adam_constants(p, opt_hyper, t)
         m = state[0, start:start + n]
         v = state[1, start:start + n]
+        old_m = old_state[0, start:start + n]
+        old_v = old_state[1, start:start + n]
         for i in range(n):
-            pi, mi, vi = _adam_element(p[i], g[i], m[i], v[i], c)
+            p0 = p[i]
+            m0 = m[i]
+            v0 = v[i]
+            if save:
+                old_p[i] = p0
+                old_m[i] = m0
+                old_v[i] = v0
+            pi, mi, vi = _adam_element(p0, g[i], m0, v0, c)
             pi = f(_flush(pi, tiny))
             mi = f(_flush(mi, tiny))
             vi = f(_flush(vi, tiny))
@@ -130,15 +148,24 @@ def _update_columns(p, g, state, opt_hyper, t, start):
             bad |= not (np.isfinite(pi) & np.isfinite(mi) & np.isfinite(vi))
     elif opt_hyper[A] == 0.0:
         for i in range(n):
-            pi = f(_flush(p[i] - lr * g[i], tiny))
+            p0 = p[i]
+            if save:
+                old_p[i] = p0
+            pi = f(_flush(p0 - lr * g[i], tiny))
             p[i] = pi
             bad |= not np.isfinite(pi)
     else:
         mu = opt_hyper[A]
         nesterov = opt_hyper[B] != 0.0
         v = state[0, start:start + n]
+        old_v = old_state[0, start:start + n]
         for i in range(n):
-            pi, vi = _momentum_element(p[i], g[i], v[i], lr, mu, nesterov)
+            p0 = p[i]
+            v0 = v[i]
+            if save:
+                old_p[i] = p0
+                old_v[i] = v0
+            pi, vi = _momentum_element(p0, g[i], v0, lr, mu, nesterov)
             pi = f(_flush(pi, tiny))
             vi = f(_flush(vi, tiny))
             p[i] = pi
@@ -197,6 +224,36 @@ def update_columns(params, grads, state, opt_hyper, start, n):
     """
     return not _update_columns(params[start:start + n], grads[start:start + n], state,
                                opt_hyper, opt_hyper[T] + 1.0, start)
+
+
+@njit(**KERNEL)
+def update_columns_saving(params, grads, state, opt_hyper, start, n, old_params, old_state):
+    """:func:`update_columns`, storing each entry's values from before the
+    update in ``old_params`` and ``old_state`` (same columns) in the same
+    pass: a caller that may have to undo the update keeps its backup at
+    about the cost of the update alone, instead of a separate copy (whose
+    memory traffic measured as much as the update's in float64). Whatever
+    the result, every entry of the range is updated and saved.
+
+    Parameters
+    ----------
+    params, grads, state, opt_hyper, start, n
+        As for :func:`update_columns`.
+    old_params : (N,) params' dtype
+        Receives params[start:start + n] from before the update, at the same
+        offsets.
+    old_state : (n_slots, N) params' dtype, contiguous rows
+        Receives state[:, start:start + n] from before the update, at the
+        same columns.
+
+    Returns
+    -------
+    finite : bool
+        As for :func:`update_columns`.
+    """
+    return not _update_saving(params[start:start + n], grads[start:start + n], state,
+                              opt_hyper, opt_hyper[T] + 1.0, start,
+                              old_params[start:start + n], old_state, True)
 
 
 @njit(inline="always", **KERNEL)
