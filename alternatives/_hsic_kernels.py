@@ -253,6 +253,7 @@ def gram_upper(z, m, d, K):
 #: width at most ``d_max`` (smaller batches use the leading entries).
 #:
 #: * ``z``  (m_max * d_max,): the input rows copied to float64, (m, d) row-major
+#:   (not used for an input that is a contiguous float64 array)
 #: * ``pz`` (m_max * d_max,): the product P Z of :func:`layer_gradient`
 #: * ``k``  (m_max^2,): the Gaussian Gram matrix K of the last input
 #: * ``a``  (m_max^2,): M = K~ + c I, then its Cholesky factor, then M^-1
@@ -281,6 +282,24 @@ def hsic_workspace(m_max, d_max):
 # -- kernels -------------------------------------------------------------------------
 
 @njit(**KERNEL)
+def _float64_rows(A, ws, copy):
+    """The rows of A (m, d) as one flat float64 array: A's own buffer when A
+    is a contiguous float64 array (no copy), else ws.z[:m*d], into which they
+    are copied when ``copy`` (else ws.z is assumed to hold them already, from
+    an earlier call on the same A)."""
+    m, d = A.shape
+    if A.itemsize == 8 and A.flags.c_contiguous:
+        return A.ravel().view(np.float64)      # the float64 A itself
+    z = ws.z
+    if copy:
+        for i in range(m):
+            row = z[i * d:(i + 1) * d]
+            for j in range(d):
+                row[j] = A[i, j]
+    return z[:m * d]
+
+
+@njit(**KERNEL)
 def gaussian_gram(A, sigma, ws, K):
     """K[:m*m] <- the Gaussian kernel matrix of the rows of A (m, d), any
     float dtype: exp(-||a_i - a_j||^2 / (2 sigma^2 d)), exactly symmetric with
@@ -288,17 +307,13 @@ def gaussian_gram(A, sigma, ws, K):
     (clipped at 0), every term from :func:`gram_upper` (the norms are its
     diagonal: a sum of squares in a loop of its own is a chain of dependent
     additions, which cost more than the copy to float64); one exponential per
-    pair i < j. Leaves A in float64 in ws.z; uses ws.v."""
+    pair i < j. A's rows in float64 are :func:`_float64_rows` (copied to ws.z
+    unless A is a contiguous float64 array); uses ws.v."""
     m, d = A.shape
     _check_workspace(ws, m, d)
     _check_square(K, m)
-    z = ws.z
     v = ws.v
-    for i in range(m):
-        row = z[i * d:(i + 1) * d]
-        for j in range(d):
-            row[j] = A[i, j]
-    gram_upper(z, m, d, K)
+    gram_upper(_float64_rows(A, ws, np.bool_(True)), m, d, K)
     for i in range(m):
         v[i] = K[i * m + i]
     scale = -1.0 / (2.0 * sigma * sigma * d)
@@ -509,9 +524,8 @@ def layer_gradient(Z, S, sigma, epsilon, ws, dZ):
             w[i * m + j] = p
             s += p
         v[i] = s
-    np.dot(w[:m * m].reshape((m, m)), ws.z[:m * d].reshape((m, d)),
-           ws.pz[:m * d].reshape((m, d)))
-    z = ws.z
+    z = _float64_rows(Z, ws, np.bool_(False))        # as gaussian_gram left them
+    np.dot(w[:m * m].reshape((m, m)), z.reshape((m, d)), ws.pz[:m * d].reshape((m, d)))
     pz = ws.pz
     scale = -2.0 / (sigma * sigma * d)
     for i in range(m):
