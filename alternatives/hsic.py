@@ -108,8 +108,9 @@ class HSICTrainer(Trainer):
     would move it), and the count advances by one per step, whatever the
     phase. All or nothing: a non-finite J_l, loss or update leaves every
     parameter and the optimizer state as before the step (each layer is
-    updated in place, the next layer's input computed from it, after its
-    old values are copied to a backup that a failing step restores).
+    updated in place, the next layer's input computed from it, its old
+    values saved by the update's own pass to a backup that a failing step
+    restores).
 
     Every step needs at least 2 samples. In ``fit``, when n mod batch_size
     is 1, the last batch of the epoch takes the leftover sample (batches of
