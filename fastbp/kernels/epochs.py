@@ -115,11 +115,14 @@ def register_batch_step(args_class, step):
     ----------
     args_class : a namedtuple class
         The bundle of arrays the step takes; one class per step.
-    step : a compiled function
+    step : a compiled function (or its Python function)
         ``step(args, X, labels, targets, order, xb, lb, tb, start, rows,
         phase) -> (loss_sum, n_correct, n_terms, n_updates, aux_sum,
         aux_count, status)`` for the batch of samples order[start:start +
-        rows] (see the module docstring).
+        rows] (see the module docstring). The driver compiles its Python
+        source into each entry point with the kernel options
+        (``fastbp.kernels.codes.KERNEL``), so the step is compiled on its own
+        only if something else calls it.
 
     Returns
     -------
@@ -134,20 +137,20 @@ def batch_step(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
     raise NotImplementedError("batch_step is dispatched while compiling run_epochs")
 
 
-# not cached on its own: one index for every trainer's argument type would
-# make loading it import every module that ever defined one (a plug-in run
-# once would break later processes without it); it is linked into each
-# trainer's cached entry point. Not inline="always": Numba compiles an inline
-# overload in full to type it and then compiles the inlined copy again.
+# The implementation is the registered step's own Python source, compiled
+# here with the kernel options: a wrapper calling the step would be one more
+# function that re-optimizes and re-emits all the step's code (see
+# run_epochs), and an inline="always" overload is compiled in full just to
+# type it. Not cached on its own: one index for every trainer's argument type
+# would make loading it import every module that ever defined one (a plug-in
+# run once would break later processes without it); it is linked into each
+# trainer's cached entry point.
 @overload(batch_step, jit_options={**KERNEL, "cache": False})
 def _batch_step(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
     step = _STEPS.get(getattr(args, "instance_class", None))
     if step is None:
         return None
-
-    def impl(args, X, labels, targets, order, xb, lb, tb, start, rows, phase):
-        return step(args, X, labels, targets, order, xb, lb, tb, start, rows, phase)
-    return impl
+    return getattr(step, "py_func", step)
 
 
 @njit(inline="always", **KERNEL)
