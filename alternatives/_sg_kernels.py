@@ -4,6 +4,9 @@
 Conventions are those of :mod:`fastbp.kernels.mlp` (flat ``params``/``grads``
 buffers, weights first then biases; flat row-major batch ``x``; the workspace
 ``ws`` holding H_1..H_L, A_L and two delta buffers; ``blas`` None or 1).
+Elementwise loops index through ``np.uint64`` or take their blocks as slices
+at offset ZERO, so that LLVM vectorizes them (see
+:mod:`fastbp.kernels.activations`).
 
 Modules
 -------
@@ -50,13 +53,12 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import KERNEL, OK, RELU, ZERO
+from fastbp.kernels.codes import IDENTITY, KERNEL, OK, RELU, ZERO
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, layer_gradient, max_width,
-                                n_weights, output_offsets)
+from fastbp.kernels.mlp import (bias_activate, delta_and_bias_gradient, forward, layer_gradient,
+                                max_width, n_weights, output_offsets)
 from fastbp.kernels.optim import LOSS, finish_steps
 
 #: The arrays of a locked synthetic-gradient step: the model's and the
@@ -99,10 +101,11 @@ def module(sg, sgl, i):
 # -- one layer with the context, one module -----------------------------------------------
 
 @njit(**KERNEL)
-def context_layer(X, x0, rows, nin, nout, P, labels, targets, k, out, o0, blas):
-    """out[o0:] (rows, nout) = X[x0:] W^T + c Wc^T + b for X (rows, nin) and
-    P = [W (nout, nin), Wc (nout, k), b (nout), ...] (no Wc when k is 0); c
-    the one-hot rows of ``labels`` when labels are given, else the rows of
+def context_layer(X, x0, rows, nin, nout, P, labels, targets, k, out, o0, code, blas):
+    """out[o0:] (rows, nout) = f(X[x0:] W^T + c Wc^T + b) for X (rows, nin),
+    P = [W (nout, nin), Wc (nout, k), b (nout), ...] (no Wc when k is 0) and f
+    the elementwise activation ``code`` (int64: identity or relu); c the
+    one-hot rows of ``labels`` when labels are given, else the rows of
     ``targets``. Returns the entries of P the layer used."""
     gemm_nt(X, x0, P, 0, out, o0, rows, nout, nin, blas)
     q = nout * nin
@@ -112,43 +115,44 @@ def context_layer(X, x0, rows, nin, nout, P, labels, targets, k, out, o0, blas):
                 c = labels[i]
                 r = o0 + i * nout
                 for o in range(nout):
-                    out[r + o] += P[q + o * k + c]
+                    out[np.uint64(r + o)] += P[np.uint64(q + o * k + c)]
         else:
             for i in range(rows):
                 r = o0 + i * nout
                 for o in range(nout):
                     s = 0.0
                     for j in range(k):
-                        s += targets[i, j] * P[q + o * k + j]
-                    out[r + o] += s
+                        s += targets[i, j] * P[np.uint64(q + o * k + j)]
+                    out[np.uint64(r + o)] += s
         q += nout * k
-    add_bias(out, o0, P, q, rows, nout)
+    bias_activate(out[o0:o0 + rows * nout], ZERO, P[q:q + nout], ZERO, rows, nout, code)
     return q + nout
 
 
 @njit(**KERNEL)
-def context_layer_grad(D, d0, X, x0, rows, nin, nout, G, labels, targets, k, blas):
+def context_layer_grad(D, H, X, x0, rows, nin, nout, G, labels, targets, k, code, blas):
     """The gradient of :func:`context_layer` into G = [dW, dWc, db, ...] given
-    D[d0:] (rows, nout) = d loss / d out."""
-    gemm_tn(D, d0, X, x0, G, 0, rows, nout, nin, blas)
-    q = nout * nin
+    D (rows, nout) = d loss / d out and the layer's output H = out (both
+    blocks at offset 0); D is multiplied by f' in place."""
+    q = nout * (nin + k)
+    delta_and_bias_gradient(H, ZERO, D, ZERO, G[q:q + nout], ZERO, rows, nout, code)
+    gemm_tn(D, ZERO, X, x0, G, 0, rows, nout, nin, blas)
     if k > 0:
+        q = nout * nin
         G[q:q + nout * k] = 0.0
         if labels.shape[0] > 0:
             for i in range(rows):
                 c = labels[i]
-                r = d0 + i * nout
+                r = i * nout
                 for o in range(nout):
-                    G[q + o * k + c] += D[r + o]
+                    G[np.uint64(q + o * k + c)] += D[np.uint64(r + o)]
         else:
             for i in range(rows):
-                r = d0 + i * nout
+                r = i * nout
                 for o in range(nout):
-                    d = D[r + o]
+                    d = D[np.uint64(r + o)]
                     for j in range(k):
-                        G[q + o * k + j] += d * targets[i, j]
-        q += nout * k
-    bias_gradient(D, d0, G, q, rows, nout)
+                        G[np.uint64(q + o * k + j)] += d * targets[i, j]
 
 
 @njit(**KERNEL)
@@ -157,11 +161,13 @@ def module_forward(mod, h, h0, labels, targets, out, o0, z, z0, rows, blas):
     context; the hidden activations (m > 0) go to z[z0:] (rows, m)."""
     n, m = mod.n, mod.m
     if m == 0:
-        context_layer(h, h0, rows, n, n, mod.params, labels, targets, mod.k, out, o0, blas)
+        context_layer(h, h0, rows, n, n, mod.params, labels, targets, mod.k, out, o0,
+                      np.int64(IDENTITY), blas)
     else:
-        q = context_layer(h, h0, rows, n, m, mod.params, labels, targets, mod.k, z, z0, blas)
-        activate_inplace(z, z0, rows, m, np.int64(RELU))
-        context_layer(z, z0, rows, m, n, mod.params[q:], labels, targets, ZERO, out, o0, blas)
+        q = context_layer(h, h0, rows, n, m, mod.params, labels, targets, mod.k, z, z0,
+                          np.int64(RELU), blas)
+        context_layer(z, z0, rows, m, n, mod.params[q:], labels, targets, ZERO, out, o0,
+                      np.int64(IDENTITY), blas)
 
 
 @njit(**KERNEL)
@@ -170,14 +176,17 @@ def module_backward(mod, h, h0, labels, targets, R, r0, z, z0, dz, rows, blas):
     (rows, n) = d loss / d prediction, the activations z[z0:] of its forward
     and a (rows, m) scratch block ``dz``."""
     n, m = mod.n, mod.m
+    Rb = R[r0:r0 + rows * n]
     if m == 0:
-        context_layer_grad(R, r0, h, h0, rows, n, n, mod.grads, labels, targets, mod.k, blas)
+        context_layer_grad(Rb, Rb, h, h0, rows, n, n, mod.grads, labels, targets, mod.k,
+                           np.int64(IDENTITY), blas)
     else:
         q = m * (n + mod.k) + m
-        context_layer_grad(R, r0, z, z0, rows, m, n, mod.grads[q:], labels, targets, ZERO, blas)
+        context_layer_grad(Rb, Rb, z, z0, rows, m, n, mod.grads[q:], labels, targets, ZERO,
+                           np.int64(IDENTITY), blas)
         gemm_nn(R, r0, mod.params, q, dz, 0, rows, m, n, blas)
-        backprop_activation(z, z0, dz, ZERO, rows, m, np.int64(RELU))
-        context_layer_grad(dz, ZERO, h, h0, rows, n, m, mod.grads, labels, targets, mod.k, blas)
+        context_layer_grad(dz[:rows * m], z[z0:z0 + rows * m], h, h0, rows, n, m, mod.grads,
+                           labels, targets, mod.k, np.int64(RELU), blas)
 
 
 @njit(**KERNEL)
@@ -187,9 +196,9 @@ def residual(P, p0, T, t0, R, r0, rows, n):
     inv_b = 1.0 / rows
     loss = 0.0
     for i in range(rows * n):
-        d = P[p0 + i] - T[t0 + i]
+        d = P[np.uint64(p0 + i)] - T[np.uint64(t0 + i)]
         loss += 0.5 * d * d
-        R[r0 + i] = d * inv_b
+        R[np.uint64(r0 + i)] = d * inv_b
     return loss * inv_b
 
 
@@ -235,24 +244,22 @@ def sg_backward(args, x, rows):
         boff -= nout
         hoff -= rows * nout
         prev_off = hoff - rows * nin
-        if l == 1:
-            layer_gradient(ws, cur, x, ZERO, grads, woff, boff, rows, nout, nin, blas)
-        else:
-            layer_gradient(ws, cur, ws, prev_off, grads, woff, boff, rows, nout, nin, blas)
+        src, s0 = (x, ZERO) if l == 1 else (ws, prev_off)
+        if l == L:
+            layer_gradient(ws, cur, src, s0, grads, woff, boff, rows, nout, nin, blas)
+        else:   # db_l was summed when delta_l was formed (below)
+            gemm_tn(ws, cur, src, s0, grads, woff, rows, nout, nin, blas)
         if l > 1:
             gemm_nn(ws, cur, params, woff, ws, other, rows, nin, nout, blas)
             if i_mod >= 0 and table[i_mod, LAYER] == l - 1:
                 b0 = rows * table[i_mod, BLOCK]
                 for j in range(rows * nin):
-                    sw[t0 + b0 + j] = ws[other + j] * scale
-                    ws[other + j] = sw[p0 + b0 + j] * inv_b
+                    sw[np.uint64(t0 + b0 + j)] = ws[np.uint64(other + j)] * scale
+                    ws[np.uint64(other + j)] = sw[np.uint64(p0 + b0 + j)] * inv_b
                 i_mod -= 1
-            if blas is None:
-                backprop_activation(ws, prev_off, ws, other, rows, nin, layout[L + l])
-            else:
-                n = rows * nin
-                backprop_activation(ws[prev_off:prev_off + n], ZERO, ws[other:other + n], ZERO,
-                                    rows, nin, layout[L + l])
+            n = rows * nin
+            delta_and_bias_gradient(ws[prev_off:prev_off + n], ZERO, ws[other:other + n], ZERO,
+                                    grads[boff - nin:boff], ZERO, rows, nin, layout[L + l])
             cur, other = other, cur
 
 
