@@ -318,7 +318,7 @@ def initial_codes(args, x, labels, targets, rows):
 
 # -- code objectives, their gradients and descent -----------------------------------------
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def top_code_gradient(c, c0, h, g, params, layout, ws, labels, targets, loss_code, mu, blas):
     """Objective and gradient of the top code c = c_{L-1}:
     J = (1/mu) loss(W_L f(c) + b_L, y) + mean((c - c0)^2).
@@ -350,7 +350,7 @@ def top_code_gradient(c, c0, h, g, params, layout, ws, labels, targets, loss_cod
     return loss_sum / rows / mu + dist / (rows * n)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def lower_code_gradient(l, c, c0, h, g, t, r, params, layout, blas):
     """Objective and gradient of a lower code c = c_l (1 <= l <= L-2):
     J = mean((W_{l+1} f(c) + b_{l+1} - t)^2) + mean((c - c0)^2), t = c*_{l+1}.
@@ -399,7 +399,7 @@ def nesterov_step(c, v, g, lr, mom):
         c[i] -= lr * (gi + mom * vi)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def descend_top_code(args, labels, targets, rows):
     """code_steps Nesterov steps on the top code (in ``codes``), from its
     current value with zero velocity; leaves H_{L-1} = f(c*_{L-1}) in ``ws``.
@@ -423,7 +423,7 @@ def descend_top_code(args, labels, targets, rows):
     activate(c, ZERO, h, ZERO, rows, layout[L], layout[L + L])
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def descend_lower_code(args, l, rows):
     """code_steps Nesterov steps on code l (1 <= l <= L-2) toward the final
     code l+1 above it; leaves H_l = f(c*_l) in ``ws``. Uses D1 and D2 of
@@ -513,7 +513,7 @@ def _local_grads(args, l, src, s0, rows):
     bias_gradient(r, ZERO, args.grads[boff:boff + nout], ZERO, rows, nout)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def hidden_layer_gradient(args, l, x, rows):
     """grads[W_l, b_l] = d mean((W_l f(c*_{l-1}) + b_l - c*_l)^2)/d(W_l, b_l)
     for hidden layer l, from ``codes`` and H_{l-1} = f(c*_{l-1}) in ``ws``
@@ -577,7 +577,7 @@ def _memory_layer(args, l, src, s0, rows):
         B_new[i] += keep * B[i]
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def memory_update(args, l, x, rows):
     """Hidden layer l's memory candidates: A_new = (1 - decay) A + sum a a^T,
     B_new = (1 - decay) B + sum c* a^T (its blocks only), a = [f(c*_{l-1}), 1]
@@ -661,7 +661,7 @@ def hidden_candidates(args, x, rows):
             and all_finite(args.cand[:woff]) and all_finite(args.cand[n_weights(layout):]))
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def commit_hidden(args):
     """Copy the candidates in: A = A_new, B = B_new, and every hidden layer's
     params[W_l, b_l] = cand[W_l, b_l]."""
