@@ -29,12 +29,12 @@ from collections import namedtuple
 from numba import njit
 
 from fastbp.kernels.activations import activate_inplace, backprop_activation
-from fastbp.kernels.codes import KERNEL, ZERO
+from fastbp.kernels.codes import KERNEL, SOFTMAX, ZERO
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
 from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (add_bias, bias_gradient, forward, layer_gradient, max_width,
-                                n_weights, output_offsets)
+from fastbp.kernels.mlp import (add_bias, bias_activate, bias_gradient, forward, layer_gradient,
+                                max_width, n_weights, output_offsets)
 from fastbp.kernels.optim import LOSS, finish_step, finish_steps
 from fastbp.kernels.random import standard_normal
 
@@ -89,10 +89,14 @@ def _inv_offsets(layout, l):
 @njit(**KERNEL)
 def layer_apply(src, s0, P, woff, boff, dst, d0, rows, nout, nin, code, blas):
     """dst (rows, nout) = f(src (rows, nin) @ W.T + b), W (nout, nin) at P[woff],
-    b at P[boff]."""
+    b at P[boff]; an elementwise f in the same pass as the bias."""
     gemm_nt(src, s0, P, woff, dst, d0, rows, nout, nin, blas)
-    add_bias(dst, d0, P, boff, rows, nout)
-    activate_inplace(dst, d0, rows, nout, code)
+    if code == SOFTMAX:
+        add_bias(dst, d0, P, boff, rows, nout)
+        activate_inplace(dst, d0, rows, nout, code)
+    else:
+        n = rows * nout
+        bias_activate(dst[d0:d0 + n], ZERO, P[boff:boff + nout], ZERO, rows, nout, code)
 
 
 @njit(**KERNEL)

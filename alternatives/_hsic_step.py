@@ -51,10 +51,9 @@ from fastbp.kernels.activations import activate_inplace
 from fastbp.kernels.codes import (IDENTITY, KERNEL, NONFINITE_GRADIENT, NONFINITE_LOSS,
                                   NONFINITE_UPDATE, OK, ZERO)
 from fastbp.kernels.epochs import gather_batch, register_batch_step, run_epochs
-from fastbp.kernels.linalg import gemm_nt, gemm_tn
+from fastbp.kernels.linalg import gemm_tn
 from fastbp.kernels.losses import loss_and_delta
-from fastbp.kernels.mlp import (bias_activate, bias_gradient, delta_and_bias_gradient, n_weights,
-                               output_offsets)
+from fastbp.kernels.mlp import bias_gradient, delta_and_bias_gradient, n_weights, output_offsets
 from fastbp.kernels.optim import (CLIP, DECAY, LOSS, T, add_weight_decay, clip_by_global_norm,
                                   sum_squares, update_columns_saving)
 
@@ -313,17 +312,6 @@ def _frozen_penalty(params, woff, nw, lam):
 
 
 @njit(**KERNEL)
-def _hidden_forward(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas):
-    """H_l (rows, nout) at ws[hoff:] = f(src (rows, nin) @ W^T + b), W at
-    params[woff:], b at params[boff:]: the values of
-    :func:`alternatives._dtp_kernels.layer_apply`, with the bias and the
-    activation in one pass over the block."""
-    gemm_nt(src, s0, params, woff, ws, hoff, rows, nout, nin, blas)
-    n = rows * nout
-    bias_activate(ws[hoff:hoff + n], ZERO, params[boff:boff + nout], ZERO, rows, nout, code)
-
-
-@njit(**KERNEL)
 def _layer_input(x, ws, l, prev):
     """(array, offset) of H_{l-1}: the batch x for l = 1, else ws at prev."""
     return (x, 0) if l == 1 else (ws, prev)
@@ -379,7 +367,7 @@ def hsic_pass(args, x, labels, targets, rows, update):
         n = rows * nout
         code = layout[L + 1 + l]
         src, s0 = _layer_input(x, ws, l, prev)
-        _hidden_forward(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas)
+        layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas)
         if hidden:
             Z = ws[hoff:hoff + n].reshape((rows, nout))
             dZ = ws[d_off:d_off + n].reshape((rows, nout))
@@ -403,8 +391,7 @@ def hsic_pass(args, x, labels, targets, rows, update):
                     _restore_layers(args, l - 1)
                     return np.nan, 0.0, status, np.nan
                 # H_l again, from the updated layer: the input of layer l + 1
-                _hidden_forward(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code,
-                                blas)
+                layer_apply(src, s0, params, woff, boff, ws, hoff, rows, nout, nin, code, blas)
         else:
             penalty += _frozen_penalty(params, woff, nw, lam)
         prev = hoff
