@@ -217,7 +217,8 @@ def _compare(args, parser):
     plan, results = _prepare_and_execute(
         "compare", args, parser, f"every finished run is in {json_path}",
         seeds=args.seeds, lr=args.lr, weight_decay=args.weight_decay,
-        alignment=not args.no_alignment, params=args.params)
+        alignment=not args.no_alignment, params=args.params,
+        compile_ahead=not args.no_compile_ahead)
     if plan is None:
         return results
     _print_outcome(results.table(), results.meta, f"{len(results.runs)} runs", json_path)
@@ -325,6 +326,10 @@ def build_parser():
                       help="L2 weight decay for every trainer (default: the task's)")
     cmp_.add_argument("--no-alignment", action="store_true",
                       help="do not measure angles to the backprop gradient")
+    cmp_.add_argument("--no-compile-ahead", action="store_true",
+                      help="do not compile the next trainer's kernels in a background "
+                           "process while one trains (it only starts with a second CPU "
+                           "free and Numba's cache on)")
     cmp_.add_argument("--params", default=None, metavar="TUNING.JSON",
                       help="run each (task, trainer) that fastbp tune tuned at its best "
                            "settings (a tuning.json); the others at the defaults")

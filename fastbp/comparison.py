@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import runs
+from .compile_ahead import CompileAhead, settings_key
 from .data import require
 from .progress import RunProgress
 from .results import Results, Tuning
@@ -178,13 +179,17 @@ class Plan(ExecutionPlan):
     Attributes
     ----------
     specs : list of dict
-        One run spec per (task, seed, trainer), in run order (see
-        `fastbp.runs.make_spec`).
+        One run spec per (task, seed, trainer) (see `fastbp.runs.make_spec`);
+        the runs' indices. In this process the runs of one (task, trainer)
+        pair run one after the other, pairs in the order they first appear.
+    compile_ahead : bool
+        See `compare`.
 
     The others are those of `ExecutionPlan`; ``meta`` starts results.json's.
     """
 
     specs: list
+    compile_ahead: bool = True
 
     def __repr__(self):
         return (f"Plan({len(self.specs)} runs, tasks={list(self.meta['tasks'])}, "
@@ -194,7 +199,7 @@ class Plan(ExecutionPlan):
 def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
             weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
             scheduler=None, workers=None, trainer_options=None, data_seed=0,
-            alignment=True, blas_threads=1, params=None):
+            alignment=True, blas_threads=1, params=None, compile_ahead=True):
     """Train every trainer on every task for every seed and compare them.
 
     Every argument, task option and trainer option is checked, and each
@@ -257,6 +262,12 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         does not cover run at the defaults. Each run's
         ``settings["tuned"]`` and the table's settings column say which.
         Not together with ``lr`` or ``weight_decay``.
+    compile_ahead : bool
+        In this process (no Dask), compile the kernels of the next (task,
+        trainer) pair in a background process while the current one trains,
+        when a second CPU is free and Numba's on-disk cache is on (see
+        `fastbp.compile_ahead`). Cuts what a first comparison spends
+        compiling; the runs and their numbers are the same either way.
 
     Returns
     -------
@@ -286,13 +297,13 @@ def compare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
         lr=lr, weight_decay=weight_decay, dtype=dtype, out=out, plots=plots,
         progress=progress, scheduler=scheduler, workers=workers,
         trainer_options=trainer_options, data_seed=data_seed, alignment=alignment,
-        blas_threads=blas_threads, params=params))
+        blas_threads=blas_threads, params=params, compile_ahead=compile_ahead))
 
 
 def prepare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr=None,
             weight_decay=None, dtype=np.float32, out=None, plots=True, progress=True,
             scheduler=None, workers=None, trainer_options=None, data_seed=0,
-            alignment=True, blas_threads=1, params=None):
+            alignment=True, blas_threads=1, params=None, compile_ahead=True):
     """Check a comparison grid without training anything.
 
     Checks every argument, loads each task's data (so bad task options fail
@@ -303,7 +314,8 @@ def prepare(tasks=None, trainers=None, seeds=3, epochs=None, batch_size=None, lr
     Parameters
     ----------
     tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots, \
-progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads, params
+progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads, params, \
+compile_ahead
         As for `compare`.
 
     Returns
@@ -320,9 +332,11 @@ progress, scheduler, workers, trainer_options, data_seed, alignment, blas_thread
     ImportError
         A task, the figures or Dask need a missing optional package.
     """
-    return _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out,
+    plan = _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out,
                     plots, progress, scheduler, workers, trainer_options, data_seed, alignment,
                     blas_threads, params=params)
+    plan.compile_ahead = bool(compile_ahead)
+    return plan
 
 
 def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots,
@@ -502,10 +516,15 @@ def execute(plan):
 
     try:
         if scheduler is None and workers is None:
-            for i, spec in enumerate(specs):
-                bar.start(spec, spec["epochs"] or get_task(
-                    parse_task_spec(spec["task"])[0]).epochs)
-                finished(i, runs.run_safely(spec, on_epoch=bar.epoch))
+            order = run_order(specs)
+            with CompileAhead([specs[i] for i in order], enabled=plan.compile_ahead) as ahead:
+                results.meta["compile_ahead"] = ahead.active
+                for i in order:
+                    spec = specs[i]
+                    bar.start(spec, spec["epochs"] or get_task(
+                        parse_task_spec(spec["task"])[0]).epochs)
+                    ahead.wait(spec)
+                    finished(i, runs.run_safely(spec, on_epoch=bar.epoch))
         else:
             _run_on_dask(specs, scheduler, workers, finished)
         results.meta["complete"] = True
@@ -522,6 +541,28 @@ def execute(plan):
             results.meta["figures"] = [os.path.basename(p) for p in results.plot(out)]
             results.to_json(json_path)
     return results
+
+
+def run_order(specs):
+    """The order in which this process runs a grid: the runs of one setting
+    (`fastbp.compile_ahead.settings_key`: every seed of a (task, trainer)
+    pair) one after the other, settings in the order they first appear, so
+    that each setting's kernels compile once, and the next one's can compile
+    in the background while this one trains.
+
+    Parameters
+    ----------
+    specs : list of dict
+
+    Returns
+    -------
+    list of int
+        Indices into ``specs``.
+    """
+    groups = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(settings_key(spec), []).append(i)
+    return [i for group in groups.values() for i in group]
 
 
 @contextlib.contextmanager

@@ -293,6 +293,51 @@ def _data(task, spec, options):
     return _DATA[key]
 
 
+def _setup(task, options, spec):
+    """(data, model, trainer class, why not applicable or None, alignment
+    on?) of a run: its data, the model of its seed, and a trainer built
+    and dropped to learn whether it applies and has update directions (it is
+    built again after the warm-up: some trainers seed global generators)."""
+    from .registry import get_trainer
+    data = _data(task, spec, options)
+    model = task.build_model(spec["seed"], spec["dtype"], **options)
+    cls = get_trainer(spec["trainer"], model)
+    trainer, why = build_trainer(cls, model, task, spec)
+    alignment = (trainer is not None and spec["alignment"] and task.model == "MLP"
+                 and spec["trainer"] != "backprop" and has_update_directions(trainer))
+    return data, model, cls, why, alignment
+
+
+def warm_up(spec):
+    """Compile every kernel a run of ``spec`` uses, as `run` does before its
+    clock starts (a throwaway model trains one epoch on two batches, then
+    evaluates, predicts and, with alignment, measures angles), without
+    running it. With Numba's on-disk cache on, the machine code is saved
+    there, so a later run of a spec with the same settings, in any process,
+    loads it instead of compiling (see `fastbp.compile_ahead`).
+
+    Parameters
+    ----------
+    spec : dict
+        From `make_spec`.
+
+    Returns
+    -------
+    float or None
+        Seconds taken, or None when the trainer does not apply to the task's
+        model (nothing to compile).
+    """
+    name, options = parse_task_spec(spec["task"])
+    task = get_task(name)
+    options = task.options(**options)
+    data, model, cls, why, alignment = _setup(task, options, spec)
+    if why is not None:
+        return None
+    bs = spec["batch_size"] or task.batch_size
+    with blas_limit(spec.get("blas_threads")):
+        return _warm_up(cls, task, model, data, spec, bs, alignment)
+
+
 def _warm_up(cls, task, model, data, spec, bs, alignment):
     """Compile every kernel the run uses on a throwaway copy of the model."""
     t0 = time.perf_counter()
@@ -357,7 +402,6 @@ def run(spec, on_epoch=None):
         that epoch), and ``warmup_seconds`` (compilation and warm-up, not on
         the clock).
     """
-    from .registry import get_trainer
     name, options = parse_task_spec(spec["task"])
     task = get_task(name)
     options = task.options(**options)
@@ -388,19 +432,13 @@ def run(spec, on_epoch=None):
               "train_seconds": [], "alignment": None, "alignment_epochs": None,
               "final": None, "time_per_epoch": None, "time_to_target": None,
               "epochs_to_target": None, "warmup_seconds": None}
-    data = _data(task, spec, options)
-    model = task.build_model(spec["seed"], spec["dtype"], **options)
-    cls = get_trainer(spec["trainer"], model)
+    data, model, cls, why, alignment = _setup(task, options, spec)
     # fingerprint of the initial parameters: equal for every trainer of a seed
     record["settings"]["init_sha256"] = hashlib.sha256(model.flat_params.tobytes()).hexdigest()
     probe = None
-    trainer, why = build_trainer(cls, model, task, spec)
-    if trainer is None:
+    if why is not None:
         record.update(status="not_applicable", reason=why)
         return record
-    alignment = (spec["alignment"] and task.model == "MLP" and spec["trainer"] != "backprop"
-                 and has_update_directions(trainer))
-    del trainer  # built again after the warm-up: some trainers seed global generators
     record["warmup_seconds"] = _warm_up(cls, task, model, data, spec, bs, alignment)
     trainer, _ = build_trainer(cls, model, task, spec)
     every = max(1, epochs // ALIGNMENT_POINTS)

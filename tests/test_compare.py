@@ -120,7 +120,9 @@ def test_interrupt_keeps_finished_runs(tmp_path, monkeypatch):
     saved = Results.from_json(tmp_path / "results.json")
     assert len(saved.runs) == 2 and saved.meta["complete"] is False
     assert saved.meta["interrupted"] is True
-    assert [(r["trainer"], r["seed"]) for r in saved.runs] == [("backprop", 0), ("dfa", 0)]
+    # in this process the seeds of one trainer run one after the other
+    assert [(r["trainer"], r["seed"]) for r in saved.runs] == [("backprop", 0), ("backprop", 1)]
+    assert [r["index"] for r in saved.runs] == [0, 2]
 
 
 def test_dask_local_cluster_equals_in_process(tmp_path):
