@@ -7,8 +7,10 @@ One row per benchmark: group, name (the implementation), dtype, median time,
 IQR as a percentage of the median (the run's noise), ops/s (pytest-benchmark's
 ``ops``, 1/mean), the speed-up against the NumPy row of the same group and
 dtype (NumPy median / this median, or the ratio of us_per_step when both rows
-have one), and the recorded ``extra_info`` (us_per_step, percent of BLAS, GFLOP/s,
-losses).
+have one), for fastbp rows the speed-up against the best peer of the group
+and dtype (the fastest of the NumPy, PyTorch and JAX rows, and which one it
+was), and the recorded ``extra_info`` (us_per_step, percent of BLAS,
+GFLOP/s, losses).
 """
 import argparse
 import json
@@ -19,6 +21,9 @@ EXTRAS = [("us_per_step", "µs/step"), ("pct_of_blas", "% of BLAS"),
           ("gflops_per_s", "GFLOP/s"), ("ns_per_param", "ns/param"),
           ("loss_after_k", "loss@k"), ("loss_last", "loss after"),
           ("loss_last_epoch", "last epoch loss"), ("loss", "loss")]
+
+#: the implementations fastbp is measured against
+PEERS = ("numpy", "torch", "jax")
 
 
 def fmt_time(seconds):
@@ -54,36 +59,49 @@ def rows_of(data, full_names=False):
     for b in benches:
         if short_name(b) == "numpy":
             baseline[(b.get("group"), (b.get("params") or {}).get("dtype"))] = b
+    peers = {}  # (group, dtype) -> the peer rows
+    for b in benches:
+        if short_name(b) in PEERS:
+            peers.setdefault((b.get("group"), (b.get("params") or {}).get("dtype")), []).append(b)
     order = {g: i for i, g in enumerate(groups)}
-    benches = sorted(enumerate(benches),
-                     key=lambda ib: (order[ib[1].get("group") or ""],
-                                     str((ib[1].get("params") or {}).get("dtype")), ib[0]))
     rows = []
-    for _, b in benches:
+    for _, b in sorted(enumerate(benches),
+                       key=lambda ib: (order[ib[1].get("group") or ""],
+                                       str((ib[1].get("params") or {}).get("dtype")), ib[0])):
         s = b["stats"]
         dtype = (b.get("params") or {}).get("dtype", "")
         extra = b.get("extra_info") or {}
         speedup = ""
         ref = baseline.get((b.get("group"), dtype))
         if ref is not None:
-            ref_extra = ref.get("extra_info") or {}
-            if "us_per_step" in extra and "us_per_step" in ref_extra:
-                # rounds of different lengths: compare the time per update
-                speedup = ref_extra["us_per_step"] / extra["us_per_step"]
-            else:
-                speedup = ref["stats"]["median"] / s["median"]
+            speedup = speed_up(ref, b)
+        best = ""
+        rivals = peers.get((b.get("group"), dtype))
+        if short_name(b) == "fastbp" and rivals:
+            ratio, rival = min((speed_up(r, b), short_name(r)) for r in rivals)
+            best = f"{ratio:.2f}x ({rival})"
         shown = [f"{label} {fmt_value(key, extra[key])}" for key, label in EXTRAS
                  if key in extra]
         rows.append([b.get("group") or "", b["name"] if full_names else short_name(b),
                      str(dtype), fmt_time(s["median"]),
                      f"{100 * s['iqr'] / s['median']:.0f}%", f"{s['ops']:,.0f}",
-                     f"{speedup:.2f}x" if speedup else "",
+                     f"{speedup:.2f}x" if speedup else "", best,
                      ", ".join(shown)])
     return rows
 
 
+def speed_up(ref, bench):
+    """How many times faster ``bench`` is than ``ref`` by medians (by time per
+    update when both have ``us_per_step``: their rounds differ in length)."""
+    extra, ref_extra = bench.get("extra_info") or {}, ref.get("extra_info") or {}
+    if "us_per_step" in extra and "us_per_step" in ref_extra:
+        return ref_extra["us_per_step"] / extra["us_per_step"]
+    return ref["stats"]["median"] / bench["stats"]["median"]
+
+
 def to_markdown(data, full_names=False):
-    head = ["group", "name", "dtype", "median", "IQR/median", "ops/s", "vs numpy", "extra_info"]
+    head = ["group", "name", "dtype", "median", "IQR/median", "ops/s", "vs numpy",
+            "vs best peer", "extra_info"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows_of(data, full_names):
         lines.append("| " + " | ".join(r) + " |")

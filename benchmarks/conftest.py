@@ -79,6 +79,11 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["versions"] = {"python": sys.version.split()[0], "numpy": np.__version__,
                                 "numba": numba.__version__, "scipy": scipy.__version__,
                                 "fastbp": fastbp.__version__, "fastbp_git": _git_describe()}
+    # the peers, when their rows ran (imported by then; never imported here)
+    for peer in ("torch", "jax", "jaxlib"):
+        module = sys.modules.get(peer)
+        if module is not None:
+            machine_info["versions"][peer] = getattr(module, "__version__", "?")
     # NumPy's np.dot and fastbp's kernels (np.dot inside @njit) call two
     # different OpenBLAS builds: NumPy's own and SciPy's
     machine_info["blas"] = {"numpy": _blas_name(np), "scipy (numba np.dot)": _blas_name(scipy)}
