@@ -121,3 +121,8 @@ def test_cli_flag_reaches_the_plan(monkeypatch, tmp_path, flag, expected):
     code = cli.main(["compare", "--task", "xor", "--trainers", "backprop,fa", "--epochs", "1",
                      "--out", str(tmp_path), "--no-plots", "--no-progress", *flag])
     assert code == 130 and seen["plan"].compile_ahead is expected
+
+
+def test_warm_up_of_a_trainer_that_does_not_apply_compiles_nothing():
+    spec = runs.make_spec("adding:length=5,n_train=16,n_test=8", "hsic", 0, epochs=1)
+    assert runs.warm_up(spec) is None
