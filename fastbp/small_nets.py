@@ -358,8 +358,9 @@ def generate_source(spec):
        "    shuffle_in_place(order, epoch_seed(seed, first_epoch + e))",
        "loss_acc = 0.0",
        "correct = 0.0",
-       "terms = 0",
-       "steps = 0",
+       # int64 zeros, not literals: a literal argument compiles record_epoch again
+       "terms = np.int64(0)",
+       "steps = np.int64(0)",
        "for start in range(0, n, batch_size):")
     w_.indent()
     w_("rows = min(batch_size, n - start)",
@@ -396,7 +397,7 @@ def generate_source(spec):
        "terms += rows",
        "steps += 1")
     w_.dedent()
-    w_("record_epoch(stats, e, loss_acc, terms, correct, steps, 0.0, 0)",
+    w_("record_epoch(stats, e, loss_acc, terms, correct, steps, 0.0, np.int64(0))",
        "if status != OK:",
        "    done = e",
        "    break")
