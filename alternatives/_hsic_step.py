@@ -82,7 +82,7 @@ HSICArgs = namedtuple("HSICArgs", "step ws layout blas hws rx ry s y zs gs backu
                                   "backup_state info sigma beta epsilon max_spread phase")
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def capped_gradient(Z, S, sigma, epsilon, cap, hws, zs, gs, dZ):
     """J = tr(R_U S) and dZ <- dJ/dZ for the rows of Z (m, d), any float
     dtype, seen by the kernel as U = Z min(1, cap / s), s the spread of Z:
@@ -136,7 +136,7 @@ def capped_gradient(Z, S, sigma, epsilon, cap, hws, zs, gs, dZ):
     return J
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def fill_y(labels, targets, rows, y):
     """y[:rows] <- one-hot rows of the integer ``labels`` (when non-empty),
     else the ``targets`` rows as they are."""
@@ -152,7 +152,7 @@ def fill_y(labels, targets, rows, y):
                 y[i, j] = targets[i, j]
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def onehot_r(labels, k, m, sigma, epsilon, ws, R):
     """R[:m*m] <- R_Y for Y the one-hot rows of ``labels[:m]`` over k classes
     (k <= m), in closed form: what :func:`normalized_r` gives for Y, at
@@ -200,7 +200,7 @@ def onehot_r(labels, k, m, sigma, epsilon, ws, R):
     return 0
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def label_r(labels, targets, rows, sigma, epsilon, ws, y, R):
     """R[:rows*rows] <- R_Y for the batch's labels (one-hot, in closed form
     when there are no more classes than rows: :func:`onehot_r`) or target
@@ -317,7 +317,7 @@ def _layer_input(x, ws, l, prev):
     return (x, 0) if l == 1 else (ws, prev)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def hsic_pass(args, x, labels, targets, rows, update):
     """One pass up the network on the batch ``x`` (rows, n_0) flat.
 
