@@ -30,6 +30,20 @@ def blas_flag(rows, max_layer_size):
 
 
 @njit(inline="always", **KERNEL)
+def copy_block(src, dst):
+    """dst[i] = src[i] for the equal-length 1-D views ``src``, ``dst``.
+
+    A loop, not ``dst[:] = src``: Numba compiles array-to-slice assignment
+    with a shape check whose error message is formatted at run time, and
+    that string machinery (about 3 s to compile once per process) is linked
+    into, and optimized again in, every kernel above it. A loop from 0 over
+    two views also vectorizes, where indexing one buffer at run-time
+    offsets does not."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(inline="always", **KERNEL)
 def gemm_nt(A, a0, B, b0, C, c0, m, n, k, blas):
     """C (m, n) = A (m, k) @ B (n, k).T."""
     if blas is not None and m * n * k >= SMALL_GEMM:

@@ -33,7 +33,7 @@ from .activations import (activate_inplace, backprop_activation, sigmoid_scalar,
                           tanh_float64)
 from .codes import KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH, ZERO
 from .epochs import batch_result, gather_batch, register_batch_step, run_epochs
-from .linalg import gemm_nn, gemm_nt, gemm_tn
+from .linalg import copy_block, gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
 from .optim import LOSS, finish_step
 
@@ -232,7 +232,7 @@ def forward(x, rows, params, layout, ws, blas):
             activate_inplace(ws, hoff, rows, nout, layout[L + 1 + l])
         elif l == L:
             add_bias(ws[a_off:a_off + n], ZERO, params[boff:boff + nout], ZERO, rows, nout)
-            ws[hoff:hoff + n] = ws[a_off:a_off + n]
+            copy_block(ws[a_off:a_off + n], ws[hoff:hoff + n])
             activate_inplace(ws[hoff:hoff + n], ZERO, rows, nout, layout[L + 1 + l])
         else:       # bias and activation in one pass over a large block
             bias_activate(ws[hoff:hoff + n], ZERO, params[boff:boff + nout], ZERO, rows, nout,
@@ -289,7 +289,7 @@ def backward(x, rows, params, grads, layout, ws, blas):
             cur, other = other, cur
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def loss_gradients(x, labels, targets, rows, params, grads, ws, layout, loss_code, blas):
     """Forward, loss and backward for one batch; ``grads`` receives d(mean
     loss)/d(params). Returns (loss summed over the batch, number correct).

@@ -57,7 +57,7 @@ from .activations import (activate_inplace, add_activate, add_backprop_activatio
                           backprop_activation)
 from .codes import KERNEL, OK, ZERO
 from .epochs import register_batch_step, run_epochs
-from .linalg import SMALL_GEMM, gemm_nn, gemm_nt, gemm_tn
+from .linalg import SMALL_GEMM, copy_block, gemm_nn, gemm_nt, gemm_tn
 from .losses import loss_and_delta
 from .mlp import add_bias, bias_gradient
 from .optim import LOSS, finish_step
@@ -376,7 +376,7 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     gemm_nt(ws[hs + first * blk:hs + first * blk + n_rows * h], 0, params[w_out:w_out + o * h],
             0, A, 0, n_rows, o, h, blas)
     add_bias(A, ZERO, params[nw + h:nw + h + o], ZERO, n_rows, o)
-    HO[:] = A
+    copy_block(A, HO)
     activate_inplace(HO, ZERO, n_rows, o, layout[OUT_ACT])
 
 
@@ -477,7 +477,7 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     if not small:
         # the carry products' B operand, 64-byte aligned (see ALIGN)
         wc = w_rec_offset(layout, rows, T)
-        ws[wc:wc + h * h] = W_rec
+        copy_block(W_rec, ws[wc:wc + h * h])
         W_rec = ws[wc:wc + h * h]
     db[:] = 0.0
     # the time loop: only the (rows, h) x (h, h) carry product is sequential;
@@ -539,7 +539,7 @@ def sequence_gradients(X, labels, targets, params, grads, ws, layout, lb, tb, lo
     return loss, correct, terms
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def train_batch(args, rows, T, lb, tb):
     """Train on one gathered batch (inputs in XS, labels/targets in lb/tb):
     one update for full BPTT, or one update per window of ``args.truncate``
