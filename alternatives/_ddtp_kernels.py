@@ -69,7 +69,7 @@ def feedback_size(layout):
     return _q_offset(layout, layout[0])
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def forward_directions(args, x, labels, targets, rows):
     """Forward pass, loss, hidden targets (into ``args.tgt``) and the DDTP
     direction of the forward parameters (into ``args.step.grads``, no weight
@@ -139,7 +139,7 @@ def feedback_directions(args, rows):
     return loss * inv_b
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def feedback_step(args, x, rows):
     """Forward pass, fresh noise, one update of the feedback. Returns (loss, status)."""
     fb = args.feedback

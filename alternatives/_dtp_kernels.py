@@ -99,7 +99,7 @@ def layer_apply(src, s0, P, woff, boff, dst, d0, rows, nout, nin, code, blas):
         bias_activate(dst[d0:d0 + n], ZERO, P[boff:boff + nout], ZERO, rows, nout, code)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def forward_and_output_gradient(args, x, labels, targets, rows):
     """What every target-propagation variant starts with: the forward pass,
     the loss (its delta d(mean loss)/dA_L written at the output delta offset),
@@ -128,7 +128,7 @@ def forward_and_output_gradient(args, x, labels, targets, rows):
     return loss_sum, correct, d_off
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def target_gradient(args, x, rows, l, tgt, t0, g0):
     """Hidden layer l's local gradient into ``args.step.grads``: with the
     target h^_l the (rows, n_l) block of ``tgt`` at t0, the gradient of
@@ -151,7 +151,7 @@ def target_gradient(args, x, rows, l, tgt, t0, g0):
                        args.blas)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def forward_directions(args, x, labels, targets, rows):
     """Forward pass, loss, targets and local gradients of one batch:
     ``args.step.grads`` receives the DTP update direction of the forward
@@ -235,7 +235,7 @@ def inverse_directions(args, rows):
     return loss * inv_b
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def inverse_step(args, x, rows):
     """Forward pass, then one update of the inverses. Returns (loss, status)."""
     inverse = args.inverse
