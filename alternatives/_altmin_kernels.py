@@ -120,7 +120,7 @@ from fastbp.kernels.activations import activate, activate_inplace, backprop_acti
 from fastbp.kernels.codes import (KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR,
                                   ZERO)
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
-from fastbp.kernels.linalg import gemm_nn, gemm_nt, gemm_tn
+from fastbp.kernels.linalg import copy_block, gemm_nn, gemm_nt, gemm_tn
 from fastbp.kernels.losses import loss_and_delta
 from fastbp.kernels.mlp import add_bias, bias_gradient, max_width, n_weights, output_offsets
 from fastbp.kernels.optim import DECAY as WEIGHT_DECAY
@@ -285,9 +285,9 @@ def _hidden_layer(args, l, src, s0, rows):
     c0 = _block(args.codes0, layout, rows, l)
     gemm_nt(src, s0, args.params, woff, c0, 0, rows, nout, nin, args.blas)
     add_bias(c0, ZERO, args.params[boff:boff + nout], ZERO, rows, nout)
-    _block(args.codes, layout, rows, l)[:] = c0
+    copy_block(c0, _block(args.codes, layout, rows, l))
     h = _block(args.ws, layout, rows, l)
-    h[:] = c0
+    copy_block(c0, h)
     activate_inplace(h, ZERO, rows, nout, layout[layout[0] + 1 + l])
 
 
@@ -638,8 +638,8 @@ def copy_layer(l, src, dst, layout):
     woff, boff = layer_offsets(layout, l)
     nw = layout[l] * layout[l + 1]
     nb = layout[l + 1]
-    dst[woff:woff + nw] = src[woff:woff + nw]
-    dst[boff:boff + nb] = src[boff:boff + nb]
+    copy_block(src[woff:woff + nw], dst[woff:woff + nw])
+    copy_block(src[boff:boff + nb], dst[boff:boff + nb])
 
 
 @njit(**KERNEL)
@@ -665,8 +665,8 @@ def hidden_candidates(args, x, rows):
 def commit_hidden(args):
     """Copy the candidates in: A = A_new, B = B_new, and every hidden layer's
     params[W_l, b_l] = cand[W_l, b_l]."""
-    args.A[:] = args.A_new
-    args.B[:] = args.B_new
+    copy_block(args.A_new, args.A)
+    copy_block(args.B_new, args.B)
     for l in range(1, args.layout[0]):
         copy_layer(l, args.cand, args.params, args.layout)
 
