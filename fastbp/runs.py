@@ -234,9 +234,16 @@ def load_data(spec):
     """The data of a spec's task (cached per process: a grid loads each task
     once per process). Raises ImportError with the install command when the
     task needs a missing optional package."""
+    task, options = _task(spec)
+    return _data(task, spec, options)
+
+
+def _task(spec):
+    """The spec's task and its options, checked and completed with the
+    task's defaults."""
     name, options = parse_task_spec(spec["task"])
     task = get_task(name)
-    return _data(task, spec, task.options(**options))
+    return task, task.options(**options)
 
 
 def check_spec(spec):
@@ -266,14 +273,8 @@ def check_spec(spec):
     ImportError
         The task needs a missing optional package.
     """
-    from .registry import get_trainer
-    name, options = parse_task_spec(spec["task"])
-    task = get_task(name)
-    options = task.options(**options)
-    load_data(spec)
-    model = task.build_model(spec["seed"], spec["dtype"], **options)
-    trainer, why = build_trainer(get_trainer(spec["trainer"], model), model, task, spec)
-    return why
+    task, options = _task(spec)
+    return _setup(task, options, spec)[3]
 
 
 def _data(task, spec, options):
@@ -327,9 +328,7 @@ def warm_up(spec):
         Seconds taken, or None when the trainer does not apply to the task's
         model (nothing to compile).
     """
-    name, options = parse_task_spec(spec["task"])
-    task = get_task(name)
-    options = task.options(**options)
+    task, options = _task(spec)
     data, model, cls, why, alignment = _setup(task, options, spec)
     if why is not None:
         return None
@@ -402,9 +401,7 @@ def run(spec, on_epoch=None):
         that epoch), and ``warmup_seconds`` (compilation and warm-up, not on
         the clock).
     """
-    name, options = parse_task_spec(spec["task"])
-    task = get_task(name)
-    options = task.options(**options)
+    task, options = _task(spec)
     epochs = spec["epochs"] or task.epochs
     bs = spec["batch_size"] or task.batch_size
     tuned = dict(spec.get("params") or {})
