@@ -132,7 +132,8 @@ class CompileAhead:
         self._proc = subprocess.Popen([sys.executable, "-c", _CHILD, here],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(self._proc.stdout,),
+                                        daemon=True)
         self._reader.start()
         try:
             self._proc.stdin.write(json.dumps(jobs, default=repr))
@@ -140,9 +141,9 @@ class CompileAhead:
         except OSError:  # the helper died at start: the grid compiles everything
             self.close()
 
-    def _read(self):
+    def _read(self, stream):
         try:
-            for line in self._proc.stdout:
+            for line in stream:
                 index, _, status = line.rstrip("\n").partition(" ")
                 try:
                     key = self._keys[int(index)]
@@ -173,11 +174,13 @@ class CompileAhead:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        # the reader ends at the output's end (the helper has exited): only then
+        # is its pipe closed
         if self._reader is not None:
             self._reader.join()
             self._reader = None
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
         for event in self._events.values():
             event.set()
 
