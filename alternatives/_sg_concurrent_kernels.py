@@ -61,7 +61,7 @@ ModuleArgs = namedtuple("ModuleArgs", "params grads state opt_hyper train_hyper 
 Channels = namedtuple("Channels", "src out targets grad batch_size slots bottom")
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def update(step, nw, data_loss):
     """:func:`fastbp.kernels.optim.finish_step` on the StepArrays fields of a
     bundle."""
@@ -69,32 +69,32 @@ def update(step, nw, data_loss):
                        nw, data_loss)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def as_module(mod):
     """The :data:`alternatives._sg_kernels.Module` of a ModuleArgs."""
     return Module(mod.params, mod.grads, mod.n, mod.m, mod.k)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def span(data, chan, t):
     """(start, rows) of batch t in data.order."""
     start = t * chan.batch_size
     return start, min(chan.batch_size, data.X.shape[0] - start)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def block(chan, t, width):
     """Offset of batch t's block in a channel of ``width`` columns."""
     return (t % chan.slots) * chan.batch_size * width
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def input_offset(chan, t, width):
     """Offset of batch t's input in chan.src."""
     return ZERO if chan.bottom else block(chan, t, width)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def gather_context(data, start, rows):
     """Labels (or target rows) of samples order[start:start + rows] into data.lb
     (data.tb)."""
@@ -109,7 +109,7 @@ def gather_context(data, start, rows):
                 tb[i, j] = targets[src, j]
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def input_gradient(grp, down, d0, rows):
     """After fastbp's :func:`backward` on the group: down[d0:] (rows, n_in) =
     rows * delta_1 W_1, the per-sample gradient at the group's input."""
@@ -125,7 +125,7 @@ def input_gradient(grp, down, d0, rows):
         down[d0 + j] *= scale
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def lower_forward(data, grp, mod, chan, t):
     """A lower group's forward half of batch t: its input (gathered from
     data.X into data.xb, which is chan.src, for the bottom group), its layers,
@@ -148,7 +148,7 @@ def lower_forward(data, grp, mod, chan, t):
                    mod.blas)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def lower_backward(grp, pbuf, chan, t, rows):
     """A lower group's backward half of batch t: the prediction in pbuf (per
     sample) divided by rows goes through f'(a) of the group's last layer and
@@ -171,7 +171,7 @@ def lower_backward(grp, pbuf, chan, t, rows):
     return update(grp, n_weights(layout), 0.0)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def module_step(data, mod, chan, s):
     """One update of a lower group's module on the stored batch s: inputs
     (its block of chan.out) and context of its samples, target (its block of

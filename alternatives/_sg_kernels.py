@@ -78,7 +78,7 @@ Module = namedtuple("Module", "params grads n m k")
 
 # -- sizes and offsets ------------------------------------------------------------------
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def sw_offsets(sgl, rows):
     """Offsets of P, T, Z, DZ, R in ``sw`` for ``rows`` rows."""
     table = sgl.table
@@ -90,7 +90,7 @@ def sw_offsets(sgl, rows):
     return 0, t0, z0, dz0, dz0 + rows * sgl.m
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def module(sg, sgl, i):
     """Module i of the module buffers ``sg`` (StepArrays) as a :data:`Module`."""
     p0 = sgl.table[i, PARAM]
@@ -100,7 +100,7 @@ def module(sg, sgl, i):
 
 # -- one layer with the context, one module -----------------------------------------------
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def context_layer(X, x0, rows, nin, nout, P, labels, targets, k, out, o0, code, blas):
     """out[o0:] (rows, nout) = f(X[x0:] W^T + c Wc^T + b) for X (rows, nin),
     P = [W (nout, nin), Wc (nout, k), b (nout), ...] (no Wc when k is 0) and f
@@ -129,7 +129,7 @@ def context_layer(X, x0, rows, nin, nout, P, labels, targets, k, out, o0, code, 
     return q + nout
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def context_layer_grad(D, H, X, x0, rows, nin, nout, G, labels, targets, k, code, blas):
     """The gradient of :func:`context_layer` into G = [dW, dWc, db, ...] given
     D (rows, nout) = d loss / d out and the layer's output H = out (both
@@ -189,7 +189,7 @@ def module_backward(mod, h, h0, labels, targets, R, r0, z, z0, dz, rows, blas):
                            labels, targets, mod.k, np.int64(RELU), blas)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def residual(P, p0, T, t0, R, r0, rows, n):
     """R (rows, n) = (P - T) / rows; returns sum of 1/2 (P - T)^2 / rows (the
     batch mean of the module's squared error)."""
@@ -204,7 +204,7 @@ def residual(P, p0, T, t0, R, r0, rows, n):
 
 # -- the locked schedule: one batch, the whole network ------------------------------------
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def predict_all(args, labels, targets, rows):
     """Every module's prediction from the H_l in ``args.ws`` into sw's P blocks."""
     sgl, ws, sw = args.sgl, args.ws, args.sw
@@ -215,7 +215,7 @@ def predict_all(args, labels, targets, rows):
                        p0 + rows * t[BLOCK], sw, z0 + i * rows * sgl.m, rows, args.blas)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def sg_backward(args, x, rows):
     """Backward pass after :func:`forward`, the loss kernel and the predictions:
     fastbp's :func:`backward`, except that at each decoupled layer l the
@@ -263,7 +263,7 @@ def sg_backward(args, x, rows):
             cur, other = other, cur
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def directions(args, x, labels, targets, rows, given):
     """Forward pass, loss, predictions (unless ``given``: then sw's P blocks
     already hold them), and the SG backward pass: ``args.step.grads`` receives
@@ -281,7 +281,7 @@ def directions(args, x, labels, targets, rows, given):
     return loss_sum, correct
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def module_directions(args, labels, targets, rows):
     """After :func:`directions` (with the modules' own predictions):
     ``args.sg.grads`` receives the gradient of every module's loss
