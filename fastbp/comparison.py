@@ -332,16 +332,14 @@ compile_ahead
     ImportError
         A task, the figures or Dask need a missing optional package.
     """
-    plan = _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out,
+    return _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out,
                     plots, progress, scheduler, workers, trainer_options, data_seed, alignment,
-                    blas_threads, params=params)
-    plan.compile_ahead = bool(compile_ahead)
-    return plan
+                    blas_threads, params=params, compile_ahead=compile_ahead)
 
 
 def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype, out, plots,
              progress, scheduler, workers, trainer_options, data_seed, alignment, blas_threads,
-             params=None, validation=None):
+             params=None, validation=None, compile_ahead=True):
     """`prepare`, and for `fastbp.tune` with ``validation`` (a fraction of
     the training set, see `fastbp.runs.validation_split`) in every spec."""
     from .registry import available_trainers, get_trainer
@@ -438,7 +436,7 @@ def _prepare(tasks, trainers, seeds, epochs, batch_size, lr, weight_decay, dtype
             "machine": _machine(), "n_runs": len(specs), "complete": False,
             "wall_seconds": None}
     return Plan(specs=specs, meta=meta, out=out, plots=bool(plots), progress=bool(progress),
-                scheduler=scheduler, workers=workers)
+                scheduler=scheduler, workers=workers, compile_ahead=bool(compile_ahead))
 
 
 def _apply_params(specs, params, lr, weight_decay):

@@ -108,13 +108,10 @@ class CompileAhead:
     """
 
     def __init__(self, specs, enabled=True):
-        keys = []
-        first = {}
+        first = {}   # settings key -> its first spec, in the order they appear
         for spec in specs:
-            key = settings_key(spec)
-            if key not in first:
-                first[key] = spec
-                keys.append(key)
+            first.setdefault(settings_key(spec), spec)
+        keys = list(first)
         self.outcome = {}
         self._events = {key: threading.Event() for key in keys[1:]}
         self._proc = None
