@@ -233,12 +233,14 @@ def test_without_hidden_layers_it_is_backprop(memory):
 
 # -- all or nothing, saving, fused epochs -------------------------------------------------------
 
-@pytest.mark.parametrize("memory", [None, 0.1])
-def test_divergence_leaves_parameters_optimizer_state_and_memory(memory):
-    model = _net((4, 5, 5, 2), "mse", np.float32)
+# float32 with overflowing targets, and float64 (whose AM-mem step the twin tests compile)
+@pytest.mark.parametrize("memory, dtype, scale", [(None, np.float32, 1e30),
+                                                  (0.1, np.float64, 1e200)])
+def test_divergence_leaves_parameters_optimizer_state_and_memory(memory, dtype, scale):
+    model = _net((4, 5, 5, 2), "mse", dtype)
     kw = {} if memory is None else dict(memory=memory)
     trainer = AltMinTrainer(model, loss="mse", optimizer=fb.SGD(1e10, momentum=0.9), **kw)
-    X, y = _batch(model.sizes, 20, "mse", np.float32)
+    X, y = _batch(model.sizes, 20, "mse", dtype)
     trainer.optimizer.hyper[1] = 1e-3
     trainer.step(X, y)                                   # state and memory not zero
     trainer.step(X, y)
@@ -247,7 +249,7 @@ def test_divergence_leaves_parameters_optimizer_state_and_memory(memory):
     assert np.abs(snapshot["optimizer_state"]).max() > 0
     if memory is not None:
         assert np.abs(_memory(trainer)).max() > 0
-    big_X, big_y = X * 1e3, y * 1e30
+    big_X, big_y = X * 1e3, y * scale
     with pytest.raises(fb.DivergenceError):
         trainer.step(big_X, big_y)
     _assert_same(snapshot, trainer)

@@ -260,8 +260,10 @@ def test_update_directions_at_current_parameters():
 
 
 def test_float32_step_close_to_float64():
-    X, y = batch()
-    a, b = make(dtype=np.float64), make(dtype=np.float32)
+    # BLAS-sized (12 x 80 x 90 products), as the restore tests below: the
+    # suite compiles the float32 step for one of the two product paths only
+    X, y = batch(n_in=80)
+    a, b = make((80, 90, 7, 3), dtype=np.float64), make((80, 90, 7, 3), dtype=np.float32)
     a.step(X, y)
     b.step(X.astype(np.float32), y)
     for p, q in zip(a.model.params, b.model.params):
@@ -444,11 +446,12 @@ def test_divergence_leaves_everything_as_before():
 
 def test_overflowing_update_leaves_everything_as_before():
     """float32, a huge learning rate: the output layer's update overflows after
-    the hidden layers were updated."""
+    the hidden layers were updated (their directions are below 1e-2, the
+    output layer's above 1e3)."""
     rng = np.random.default_rng(7)
-    model = fb.MLP([4, 5, 3], activation="tanh", output="identity", seed=0)
+    model = fb.MLP([40, 50, 3], activation="tanh", output="identity", seed=0)
     tr = HSICTrainer(model, loss="mse", optimizer=fb.SGD(1e36), sigma=SIGMA, beta=BETA)
-    X = rng.normal(size=(6, 4)).astype(np.float32)
+    X = rng.normal(size=(6, 40)).astype(np.float32)
     before = model.flat_params.copy()
     with pytest.raises(fb.DivergenceError, match="overflows"):
         tr.step(X, rng.normal(size=(6, 3)).astype(np.float32) * 1e4)
