@@ -75,29 +75,32 @@ def update_is_finite(params, grads, state, opt_hyper):
     and a NaN or inf gradient always makes a non-finite update.
 
     Compiled with the same flags as apply_update (no fastmath: a fused
-    multiply-add here would not round where the update does); the count of
-    non-finite values is an integer reduction, which vectorizes without it.
+    multiply-add here would not round where the update does). The flag is an
+    or-reduction of booleans, as in the update, which LLVM vectorizes without
+    fastmath; a count of the non-finite values took 1.7x as long for float32
+    Adam (2.77 against 1.62 ms for 3.16 M parameters; SGD 1.00 against 0.80).
     """
     f = params.dtype.type
     n = params.shape[0]
     lr = opt_hyper[LR]
-    bad = 0
+    bad = False
     if opt_hyper[KIND] == ADAM:
         c = _adam_constants(params, opt_hyper, opt_hyper[T] + 1.0)
+        m = state[0]
+        v = state[1]
         for i in range(n):
-            p, m, v = _adam_element(params[i], grads[i], state[0, i], state[1, i], c)
-            bad += (0 if np.isfinite(p) else 1) + (0 if np.isfinite(m) else 1) \
-                + (0 if np.isfinite(v) else 1)
+            p, mi, vi = _adam_element(params[i], grads[i], m[i], v[i], c)
+            bad |= not (np.isfinite(p) & np.isfinite(mi) & np.isfinite(vi))
     elif opt_hyper[A] == 0.0:
         for i in range(n):
-            bad += 0 if np.isfinite(f(params[i] - lr * grads[i])) else 1
+            bad |= not np.isfinite(f(params[i] - lr * grads[i]))
     else:
         nesterov = opt_hyper[B] != 0.0
+        v = state[0]
         for i in range(n):
-            p, v = _momentum_element(params[i], grads[i], state[0, i], lr, opt_hyper[A],
-                                     nesterov)
-            bad += (0 if np.isfinite(f(p)) else 1) + (0 if np.isfinite(f(v)) else 1)
-    return bad == 0
+            p, vi = _momentum_element(params[i], grads[i], v[i], lr, opt_hyper[A], nesterov)
+            bad |= not (np.isfinite(f(p)) & np.isfinite(f(vi)))
+    return not bad
 
 
 @njit(inline="always", **KERNEL)
