@@ -7,7 +7,8 @@ Groups (``--benchmark-group-by=group,param:dtype``):
   backward, SGD update). fastbp is timed through the public
   ``trainer.step(X, y)``, input validation included. The two large workloads
   also hold ``blas_reference``: only the matrix products of one step, which
-  bounds what any implementation can reach.
+  bounds what any implementation calling this BLAS can reach, and, with JAX
+  installed, ``jax_products``: the same products through XLA's own.
 * ``mlp-fit-<sizes>-b<batch>``: ``trainer.fit`` over a data set, where whole
   epochs run in one compiled call (for the small nets, a kernel generated for
   their exact shape: see ``fastbp.small_nets``); ``extra_info["us_per_step"]``
@@ -30,6 +31,7 @@ from bench_utils import (
     class_batch,
     fit_round,
     record_blas_reference,
+    record_flops,
     run_timed,
     step_test,
     time_fit,
@@ -146,6 +148,39 @@ def test_blas_reference(benchmark, blas_medians, workload, dtype):
     gemms()  # warm-up: BLAS threads started, buffers touched
     run_timed(benchmark, w, gemms)
     record_blas_reference(benchmark, MLP, workload, dtype, blas_medians)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("workload", BLAS_WORKLOADS)
+def test_jax_products(benchmark, blas_medians, workload, dtype):
+    """The same products as :func:`test_blas_reference` in one ``jax.jit``
+    call (XLA's own CPU matrix products, not NumPy's BLAS): when JAX's whole
+    step takes less than the BLAS reference, this row shows whether its
+    products are the reason. ``pct_of_blas`` = the reference's median over
+    this row's (above 100: faster than the BLAS every other row uses)."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)   # as jax_mlp does; float32 stays float32
+    w = WORKLOADS[workload]
+    benchmark.group = f"mlp-step-{workload}"
+    b = w["batch"]
+    rng = np.random.default_rng(0)
+    layers = [tuple(jax.numpy.asarray(rng.standard_normal(shape).astype(dtype))
+                    for shape in ((b, n_in), (n_out, n_in), (b, n_out)))
+              for n_in, n_out in zip(w["sizes"][:-1], w["sizes"][1:])]
+
+    @jax.jit
+    def products(layers):
+        out = []
+        for l, (H, W, D) in enumerate(layers):
+            out += [H @ W.T, D.T @ H] + ([D @ W] if l > 0 else [])
+        return out
+
+    def run():
+        jax.block_until_ready(products(layers))
+
+    run()  # compiles
+    run_timed(benchmark, w, run)
+    record_flops(benchmark, MLP.gemm_shapes(w), blas_medians.get(("mlp", workload, dtype)))
 
 
 # -- one training step -------------------------------------------------------------------
