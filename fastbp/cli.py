@@ -233,7 +233,8 @@ def _tune(args, parser):
         "tune", args, parser, f"every finished trial is in {json_path} and the study "
                               "storage beside it; run the same command again to resume",
         trials=args.trials, seed=args.seed, validation=args.validation,
-        round_size=args.round_size, prune=not args.no_prune)
+        round_size=args.round_size, prune=not args.no_prune,
+        compile_ahead=not args.no_compile_ahead)
     if plan is None:
         return tuning
     _print_outcome(tuning.table(), tuning.meta,
@@ -357,6 +358,10 @@ def build_parser():
                           "(default 4; the trials depend on it, not on --workers)")
     tun.add_argument("--no-prune", action="store_true",
                      help="run every trial to the end (no median pruning)")
+    tun.add_argument("--no-compile-ahead", action="store_true",
+                     help="do not compile the next trainer's kernels in a background "
+                          "process during the first round (it only starts with a second "
+                          "CPU free and Numba's cache on)")
     _add_execution_options(tun, "trial", "fixed constructor argument for one trainer, left "
                                          "out of its search space (repeatable)")
     tun.set_defaults(func=lambda a: _tune(a, tun))

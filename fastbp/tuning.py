@@ -44,6 +44,7 @@ import numpy as np
 
 from . import runs
 from .comparison import ExecutionPlan, _check_out, _machine, _prepare, dask_client
+from .compile_ahead import CompileAhead
 from .progress import _tqdm, count_done, is_interactive
 from .results import Tuning, _is_jsonable, _jsonable
 from .search_space import check_space, space_to_dict
@@ -120,6 +121,8 @@ class TuningPlan(ExecutionPlan):
     trials, round_size : int
     prune : bool
     seed : int
+    compile_ahead : bool
+        See `tune`.
 
     The others are those of `fastbp.comparison.ExecutionPlan`; ``meta``
     starts tuning.json's.
@@ -130,6 +133,7 @@ class TuningPlan(ExecutionPlan):
     round_size: int
     prune: bool
     seed: int
+    compile_ahead: bool = True
 
     def __repr__(self):
         return (f"TuningPlan({len(self.pairs)} studies of {self.trials} trials, "
@@ -140,7 +144,7 @@ def tune(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch_si
          dtype=np.float32, out=None, seed=0, validation=DEFAULT_VALIDATION,
          round_size=DEFAULT_ROUND_SIZE, prune=True, scheduler=None, workers=None,
          trainer_options=None, spaces=None, data_seed=0, plots=True, progress=True,
-         blas_threads=1):
+         blas_threads=1, compile_ahead=True):
     """Tune every trainer on every task under the same budget.
 
     Per (task, trainer) an Optuna study of ``trials`` trials, each a run of
@@ -205,6 +209,12 @@ def tune(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch_si
         One line per finished trial (a bar on a terminal with tqdm).
     blas_threads : int >= 1 or None
         BLAS threads per trial (default 1, as on Dask workers).
+    compile_ahead : bool
+        In this process (no Dask), compile the kernels of the next (task,
+        trainer) pair in a background process while the trials of the
+        current one train, when a second CPU is free and Numba's on-disk
+        cache is on (see `fastbp.compile_ahead`). Only the first round
+        compiles; the trials and their values are the same either way.
 
     Returns
     -------
@@ -239,7 +249,7 @@ def tune(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch_si
         dtype=dtype, out=out, seed=seed, validation=validation, round_size=round_size,
         prune=prune, scheduler=scheduler, workers=workers, trainer_options=trainer_options,
         spaces=spaces, data_seed=data_seed, plots=plots, progress=progress,
-        blas_threads=blas_threads))
+        blas_threads=blas_threads, compile_ahead=compile_ahead))
 
 
 def _check_seed_value(value, argument):
@@ -259,7 +269,7 @@ def prepare(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch
             dtype=np.float32, out=None, seed=0, validation=DEFAULT_VALIDATION,
             round_size=DEFAULT_ROUND_SIZE, prune=True, scheduler=None, workers=None,
             trainer_options=None, spaces=None, data_seed=0, plots=True, progress=True,
-            blas_threads=1):
+            blas_threads=1, compile_ahead=True):
     """Check a tuning without training anything.
 
     Checks every argument, loads each task's data (only its training set
@@ -273,7 +283,7 @@ def prepare(tasks=None, trainers=None, trials=DEFAULT_TRIALS, epochs=None, batch
     ----------
     tasks, trainers, trials, epochs, batch_size, dtype, out, seed, validation, \
 round_size, prune, scheduler, workers, trainer_options, spaces, data_seed, plots, progress, \
-blas_threads
+blas_threads, compile_ahead
         As for `tune`.
 
     Returns
@@ -382,7 +392,8 @@ blas_threads
         require("matplotlib", "fastbp tune's figures")
     tplan = TuningPlan(pairs=pairs, trials=trials, round_size=round_size, prune=bool(prune),
                        seed=seed, meta=meta, out=out, plots=bool(plots),
-                       progress=bool(progress), scheduler=plan.scheduler, workers=plan.workers)
+                       progress=bool(progress), scheduler=plan.scheduler, workers=plan.workers,
+                       compile_ahead=bool(compile_ahead))
     if out is not None:
         storage = _storage(out)
         with _quiet():
@@ -696,13 +707,15 @@ def _execute(plan):
         if json_path is not None:
             result.to_json(json_path)
 
+    meta["compile_ahead"] = False
     todo = sum(max(0, plan.trials - sum(t.state.is_finished() and t.number < plan.trials
                                         for t in st.study.get_trials(deepcopy=False)))
                for st in studies if st is not None)
     bar = _Progress(todo, plan.progress)
     try:
         if plan.scheduler is None and plan.workers is None:
-            _rounds(plan, studies, bar, snapshot, None)
+            with _FirstRoundAhead(plan.compile_ahead, meta) as ahead:
+                _rounds(plan, studies, bar, snapshot, None, ahead)
         else:
             with dask_client(plan.scheduler, plan.workers,
                              "running fastbp tune on Dask (--scheduler/--workers)") as client:
@@ -723,9 +736,48 @@ def _execute(plan):
     return result
 
 
-def _rounds(plan, studies, bar, snapshot, dask):
+class _FirstRoundAhead:
+    """`fastbp.compile_ahead.CompileAhead` over the first trial of each study
+    in the first round run in this process: the later rounds find every
+    kernel compiled. ``start(jobs)`` is called with each round's jobs and acts
+    on the first only (``meta["compile_ahead"]`` says whether a helper
+    started); ``wait(spec)`` before each job (a no-op for every spec but a
+    later study's first)."""
+
+    def __init__(self, enabled, meta):
+        self.enabled = enabled
+        self.meta = meta
+        self._ahead = None
+
+    def start(self, jobs):
+        """Start the helper on the first job of each study (the first round
+        only)."""
+        if self._ahead is not None or not self.enabled:
+            return
+        first = {}
+        for i, _, spec, _ in jobs:
+            first.setdefault(i, spec)
+        self._ahead = CompileAhead(list(first.values()))
+        self.meta["compile_ahead"] = self._ahead.active
+
+    def wait(self, spec):
+        if self._ahead is not None:
+            self._ahead.wait(spec)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._ahead is not None:
+            self._ahead.close()
+        return False
+
+
+def _rounds(plan, studies, bar, snapshot, dask, ahead=None):
     """Round after round until every study has its trials: ask each study's
-    round, run its trials (here or on Dask), tell each as it finishes."""
+    round, run its trials (here or on Dask), tell each as it finishes.
+    ``ahead`` (a `_FirstRoundAhead`, in this process only) compiles the
+    studies' kernels ahead of the first round's trials."""
     snapshot()
     while True:
         jobs = [(i, number, spec, completed)
@@ -741,7 +793,11 @@ def _rounds(plan, studies, bar, snapshot, dask):
             snapshot()
 
         if dask is None:
+            if ahead is not None:
+                ahead.start(jobs)
             for job in jobs:
+                if ahead is not None:
+                    ahead.wait(job[2])
                 finished(job, run_trial(job[2], job[3], plan.prune))
             continue
         distributed, client = dask

@@ -123,6 +123,65 @@ def test_cli_flag_reaches_the_plan(monkeypatch, tmp_path, flag, expected):
     assert code == 130 and seen["plan"].compile_ahead is expected
 
 
+@pytest.mark.skipif(not can_compile_ahead(), reason="needs two CPUs and a writable cache")
+def test_tune_gives_the_same_trials_with_and_without_it():
+    pytest.importorskip("optuna")
+    kwargs = dict(tasks=["xor"], trainers=["backprop", "dfa"], trials=3, round_size=2,
+                  epochs=2, progress=False)
+    ahead = fb.tune(**kwargs)
+    inline = fb.tune(**kwargs, compile_ahead=False)
+    assert ahead.meta["compile_ahead"] is True and inline.meta["compile_ahead"] is False
+    for a, b in zip(ahead.studies, inline.studies):
+        assert len(a["trials"]) == 3
+        assert [{k: v for k, v in t.items() if k not in TIMING_KEYS} for t in a["trials"]] \
+            == [{k: v for k, v in t.items() if k not in TIMING_KEYS} for t in b["trials"]]
+
+
+@pytest.mark.skipif(not can_compile_ahead(), reason="needs two CPUs and a writable cache")
+def test_tune_compiles_the_first_trial_of_each_later_study():
+    pytest.importorskip("optuna")
+    from fastbp import tuning
+    seen = {}
+
+    class Recording(CompileAhead):
+        def __init__(self, specs, enabled=True):
+            seen["specs"] = specs
+            super().__init__(specs, enabled)
+
+        def close(self):
+            seen["outcome"] = dict(self.outcome)
+            super().close()
+
+    tuning_ahead = tuning.CompileAhead
+    try:
+        tuning.CompileAhead = Recording
+        fb.tune(tasks=["xor"], trainers=["backprop", "fa", "dfa"], trials=4, round_size=2,
+                epochs=1, progress=False)
+    finally:
+        tuning.CompileAhead = tuning_ahead
+    specs = seen["specs"]      # one per study, from the first round only
+    assert [s["trainer"] for s in specs] == ["backprop", "fa", "dfa"]
+    assert all(s["params"] for s in specs)
+    assert [seen["outcome"][settings_key(s)] for s in specs[1:]] == ["compiled"] * 2
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-compile-ahead"], False)])
+def test_tune_cli_flag_reaches_the_plan(monkeypatch, tmp_path, flag, expected):
+    pytest.importorskip("optuna")
+    from fastbp import cli, tuning
+    seen = {}
+
+    def execute(plan):
+        seen["plan"] = plan
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning, "execute", execute)
+    code = cli.main(["tune", "--task", "xor", "--trainers", "backprop,fa", "--epochs", "1",
+                     "--trials", "2", "--out", str(tmp_path), "--no-plots", "--no-progress",
+                     *flag])
+    assert code == 130 and seen["plan"].compile_ahead is expected
+
+
 def test_warm_up_of_a_trainer_that_does_not_apply_compiles_nothing():
     spec = runs.make_spec("adding:length=5,n_train=16,n_test=8", "hsic", 0, epochs=1)
     assert runs.warm_up(spec) is None
