@@ -138,7 +138,7 @@ def test_tune_gives_the_same_trials_with_and_without_it():
 
 
 @pytest.mark.skipif(not can_compile_ahead(), reason="needs two CPUs and a writable cache")
-def test_tune_compiles_the_first_trial_of_each_later_study():
+def test_tune_compiles_the_first_trial_of_each_later_study(monkeypatch):
     pytest.importorskip("optuna")
     from fastbp import tuning
     seen = {}
@@ -152,13 +152,9 @@ def test_tune_compiles_the_first_trial_of_each_later_study():
             seen["outcome"] = dict(self.outcome)
             super().close()
 
-    tuning_ahead = tuning.CompileAhead
-    try:
-        tuning.CompileAhead = Recording
-        fb.tune(tasks=["xor"], trainers=["backprop", "fa", "dfa"], trials=4, round_size=2,
-                epochs=1, progress=False)
-    finally:
-        tuning.CompileAhead = tuning_ahead
+    monkeypatch.setattr(tuning, "CompileAhead", Recording)
+    fb.tune(tasks=["xor"], trainers=["backprop", "fa", "dfa"], trials=4, round_size=2,
+            epochs=1, progress=False)
     specs = seen["specs"]      # one per study, from the first round only
     assert [s["trainer"] for s in specs] == ["backprop", "fa", "dfa"]
     assert all(s["params"] for s in specs)
