@@ -108,18 +108,22 @@ def test_a_helper_that_dies_does_not_stop_the_grid(monkeypatch):
         assert ahead.outcome == {}
 
 
+@pytest.mark.parametrize("command", ["compare", "tune"])
 @pytest.mark.parametrize("flag, expected", [([], True), (["--no-compile-ahead"], False)])
-def test_cli_flag_reaches_the_plan(monkeypatch, tmp_path, flag, expected):
-    from fastbp import cli, comparison
+def test_cli_flag_reaches_the_plan(monkeypatch, tmp_path, command, flag, expected):
+    from fastbp import cli, comparison, tuning
+    if command == "tune":
+        pytest.importorskip("optuna")
     seen = {}
 
     def execute(plan):
         seen["plan"] = plan
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(comparison, "execute", execute)
-    code = cli.main(["compare", "--task", "xor", "--trainers", "backprop,fa", "--epochs", "1",
-                     "--out", str(tmp_path), "--no-plots", "--no-progress", *flag])
+    monkeypatch.setattr(comparison if command == "compare" else tuning, "execute", execute)
+    extra = ["--trials", "2"] if command == "tune" else []
+    code = cli.main([command, "--task", "xor", "--trainers", "backprop,fa", "--epochs", "1",
+                     *extra, "--out", str(tmp_path), "--no-plots", "--no-progress", *flag])
     assert code == 130 and seen["plan"].compile_ahead is expected
 
 
@@ -159,23 +163,6 @@ def test_tune_compiles_the_first_trial_of_each_later_study(monkeypatch):
     assert [s["trainer"] for s in specs] == ["backprop", "fa", "dfa"]
     assert all(s["params"] for s in specs)
     assert [seen["outcome"][settings_key(s)] for s in specs[1:]] == ["compiled"] * 2
-
-
-@pytest.mark.parametrize("flag, expected", [([], True), (["--no-compile-ahead"], False)])
-def test_tune_cli_flag_reaches_the_plan(monkeypatch, tmp_path, flag, expected):
-    pytest.importorskip("optuna")
-    from fastbp import cli, tuning
-    seen = {}
-
-    def execute(plan):
-        seen["plan"] = plan
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tuning, "execute", execute)
-    code = cli.main(["tune", "--task", "xor", "--trainers", "backprop,fa", "--epochs", "1",
-                     "--trials", "2", "--out", str(tmp_path), "--no-plots", "--no-progress",
-                     *flag])
-    assert code == 130 and seen["plan"].compile_ahead is expected
 
 
 def test_warm_up_of_a_trainer_that_does_not_apply_compiles_nothing():
