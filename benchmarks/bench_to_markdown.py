@@ -52,31 +52,31 @@ def short_name(bench):
     return bench["name"].split("[")[0].removeprefix("test_")
 
 
+def _dtype(bench):
+    return (bench.get("params") or {}).get("dtype", "")
+
+
 def rows_of(data, full_names=False):
     benches = data["benchmarks"]
     groups = list(dict.fromkeys(b.get("group") or "" for b in benches))
-    baseline = {}  # (group, dtype) -> the NumPy row
-    for b in benches:
-        if short_name(b) == "numpy":
-            baseline[(b.get("group"), (b.get("params") or {}).get("dtype"))] = b
-    peers = {}  # (group, dtype) -> the peer rows
+    peers = {}  # (group, dtype) -> the peer rows (NumPy's is the "vs numpy" baseline)
     for b in benches:
         if short_name(b) in PEERS:
-            peers.setdefault((b.get("group"), (b.get("params") or {}).get("dtype")), []).append(b)
+            peers.setdefault((b.get("group"), _dtype(b)), []).append(b)
     order = {g: i for i, g in enumerate(groups)}
     rows = []
     for _, b in sorted(enumerate(benches),
-                       key=lambda ib: (order[ib[1].get("group") or ""],
-                                       str((ib[1].get("params") or {}).get("dtype")), ib[0])):
+                       key=lambda ib: (order[ib[1].get("group") or ""], str(_dtype(ib[1])),
+                                       ib[0])):
         s = b["stats"]
-        dtype = (b.get("params") or {}).get("dtype", "")
+        dtype = _dtype(b)
         extra = b.get("extra_info") or {}
+        rivals = peers.get((b.get("group"), dtype), [])
         speedup = ""
-        ref = baseline.get((b.get("group"), dtype))
+        ref = next((r for r in rivals if short_name(r) == "numpy"), None)
         if ref is not None:
             speedup = speed_up(ref, b)
         best = ""
-        rivals = peers.get((b.get("group"), dtype))
         if short_name(b) == "fastbp" and rivals:
             ratio, rival = min((speed_up(r, b), short_name(r)) for r in rivals)
             best = f"{ratio:.2f}x ({rival})"
