@@ -118,6 +118,15 @@ def check_mazur(workload, losses):
 
 
 # -- the matrix products alone ---------------------------------------------------------
+def product_operands(w, dtype):
+    """Per layer of workload ``w``: H (batch, n_in), W (n_out, n_in) and
+    D (batch, n_out), standard normal in ``dtype`` (seed 0)."""
+    rng = np.random.default_rng(0)
+    return [tuple(rng.standard_normal(shape).astype(dtype)
+                  for shape in ((w["batch"], n_in), (n_out, n_in), (w["batch"], n_out)))
+            for n_in, n_out in zip(w["sizes"][:-1], w["sizes"][1:])]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("workload", BLAS_WORKLOADS)
 def test_blas_reference(benchmark, blas_medians, workload, dtype):
@@ -127,16 +136,9 @@ def test_blas_reference(benchmark, blas_medians, workload, dtype):
     ``pct_of_blas`` of a step = this median / the step's median."""
     w = WORKLOADS[workload]
     benchmark.group = f"mlp-step-{workload}"
-    b = w["batch"]
-    rng = np.random.default_rng(0)
-    layers = []
-    for l, (n_in, n_out) in enumerate(zip(w["sizes"][:-1], w["sizes"][1:])):
-        H = rng.standard_normal((b, n_in)).astype(dtype)
-        W = rng.standard_normal((n_out, n_in)).astype(dtype)
-        D = rng.standard_normal((b, n_out)).astype(dtype)
-        out = (np.empty((b, n_out), dtype), np.empty((n_out, n_in), dtype),
-               np.empty((b, n_in), dtype) if l > 0 else None)
-        layers.append((H, W, D) + out)
+    layers = [(H, W, D, np.empty((H.shape[0], W.shape[0]), dtype), np.empty(W.shape, dtype),
+               np.empty(H.shape, dtype) if l > 0 else None)
+              for l, (H, W, D) in enumerate(product_operands(w, dtype))]
 
     def gemms():
         for H, W, D, A, dW, dX in layers:
@@ -162,11 +164,8 @@ def test_jax_products(benchmark, blas_medians, workload, dtype):
     jax.config.update("jax_enable_x64", True)   # as jax_mlp does; float32 stays float32
     w = WORKLOADS[workload]
     benchmark.group = f"mlp-step-{workload}"
-    b = w["batch"]
-    rng = np.random.default_rng(0)
-    layers = [tuple(jax.numpy.asarray(rng.standard_normal(shape).astype(dtype))
-                    for shape in ((b, n_in), (n_out, n_in), (b, n_out)))
-              for n_in, n_out in zip(w["sizes"][:-1], w["sizes"][1:])]
+    layers = [tuple(jax.numpy.asarray(a) for a in operands)
+              for operands in product_operands(w, dtype)]
 
     @jax.jit
     def products(layers):
