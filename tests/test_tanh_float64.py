@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp.kernels.activations import activate_inplace, tanh_float64
+from fastbp.kernels.activations import activate_inplace, add_activate, add_tanh, tanh_float64
 from fastbp.kernels.codes import TANH
+from fastbp.kernels.mlp import bias_activate
 
 
 @njit
@@ -52,9 +53,26 @@ def test_close_to_numpy_and_special_values():
     np.testing.assert_array_equal(out[5:], [1.0, -1.0, 5e-324])
 
 
+@njit
+def _add_tanh(h, z):
+    add_tanh(h, 0, z, 0, h.shape[0])
+
+
 def test_activation_uses_it_for_float64():
+    """Every layer loop gives tanh_float64's values bit for bit (no fused
+    multiply-adds in float64: the small-network kernels' values)."""
     z = np.linspace(-5, 5, 1001)
     expected = np.empty_like(z)
     _apply(z, expected)
-    activate_inplace(z, 0, 1, z.shape[0], TANH)
-    np.testing.assert_array_equal(z, expected)
+    a = z.copy()
+    activate_inplace(a, 0, 1, a.shape[0], TANH)
+    np.testing.assert_array_equal(a, expected)
+    b = np.zeros_like(z)
+    add_activate(b, 0, z, b.shape[0], TANH)
+    np.testing.assert_array_equal(b, expected)
+    c = np.zeros_like(z)
+    bias_activate(c, 0, z, 0, 1, c.shape[0], TANH)
+    np.testing.assert_array_equal(c, expected)
+    d = np.zeros_like(z)
+    _add_tanh(d, z)
+    np.testing.assert_array_equal(d, expected)

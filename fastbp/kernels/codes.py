@@ -37,6 +37,11 @@ KERNEL = {"cache": True, "error_model": "numpy"}
 #: ninf are deliberately left out, so NaN/inf still propagate and the
 #: finiteness checks that follow keep working.
 REDUCTION = dict(KERNEL, fastmath={"reassoc", "contract", "nsz", "arcp"})
+#: for float32 elementwise loops of polynomial approximations: a * b + c may
+#: become one fused multiply-add (one rounding instead of two). Like
+#: REDUCTION, these flags apply to everything inlined into the function, so a
+#: function compiled with them is called, never inlined into a KERNEL one.
+CONTRACT = dict(KERNEL, fastmath={"contract"})
 
 #: the offset 0 as an int64, for kernels to pass to other kernels: a literal 0
 #: argument is typed Literal[int](0) and compiles the callee once more

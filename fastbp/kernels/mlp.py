@@ -29,8 +29,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from .activations import (activate_inplace, backprop_activation, sigmoid_scalar, tanh_float32,
-                          tanh_float64)
+from .activations import ONE32, activate_inplace, add_tanh, backprop_activation, sigmoid_scalar
 from .codes import KERNEL, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH, ZERO
 from .epochs import batch_result, gather_batch, register_batch_step, run_epochs
 from .linalg import copy_block, gemm_nn, gemm_nt, gemm_tn
@@ -117,14 +116,7 @@ def bias_activate(Z, z0, params, b0, rows, cols, code):
                 k = np.uint64(r + j)
                 Z[k] = sigmoid_scalar(Z[k] + params[np.uint64(b0 + j)])
         elif code == TANH:
-            if Z.itemsize == 4:
-                for j in range(cols):
-                    k = np.uint64(r + j)
-                    Z[k] = tanh_float32(np.float32(Z[k] + params[np.uint64(b0 + j)]))
-            else:
-                for j in range(cols):
-                    k = np.uint64(r + j)
-                    Z[k] = tanh_float64(Z[k] + params[np.uint64(b0 + j)])
+            add_tanh(Z, r, params, b0, cols)
         elif code == RELU:
             for j in range(cols):
                 k = np.uint64(r + j)
@@ -157,13 +149,13 @@ def delta_and_bias_gradient(H, h0, D, d0, grads, g0, rows, cols, code):
             for j in range(cols):
                 k = np.uint64(rd + j)
                 h = H[np.uint64(rh + j)]
-                D[k] *= h * (1.0 - h)
+                D[k] *= h * (ONE32 - h)
                 grads[np.uint64(g0 + j)] += D[k]
         elif code == TANH:
             for j in range(cols):
                 k = np.uint64(rd + j)
                 h = H[np.uint64(rh + j)]
-                D[k] *= 1.0 - h * h
+                D[k] *= ONE32 - h * h
                 grads[np.uint64(g0 + j)] += D[k]
         elif code == RELU:
             for j in range(cols):
