@@ -153,7 +153,7 @@ def tanh_float64(x):
     return t if x == x else x
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def tanh_block_float64(Z, z0, n):
     """Z[z0:z0 + n] = tanh(Z[z0:z0 + n]) for a 1-D float64 array Z, by
     :func:`tanh_float64` (no fused multiply-adds: within the tested 1.5 ulp,
@@ -163,7 +163,7 @@ def tanh_block_float64(Z, z0, n):
         Z[k] = tanh_float64(Z[k])
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def add_tanh_float64(H, h0, Z, z0, n):
     """H[h0:h0 + n] = tanh(H[h0:h0 + n] + Z[z0:z0 + n]) for 1-D float64
     arrays H, Z (different arrays)."""
