@@ -41,8 +41,9 @@ from bench_utils import (
 from numba import njit
 
 import fastbp as fb
+from fastbp.kernels.linalg import block_rows
 from fastbp.models import aligned_empty
-from fastbp.threads import blas_limit
+from fastbp.threads import blas_limit, small_kernel_limit
 
 # rounds=None: benchmark's automatic calibration (bench_utils.run_timed)
 WORKLOADS = {
@@ -116,12 +117,31 @@ def check_descent(workload, losses):
 
 
 @njit(cache=False)
+def _products_in_blocks(A, B, C, S, limit):
+    """C (n, k) = A (m, n).T @ B (m, k) in row blocks of
+    ``block_rows(m, n, k, limit)`` rows, later blocks through S and added:
+    how fastbp's kernels split a product above BLAS's small-matrix limit
+    (one product when the limit is 1)."""
+    m, n = A.shape
+    k = B.shape[1]
+    step = block_rows(m, n, k, limit)
+    np.dot(A[:step].T, B[:step], C)
+    for r in range(step, m, step):
+        np.dot(A[r:r + step].T, B[r:r + step], S)
+        for i in range(n):          # a loop: ``C += S`` measured 4 us slower per block
+            for j in range(k):
+                C[i, j] += S[i, j]
+
+
+@njit(cache=False)
 def _gemms(XS, WT_in, H, WT_rec, Z, W_out, A, DO, W_rec, D, X_w, dW_rec, dW_in, dW_out,
-           zero_start):
+           S_rec, S_in, zero_start, limit):
     """The products of :func:`step_gemm_shapes`, by np.dot into preallocated
     outputs with the kernels' layouts (W_in and W_rec pre-transposed for the
     forward pass, D^T as a transposed view): the same BLAS fastbp's kernels
-    call, without Python between the calls."""
+    call, without Python between the calls. The two gradients summed over
+    every step are split in row blocks under BLAS's small-matrix limit as
+    fastbp splits them (:func:`fastbp.threads.small_kernel_limit`)."""
     T, b, h = H.shape[0] - 1, H.shape[1], H.shape[2]
     k = D.shape[0]
     np.dot(XS, WT_in, H[1:].reshape((T * b, h)))
@@ -132,8 +152,9 @@ def _gemms(XS, WT_in, H, WT_rec, Z, W_out, A, DO, W_rec, D, X_w, dW_rec, dW_in, 
     for t in range(k - 1, 0, -1):
         np.dot(D[t], W_rec, Z)
     s = 1 if zero_start else 0
-    np.dot(D[s:].reshape(((k - s) * b, h)).T, H[T - k + s:T].reshape(((k - s) * b, h)), dW_rec)
-    np.dot(D.reshape((k * b, h)).T, X_w, dW_in)
+    _products_in_blocks(D[s:].reshape(((k - s) * b, h)), H[T - k + s:T].reshape(((k - s) * b, h)),
+                        dW_rec, S_rec, limit)
+    _products_in_blocks(D.reshape((k * b, h)), X_w, dW_in, S_in, limit)
     np.dot(DO.T, H[T], dW_out)
 
 
@@ -161,7 +182,8 @@ def test_blas_reference(benchmark, blas_medians, workload, dtype):
 
     arrays = (rand(T * b, i), rand(i, h), rand(T + 1, b, h), rand(h, h), rand(b, h),
               rand(o, h), rand(b, o), rand(b, o), rand(h, h), rand(k, b, h),
-              rand(k * b, i), rand(h, h), rand(h, i), rand(o, h), k == T)
+              rand(k * b, i), rand(h, h), rand(h, i), rand(o, h), rand(h, h), rand(h, i),
+              k == T, small_kernel_limit())
     _gemms(*arrays)  # compiles; BLAS threads started, buffers touched
     with blas_limit(1):   # as fastbp runs these products (see fastbp.backprop.ONE_THREAD_PRODUCT)
         benchmark(_gemms, *arrays)

@@ -9,6 +9,7 @@ from .kernels.linalg import SMALL_GEMM
 from .kernels.optim import CLIP, LOSS
 from .models import MLP, ElmanRNN
 from .small_nets import optimizer_variant, small_fit_kernel
+from .threads import small_kernel_limit
 from .trainer import Trainer
 from .validation import check_positive_int
 
@@ -126,7 +127,8 @@ class BackpropTrainer(Trainer):
         if self._recurrent:
             return rnn_kernels.BPTTArgs(m.flat_params, self.grads, opt.state, opt.hyper,
                                         self.train_hyper, self.workspace(rows, steps),
-                                        m.layout, self.truncate or 0, m.blas(rows, steps))
+                                        m.layout, self.truncate or 0,
+                                        self._recurrent_blas(rows, steps))
         return mlp_kernels.BackpropArgs(m.flat_params, self.grads, opt.state, opt.hyper,
                                         self.train_hyper, self.workspace(rows), m.layout,
                                         m.blas(rows))
@@ -135,13 +137,28 @@ class BackpropTrainer(Trainer):
         """A context for a recurrent kernel on ``rows`` sequences of ``steps``
         steps: :class:`_OneBlasThread` when its per-step products go to BLAS
         and are small, else one that does nothing."""
+        self._set_scope(rows, steps)
+        return _OneBlasThread() if self._one_thread else _NO_SCOPE
+
+    def _set_scope(self, rows, steps):
+        """Decide, once per shape, whether a recurrent kernel on ``rows``
+        sequences of ``steps`` steps runs on one BLAS thread."""
         if self._scope_shape != (rows, steps):
             h = self.model.hidden_size
             product = rows * h * h
             self._scope_shape = (rows, steps)
             self._one_thread = (self.model.blas(rows, steps) is not None
                                 and SMALL_GEMM <= product <= ONE_THREAD_PRODUCT)
-        return _OneBlasThread() if self._one_thread else _NO_SCOPE
+
+    def _recurrent_blas(self, rows, steps):
+        """The recurrent kernels' ``blas`` argument for this shape: under the
+        one-thread scope, the small-matrix limit that splits the products of
+        the whole window into row blocks when this BLAS gains by it (see
+        :func:`fastbp.threads.small_kernel_limit`); else the model's flag."""
+        self._set_scope(rows, steps)
+        if self._one_thread:
+            return small_kernel_limit()
+        return self.model.blas(rows, steps)
 
     def train_batch(self, X, labels, targets):
         rows = X.shape[0]
@@ -152,8 +169,9 @@ class BackpropTrainer(Trainer):
             with self._blas_scope(rows, T):
                 return rnn_kernels.train_step(m.flat_params, self.grads, opt.state, opt.hyper,
                                               self.train_hyper, self.workspace(rows, T),
-                                              m.layout, self.truncate or 0, m.blas(rows, T), X,
-                                              labels, targets, lb, tb)
+                                              m.layout, self.truncate or 0,
+                                              self._recurrent_blas(rows, T), X, labels, targets,
+                                              lb, tb)
         m, opt = self.model, self.optimizer
         return mlp_kernels.train_step(X.reshape(-1), labels, targets, rows, m.flat_params,
                                       self.grads, opt.state, opt.hyper, self.train_hyper,
@@ -215,7 +233,7 @@ class BackpropTrainer(Trainer):
             with self._blas_scope(rows, T):
                 rnn_kernels.sequence_gradients(X, labels, targets, m.flat_params, self.grads, ws,
                                                m.layout, lb, tb, loss_code, self.truncate or 0,
-                                               m.blas(rows, T))
+                                               self._recurrent_blas(rows, T))
         else:
             ws = self.workspace(rows)
             mlp_kernels.loss_gradients(X.reshape(-1), labels, targets, rows, m.flat_params,

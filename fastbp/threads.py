@@ -1,5 +1,7 @@
-"""BLAS thread limits for a block of code."""
+"""BLAS thread limits for a block of code, and what the BLAS can do."""
 import contextlib
+import functools
+import re
 
 
 def blas_limit(threads):
@@ -18,3 +20,44 @@ def blas_limit(threads):
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=threads, user_api="blas")
+
+
+#: OpenBLAS core types whose kernels include small-matrix kernels (OpenBLAS
+#: 0.3.16 and later; Cooperlake and Sapphire Rapids reuse Skylake-X's)
+SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+@functools.lru_cache(maxsize=None)
+def small_kernel_limit():
+    """The ``blas`` argument under which recurrent kernels split their larger
+    products into row blocks small enough for BLAS's small-matrix kernels:
+    :data:`fastbp.kernels.linalg.SMALL_KERNEL_MNK` when every BLAS library
+    loaded (SciPy's, which Numba calls, and NumPy's) is an OpenBLAS of at
+    least 0.3.20 running one of :data:`SMALL_KERNEL_CORES` on this CPU; else
+    1 (every product in one call), as without threadpoolctl, which reads
+    those facts. Decided once per process.
+
+    Returns
+    -------
+    int
+    """
+    from .kernels.linalg import SMALL_KERNEL_MNK
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded)
+        from threadpoolctl import threadpool_info
+        libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    except Exception:   # no threadpoolctl, or a library it cannot read
+        return 1
+    if libraries and all(_has_small_kernels(lib) for lib in libraries):
+        return SMALL_KERNEL_MNK
+    return 1
+
+
+def _has_small_kernels(library):
+    """True for a threadpoolctl library record of an OpenBLAS >= 0.3.20 whose
+    core type is one of :data:`SMALL_KERNEL_CORES`."""
+    if library.get("internal_api") != "openblas":
+        return False
+    version = tuple(int(v) for v in re.findall(r"\d+", library.get("version") or "")[:3])
+    core = (library.get("architecture") or "").lower()
+    return version >= (0, 3, 20) and core in SMALL_KERNEL_CORES

@@ -293,6 +293,63 @@ def test_gemm_blas_path(kind, shape, dtype):
     run_gemm(kind, m, n, k, (0, 0, 0), dtype, 7, 1)
 
 
+# (kind, m, n, k, blas) for the row-block products: what each one splits into
+BLOCK_CASES = [
+    ("nn", 100, 8, 4, 32 * 8 * 4),      # rows 32, 32, 32 by BLAS, the last 4 by loops
+    ("nn", 130, 16, 16, 40 * 16 * 16),  # 40, 40, 40, 10 rows, all by BLAS
+    ("nn", 100, 8, 4, 31 * 8 * 4),      # blocks under MIN_BLOCK_ROWS: one product
+    ("nn", 100, 8, 4, 1),               # 1: one product
+    ("nn", 100, 8, 4, None),            # None: loops
+    ("tn", 100, 8, 4, 32 * 8 * 4),
+    ("tn", 130, 16, 16, 40 * 16 * 16),
+    ("tn", 100, 8, 4, 31 * 8 * 4),
+    ("tn", 100, 8, 4, 1),
+    ("tn", 100, 8, 4, None),
+]
+
+
+@pytest.mark.parametrize("kind, m, n, k, blas", BLOCK_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_block_products_match_the_twin(kind, m, n, k, blas, dtype):
+    """gemm_nn_blocks and gemm_tn_blocks against NumPy, at offsets: C is
+    overwritten (it starts NaN), nothing outside C or the scratch block
+    changes, the operands are left alone."""
+    rng = np.random.default_rng(m + n + k)
+    shape_a, shape_b, shape_c = GEMMS[kind][0](m, n, k)
+    A, A64 = rounded(rng.normal(size=shape_a), dtype)
+    B, B64 = rounded(rng.normal(size=shape_b), dtype)
+    buf_a = np.concatenate([np.full(3, SENTINEL), A.ravel()]).astype(dtype)
+    buf_b = np.concatenate([np.full(1, SENTINEL), B.ravel()]).astype(dtype)
+    size_c = shape_c[0] * shape_c[1]
+    buf_c = np.full(2 + size_c + 3, SENTINEL, dtype=dtype)
+    buf_c[2:2 + size_c] = np.nan
+    if kind == "nn":
+        klin.gemm_nn_blocks(buf_a, 3, buf_b, 1, buf_c, 2, m, n, k, blas)
+    else:
+        scratch = np.full(5 + n * k + 2, SENTINEL, dtype=dtype)
+        klin.gemm_tn_blocks(buf_a, 3, buf_b, 1, buf_c, 2, m, n, k, scratch, 5, blas)
+        assert np.all(scratch[:5] == SENTINEL) and np.all(scratch[5 + n * k:] == SENTINEL)
+    inner = {"tn": m, "nn": k}[kind]
+    assert_close(buf_c[2:2 + size_c].reshape(shape_c), GEMMS[kind][1](A64, B64), dtype,
+                 scale=np.sqrt(inner) * 4)
+    assert np.all(buf_c[:2] == SENTINEL) and np.all(buf_c[2 + size_c:] == SENTINEL)
+    np.testing.assert_array_equal(buf_a[3:], A.ravel())
+    np.testing.assert_array_equal(buf_b[1:], B.ravel())
+
+
+def test_block_rows():
+    """One block (m rows) unless the limit is above 1, the product above it,
+    and blocks of at least MIN_BLOCK_ROWS rows fit under it."""
+    rows = klin.MIN_BLOCK_ROWS
+    assert klin.block_rows(1280, 128, 8, klin.SMALL_KERNEL_MNK) == 976
+    assert klin.block_rows(1248, 128, 128, klin.SMALL_KERNEL_MNK) == 61
+    assert klin.block_rows(1280, 128, 8, 1) == 1280
+    assert klin.block_rows(1280, 128, 8, None) == 1280
+    assert klin.block_rows(900, 128, 8, klin.SMALL_KERNEL_MNK) == 900      # under the limit
+    assert klin.block_rows(1000, 100, 100, rows * 10_000) == rows
+    assert klin.block_rows(1000, 100, 100, rows * 10_000 - 1) == 1000     # blocks too thin
+
+
 @pytest.mark.parametrize("kind", sorted(GEMMS))
 def test_gemm_large_without_blas_flag_runs_loops(kind):
     """blas=None promises loops at every size; they must still be right."""

@@ -225,3 +225,76 @@ def test_workspace_blocks_are_64_byte_aligned():
             starts = list(offsets(rnn.layout, rows, T)) + [w_rec_offset(rnn.layout, rows, T)]
             assert all(s % ALIGN == 0 for s in starts) and starts == sorted(starts)
             assert starts[-1] + 7 * 7 <= rnn.workspace_size(rows, T) <= ws.shape[0]
+
+
+# -- products of a whole window in row blocks (BLAS's small-matrix kernels) -------------
+@pytest.mark.parametrize("limit", [2048, 32768])
+@pytest.mark.parametrize("truncate", [None, 10])
+@pytest.mark.parametrize("readout", READOUTS)
+def test_row_blocked_window_products_match_the_twins_sgd(monkeypatch, limit, truncate, readout):
+    """Under the one-thread scope the trainer passes BLAS's small-kernel limit,
+    and the window's products go to BLAS in row blocks under it. Forced here
+    to limits these sizes cross: 2048 splits the input projection and dW_in
+    (80 rows, n * k = 64) into blocks of 32 rows; 32768 splits dW_rec (n * k
+    = 1024). The update is still the twin's."""
+    from fastbp import backprop
+    from fastbp.kernels.linalg import block_rows
+    monkeypatch.setattr(backprop, "small_kernel_limit", lambda: limit)
+    rows, T, i, h = 4, 20, 2, 32
+    if limit == 2048:
+        assert block_rows(rows * T, h, i, limit) == 32
+    else:
+        assert block_rows(rows * (T - 1), h, h, limit) == 32 and block_rows(40, h, h, limit) == 32
+    rng = np.random.default_rng(5)
+    rnn = blas_model(readout)
+    X, y = data(rng, rows, T, i, 3, readout)
+    trainer = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(0.3), truncate=truncate)
+    assert trainer._recurrent_blas(rows, T) == limit
+    expected = one_update(rnn, X, y, truncate, 0.3)
+    for name, p, e in zip(["W_in", "W_rec", "b", "W_out", "b_out"], rnn.params, expected):
+        np.testing.assert_allclose(p, e, rtol=1e-10, atol=1e-12, err_msg=name)
+    got = trainer.gradients(X, y)
+    twin = naive_rnn.gradients(rnn.params, X, y, "tanh", readout, "mse", "identity", truncate)
+    for g, e in zip(got, twin):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-13)
+
+
+def test_the_limit_applies_only_under_the_one_thread_scope(monkeypatch):
+    """Tiny steps (no BLAS) and steps whose per-step products are too large
+    for one thread keep the model's flag."""
+    from fastbp import backprop
+    monkeypatch.setattr(backprop, "small_kernel_limit", lambda: 12345)
+    assert fb.BackpropTrainer(blas_model("last"), loss="mse")._recurrent_blas(4, 6) == 12345
+    tiny = fb.BackpropTrainer(fb.ElmanRNN(2, 4, 3, seed=0), loss="mse")
+    assert tiny._recurrent_blas(2, 3) is None
+    wide = fb.BackpropTrainer(fb.ElmanRNN(2, 512, 3, seed=0), loss="mse")
+    assert 64 * 512 * 512 > backprop.ONE_THREAD_PRODUCT
+    assert wide._recurrent_blas(64, 3) == 1
+
+
+OPENBLAS_SKX = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.30",
+                "architecture": "SkylakeX"}
+
+
+@pytest.mark.parametrize("libraries, expected", [
+    ([OPENBLAS_SKX], "limit"),
+    ([OPENBLAS_SKX, dict(OPENBLAS_SKX, version="0.3.31.188.0", architecture="SapphireRapids")],
+     "limit"),
+    ([dict(OPENBLAS_SKX, architecture="Haswell")], 1),
+    ([dict(OPENBLAS_SKX, architecture="Zen")], 1),
+    ([dict(OPENBLAS_SKX, version="0.3.13")], 1),
+    ([OPENBLAS_SKX, {"user_api": "blas", "internal_api": "mkl", "version": "2024.1"}], 1),
+    ([], 1),
+])
+def test_small_kernel_limit_needs_every_blas_to_have_the_kernels(monkeypatch, libraries,
+                                                                 expected):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastbp import threads
+    from fastbp.kernels.linalg import SMALL_KERNEL_MNK
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libraries)
+    threads.small_kernel_limit.cache_clear()
+    try:
+        got = threads.small_kernel_limit()
+    finally:
+        threads.small_kernel_limit.cache_clear()
+    assert got == (SMALL_KERNEL_MNK if expected == "limit" else 1)

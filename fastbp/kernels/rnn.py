@@ -26,8 +26,10 @@ W_in, W_rec gradients after it). For a batch of ``rows`` sequences of
 =========  ======================  =========================================
 block      shape                   contents
 =========  ======================  =========================================
-WT_in      (i, h)                  W_in transposed (for axpy-form products)
-WT_rec     (h, h)                  W_rec transposed
+WT_in      (i, h)                  W_in transposed (for axpy-form products);
+                                   scratch of the backward pass
+WT_rec     (h, h)                  W_rec transposed; scratch of the backward
+                                   pass (each forward pass writes both anew)
 XS         (T, rows, i)            the batch's inputs, time-major
 H          (T + 1, rows, h)        states h_0..h_T
 Z          (rows, h)               recurrent product / carried gradient
@@ -57,7 +59,8 @@ from .activations import (activate_inplace, add_activate, add_backprop_activatio
                           backprop_activation)
 from .codes import KERNEL, OK, ZERO
 from .epochs import register_batch_step, run_epochs
-from .linalg import SMALL_GEMM, copy_block, gemm_nn, gemm_nt, gemm_tn
+from .linalg import (SMALL_GEMM, copy_block, gemm_nn, gemm_nn_blocks, gemm_nt, gemm_tn,
+                     gemm_tn_blocks)
 from .losses import loss_and_delta
 from .mlp import add_bias, bias_gradient
 from .optim import LOSS, finish_step
@@ -255,13 +258,14 @@ def _project_scalar_inputs(XS, w, bias, H, h0, m, h):
 
 
 @njit(**KERNEL)
-def _input_gradient(D, X, G, m, h, i, blas):
-    """G (h, i) = D (m, h).T @ X (m, i), the W_in gradient of a window. For
-    scalar inputs (i = 1) G is the sum of the rows of D weighted by x, a loop
-    over h per row (h16 T100: 2.6 us as a product, BLAS or loops, against
-    0.2 us)."""
+def _input_gradient(D, X, G, m, h, i, S, s0, blas):
+    """G (h, i) = D (m, h).T @ X (m, i), the W_in gradient of a window, with
+    S[s0:s0 + h * i] as scratch (see :func:`fastbp.kernels.linalg.gemm_tn_blocks`).
+    For scalar inputs (i = 1) G is the sum of the rows of D weighted by x, a
+    loop over h per row (h16 T100: 2.6 us as a product, BLAS or loops,
+    against 0.2 us)."""
     if i != 1:
-        gemm_tn(D, 0, X, 0, G, 0, m, h, i, blas)
+        gemm_tn_blocks(D, 0, X, 0, G, 0, m, h, i, S, s0, blas)
         return
     for j in range(h):
         G[j] = 0.0
@@ -351,7 +355,7 @@ def forward_window(params, layout, ws, rows, T, t0, t1, blas):
     if i == 1:
         _project_scalar_inputs(XS, WT_in, bias, Hs, blk, steps * rows, h)
     else:
-        gemm_nn(XS, 0, WT_in, 0, Hs[blk:], 0, steps * rows, h, i, blas)
+        gemm_nn_blocks(XS, 0, WT_in, 0, Hs[blk:], 0, steps * rows, h, i, blas)
         _add_bias_rows(Hs, blk, bias, steps * rows, h)
     for s in range(1, steps + 1):
         cur = s * blk
@@ -510,13 +514,15 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
             gemm_nn(DELTA[d:d + blk], 0, W_rec, 0, dst, 0, rows, h, h, blas)
     # weight gradients of the whole window as single products
     skip = rows if _is_zero(Hs, ZERO, blk) else 0
+    # (the blocks of WT_rec and WT_in are free until the next forward pass:
+    # scratch for products summed over row blocks)
     if skip < m:
-        gemm_tn(DELTA[skip * h:], 0, Hs[skip * h:], 0, grads[w_rec:w_rec + h * h], 0, m - skip,
-                h, h, blas)
+        gemm_tn_blocks(DELTA[skip * h:], 0, Hs[skip * h:], 0, grads[w_rec:w_rec + h * h], 0,
+                       m - skip, h, h, ws, wt_rec, blas)
     else:
         grads[w_rec:w_rec + h * h] = 0.0
     _input_gradient(DELTA, ws[xs + t0 * rows * i:xs + t1 * rows * i], grads[:h * i], m, h, i,
-                    blas)
+                    ws, wt_in, blas)
     if carry_out:
         gemm_nn(DELTA[:blk], 0, W_rec, 0, Z, 0, rows, h, h, blas)
 
