@@ -298,3 +298,15 @@ def test_small_kernel_limit_needs_every_blas_to_have_the_kernels(monkeypatch, li
     finally:
         threads.small_kernel_limit.cache_clear()
     assert got == (SMALL_KERNEL_MNK if expected == "limit" else 1)
+
+
+@pytest.mark.parametrize("m, n", [(1, 1), (1, 40), (40, 1), (16, 16), (17, 33), (128, 128)])
+def test_transpose_in_tiles(m, n):
+    """The weight transposition of each forward pass, tiles of 16 and their
+    remainders, at offsets, nothing written outside the block."""
+    from fastbp.kernels.rnn import _transpose
+    src = np.arange(3 + m * n, dtype=np.float64)
+    dst = np.full(2 + m * n + 2, -1.0)
+    _transpose(src, 3, dst, 2, m, n)
+    np.testing.assert_array_equal(dst[2:2 + m * n].reshape(n, m), src[3:].reshape(m, n).T)
+    assert np.all(dst[:2] == -1) and np.all(dst[2 + m * n:] == -1)
