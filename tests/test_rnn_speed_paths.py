@@ -228,21 +228,24 @@ def test_workspace_blocks_are_64_byte_aligned():
 
 
 # -- products of a whole window in row blocks (BLAS's small-matrix kernels) -------------
-@pytest.mark.parametrize("limit", [2048, 32768])
+@pytest.mark.parametrize("limit", [2048, 3072, 32768])
 @pytest.mark.parametrize("truncate", [None, 10])
 @pytest.mark.parametrize("readout", READOUTS)
 def test_row_blocked_window_products_match_the_twins_sgd(monkeypatch, limit, truncate, readout):
     """Under the one-thread scope the trainer passes BLAS's small-kernel limit,
     and the window's products go to BLAS in row blocks under it. Forced here
     to limits these sizes cross: 2048 splits the input projection and dW_in
-    (80 rows, n * k = 64) into blocks of 32 rows; 32768 splits dW_rec (n * k
-    = 1024). The update is still the twin's."""
+    (80 rows, n * k = 64) into blocks of 32 rows; 3072, with readout "all",
+    dW_out and the outputs' gradient into the states (n * k = 96); 32768
+    dW_rec (n * k = 1024). The update is still the twin's."""
     from fastbp import backprop
     from fastbp.kernels.linalg import block_rows
     monkeypatch.setattr(backprop, "small_kernel_limit", lambda: limit)
     rows, T, i, h = 4, 20, 2, 32
     if limit == 2048:
         assert block_rows(rows * T, h, i, limit) == 32
+    elif limit == 3072:
+        assert block_rows(rows * T, 3, h, limit) == 32 and block_rows(40, h, 3, limit) == 32
     else:
         assert block_rows(rows * (T - 1), h, h, limit) == 32 and block_rows(40, h, h, limit) == 32
     rng = np.random.default_rng(5)
@@ -310,3 +313,19 @@ def test_transpose_in_tiles(m, n):
     _transpose(src, 3, dst, 2, m, n)
     np.testing.assert_array_equal(dst[2:2 + m * n].reshape(n, m), src[3:].reshape(m, n).T)
     assert np.all(dst[:2] == -1) and np.all(dst[2 + m * n:] == -1)
+
+
+def test_more_outputs_than_states_keep_dw_out_in_one_product(monkeypatch):
+    """With o > h the WT_rec block cannot hold dW_out's scratch: dW_out stays
+    one product, the gradients still the twin's."""
+    from fastbp import backprop
+    monkeypatch.setattr(backprop, "small_kernel_limit", lambda: 3072)
+    rng = np.random.default_rng(6)
+    rnn = fb.ElmanRNN(2, 32, 40, readout="all", dtype=np.float64, seed=2)
+    X, y = data(rng, 4, 20, 2, 40, "all")
+    trainer = fb.BackpropTrainer(rnn, loss="mse", optimizer=fb.SGD(0.1))
+    assert trainer._recurrent_blas(4, 20) == 3072
+    got = trainer.gradients(X, y)
+    twin = naive_rnn.gradients(rnn.params, X, y, "tanh", "all", "mse", "identity", None)
+    for g, e in zip(got, twin):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-13)

@@ -470,11 +470,15 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     if n_rows > 0:
         DO = ws[do + out0:do + out0 + n_rows * o]
         H_out = ws[hs + first * blk:hs + first * blk + n_rows * h]
-        gemm_tn(DO, 0, H_out, 0, grads[w_out:w_out + o * h], 0, n_rows, o, h, blas)
+        if o <= h:      # the WT_rec block holds (o, h): scratch (see below)
+            gemm_tn_blocks(DO, 0, H_out, 0, grads[w_out:w_out + o * h], 0, n_rows, o, h, ws,
+                           wt_rec, blas)
+        else:
+            gemm_tn(DO, 0, H_out, 0, grads[w_out:w_out + o * h], 0, n_rows, o, h, blas)
         bias_gradient(DO, ZERO, grads[nw + h:nw + h + o], ZERO, n_rows, o)
         d_first = (first - 1 - t0) * blk
-        gemm_nn(DO, 0, params[w_out:w_out + o * h], 0, DELTA[d_first:d_first + n_rows * h], 0,
-                n_rows, h, o, blas)
+        gemm_nn_blocks(DO, 0, params[w_out:w_out + o * h], 0,
+                       DELTA[d_first:d_first + n_rows * h], 0, n_rows, h, o, blas)
     else:
         grads[w_out:w_out + o * h] = 0.0
         grads[nw + h:nw + h + o] = 0.0
@@ -519,7 +523,7 @@ def backward_window(params, grads, layout, ws, rows, T, t0, t1, truncate, inject
     # weight gradients of the whole window as single products
     skip = rows if _is_zero(Hs, ZERO, blk) else 0
     # (the blocks of WT_rec and WT_in are free until the next forward pass:
-    # scratch for products summed over row blocks)
+    # scratch for products summed over row blocks, here and for dW_out above)
     if skip < m:
         gemm_tn_blocks(DELTA[skip * h:], 0, Hs[skip * h:], 0, grads[w_rec:w_rec + h * h], 0,
                        m - skip, h, h, ws, wt_rec, blas)
