@@ -17,6 +17,7 @@ outputs are taken as logits.
 import numpy as np
 
 from .kernels import codes
+from .kernels.checks import label_range
 
 LOSSES = {
     "squared_error": codes.SQUARED_ERROR,
@@ -165,7 +166,10 @@ def prepare_targets(y, loss, n_samples, n_outputs, dtype, argument="y", x_argume
                             f"shape (n_samples,) or rows of shape (n_samples, {n_outputs}); "
                             f"got dtype {y.dtype} with shape {y.shape} "
                             f"(use {argument}.astype(int) if the values are labels)")
-        lo, hi = y.min(), y.max()
+        if y.dtype == np.int64 and y.flags.c_contiguous and y.shape[0] > 0:
+            lo, hi = label_range(y)     # one compiled pass (see kernels.checks)
+        else:
+            lo, hi = y.min(), y.max()
         if lo < 0 or hi >= n_outputs:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{argument} contains the label {bad}, outside [0, {n_outputs}) "

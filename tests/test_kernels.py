@@ -1397,3 +1397,45 @@ def test_update_flushes_subnormals_to_zero(dtype, kind):
     assert params[2] != 0
     assert not np.any((params != 0) & (np.abs(params) < tiny))
     assert not np.any((opt.state != 0) & (np.abs(opt.state) < tiny))
+
+
+# -- the reductions behind the input checks ----------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_all_finite_1d_against_numpy(dtype):
+    from fastbp.kernels.checks import all_finite_1d
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=257).astype(dtype)
+    assert all_finite_1d(x) and all_finite_1d(x[:0])
+    for bad in (np.nan, np.inf, -np.inf):
+        for where in (0, 128, 256):
+            y = x.copy()
+            y[where] = bad
+            assert all_finite_1d(y) == bool(np.isfinite(y).all()) is False
+    big = np.full(5, np.finfo(dtype).max, dtype=dtype)
+    assert all_finite_1d(big)
+
+
+def test_label_range_against_numpy():
+    from fastbp.kernels.checks import label_range
+    rng = np.random.default_rng(12)
+    for n in (1, 2, 31, 100):
+        y = rng.integers(-5, 50, n)
+        assert label_range(y) == (y.min(), y.max())
+
+
+def test_input_checks_take_either_path_with_the_same_answer():
+    """all_finite's compiled path (C-contiguous float32/float64) and NumPy's
+    (other layouts and dtypes) agree; labels of another integer type or
+    layout still get their range checked."""
+    from fastbp.losses import prepare_targets
+    from fastbp.validation import all_finite
+    a = np.ones((6, 4))
+    a[3, 2] = np.nan
+    for arr in (a, a.astype(np.float32), a.T, a[::2], a.astype(np.float16)):
+        assert all_finite(arr) is bool(np.isfinite(arr).all())
+    for y in (np.array([0, 3, 4]), np.array([0, 3, 4], dtype=np.int32),
+              np.array([0, 9, 3, 7, 4, 1])[::2]):
+        labels, _ = prepare_targets(y, "cross_entropy", 3, 5, np.float64)
+        np.testing.assert_array_equal(labels, [0, 3, 4])
+        with pytest.raises(ValueError, match="the label 4, outside"):
+            prepare_targets(y, "cross_entropy", 3, 4, np.float64)
