@@ -117,6 +117,7 @@ import numpy as np
 from numba import njit
 
 from fastbp.kernels.activations import activate, activate_inplace, backprop_activation
+from fastbp.kernels.checks import all_finite_1d
 from fastbp.kernels.codes import (KERNEL, MSE, NONFINITE_UPDATE, OK, REDUCTION, SQUARED_ERROR,
                                   ZERO)
 from fastbp.kernels.epochs import batch_result, gather_batch, register_batch_step
@@ -624,15 +625,6 @@ def gauss_seidel_sweep(l, w, A, B, layout, ridge):
 
 
 @njit(**KERNEL)
-def all_finite(a):
-    """True when every entry of the 1-D array ``a`` is finite."""
-    bad = 0
-    for i in range(a.shape[0]):
-        bad += 0 if np.isfinite(a[i]) else 1
-    return bad == 0
-
-
-@njit(**KERNEL)
 def copy_layer(l, src, dst, layout):
     """dst[W_l, b_l] = src[W_l, b_l] (both laid out like ``params``)."""
     woff, boff = layer_offsets(layout, l)
@@ -657,8 +649,9 @@ def hidden_candidates(args, x, rows):
     if layout[0] == 1:
         return True
     woff, _ = layer_offsets(layout, layout[0])
-    return (all_finite(args.A_new) and all_finite(args.B_new)
-            and all_finite(args.cand[:woff]) and all_finite(args.cand[n_weights(layout):]))
+    return (all_finite_1d(args.A_new) and all_finite_1d(args.B_new)
+            and all_finite_1d(args.cand[:woff])
+            and all_finite_1d(args.cand[n_weights(layout):]))
 
 
 @njit(inline="always", **KERNEL)

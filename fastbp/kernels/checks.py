@@ -7,6 +7,8 @@ compiled loops take 0.27 and 0.24 us, dispatch included. The checks take
 them for the common case (C-contiguous float32/float64 values, int64 labels)
 and NumPy otherwise, so no other dtype or layout compiles a specialization.
 These functions only reduce; the messages and decisions stay in Python.
+Kernels that need the same test call them too (alternating minimisation's
+candidates).
 """
 import numpy as np
 from numba import njit
