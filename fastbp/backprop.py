@@ -9,7 +9,7 @@ from .kernels.linalg import SMALL_GEMM
 from .kernels.optim import CLIP, LOSS
 from .models import MLP, ElmanRNN
 from .small_nets import optimizer_variant, small_fit_kernel
-from .threads import small_kernel_limit
+from .threads import blas_controllers, small_kernel_limit
 from .trainer import Trainer
 from .validation import check_positive_int
 
@@ -37,19 +37,10 @@ class _OneBlasThread:
     step); without threadpoolctl nothing changes.
     """
 
-    _libs = None
-
-    @classmethod
-    def libraries(cls):
-        if cls._libs is None:
-            try:
-                import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded)
-                from threadpoolctl import ThreadpoolController
-                cls._libs = [c for c in ThreadpoolController().lib_controllers
-                             if c.user_api == "blas"]
-            except Exception:   # no threadpoolctl, or a library it cannot drive
-                cls._libs = []
-        return cls._libs
+    @staticmethod
+    def libraries():
+        """The BLAS libraries to drive (:func:`fastbp.threads.blas_controllers`)."""
+        return blas_controllers()
 
     def __enter__(self):
         libs = self.libraries()

@@ -22,6 +22,24 @@ def blas_limit(threads):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+@functools.lru_cache(maxsize=None)
+def blas_controllers():
+    """threadpoolctl's controllers of every BLAS library loaded, SciPy's (the
+    one Numba's kernels call) among them; empty without threadpoolctl or
+    when it cannot read them. Found once per process.
+
+    Returns
+    -------
+    tuple of threadpoolctl LibController
+    """
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded)
+        from threadpoolctl import ThreadpoolController
+        return tuple(c for c in ThreadpoolController().lib_controllers if c.user_api == "blas")
+    except Exception:   # no threadpoolctl, or a library it cannot drive
+        return ()
+
+
 #: OpenBLAS core types whose kernels include small-matrix kernels (OpenBLAS
 #: 0.3.16 and later; Cooperlake and Sapphire Rapids reuse Skylake-X's)
 SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
@@ -42,12 +60,7 @@ def small_kernel_limit():
     int
     """
     from .kernels.linalg import SMALL_KERNEL_MNK
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded)
-        from threadpoolctl import threadpool_info
-        libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    except Exception:   # no threadpoolctl, or a library it cannot read
-        return 1
+    libraries = [c.info() for c in blas_controllers()]
     if libraries and all(_has_small_kernels(lib) for lib in libraries):
         return SMALL_KERNEL_MNK
     return 1

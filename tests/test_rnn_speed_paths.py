@@ -295,10 +295,12 @@ OPENBLAS_SKX = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.
 ])
 def test_small_kernel_limit_needs_every_blas_to_have_the_kernels(monkeypatch, libraries,
                                                                  expected):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from types import SimpleNamespace
+
     from fastbp import threads
     from fastbp.kernels.linalg import SMALL_KERNEL_MNK
-    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libraries)
+    controllers = [SimpleNamespace(info=lambda lib=lib: lib) for lib in libraries]
+    monkeypatch.setattr(threads, "blas_controllers", lambda: controllers)
     threads.small_kernel_limit.cache_clear()
     try:
         got = threads.small_kernel_limit()
