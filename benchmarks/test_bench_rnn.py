@@ -41,7 +41,7 @@ from bench_utils import (
 from numba import njit
 
 import fastbp as fb
-from fastbp.kernels.linalg import block_rows
+from fastbp.kernels.linalg import gemm_tn_blocks
 from fastbp.models import aligned_empty
 from fastbp.threads import blas_limit, small_kernel_limit
 
@@ -117,31 +117,15 @@ def check_descent(workload, losses):
 
 
 @njit(cache=False)
-def _products_in_blocks(A, B, C, S, limit):
-    """C (n, k) = A (m, n).T @ B (m, k) in row blocks of
-    ``block_rows(m, n, k, limit)`` rows, later blocks through S and added:
-    how fastbp's kernels split a product above BLAS's small-matrix limit
-    (one product when the limit is 1)."""
-    m, n = A.shape
-    k = B.shape[1]
-    step = block_rows(m, n, k, limit)
-    np.dot(A[:step].T, B[:step], C)
-    for r in range(step, m, step):
-        np.dot(A[r:r + step].T, B[r:r + step], S)
-        for i in range(n):          # a loop: ``C += S`` measured 4 us slower per block
-            for j in range(k):
-                C[i, j] += S[i, j]
-
-
-@njit(cache=False)
 def _gemms(XS, WT_in, H, WT_rec, Z, W_out, A, DO, W_rec, D, X_w, dW_rec, dW_in, dW_out,
            S_rec, S_in, zero_start, limit):
     """The products of :func:`step_gemm_shapes`, by np.dot into preallocated
     outputs with the kernels' layouts (W_in and W_rec pre-transposed for the
     forward pass, D^T as a transposed view): the same BLAS fastbp's kernels
     call, without Python between the calls. The two gradients summed over
-    every step are split in row blocks under BLAS's small-matrix limit as
-    fastbp splits them (:func:`fastbp.threads.small_kernel_limit`)."""
+    every step go through fastbp's own ``gemm_tn_blocks``, split in row
+    blocks under BLAS's small-matrix limit as the kernels split them
+    (:func:`fastbp.threads.small_kernel_limit`; one product when it is 1)."""
     T, b, h = H.shape[0] - 1, H.shape[1], H.shape[2]
     k = D.shape[0]
     np.dot(XS, WT_in, H[1:].reshape((T * b, h)))
@@ -152,9 +136,12 @@ def _gemms(XS, WT_in, H, WT_rec, Z, W_out, A, DO, W_rec, D, X_w, dW_rec, dW_in, 
     for t in range(k - 1, 0, -1):
         np.dot(D[t], W_rec, Z)
     s = 1 if zero_start else 0
-    _products_in_blocks(D[s:].reshape(((k - s) * b, h)), H[T - k + s:T].reshape(((k - s) * b, h)),
-                        dW_rec, S_rec, limit)
-    _products_in_blocks(D.reshape((k * b, h)), X_w, dW_in, S_in, limit)
+    i = X_w.shape[1]
+    d, hs = D.reshape(k * b * h), H.reshape((T + 1) * b * h)
+    gemm_tn_blocks(d, s * b * h, hs, (T - k + s) * b * h, dW_rec.reshape(h * h), 0,
+                   (k - s) * b, h, h, S_rec.reshape(h * h), 0, limit)
+    gemm_tn_blocks(d, 0, X_w.reshape(k * b * i), 0, dW_in.reshape(h * i), 0, k * b, h, i,
+                   S_in.reshape(h * i), 0, limit)
     np.dot(DO.T, H[T], dW_out)
 
 
